@@ -1,0 +1,39 @@
+# The two commands README.md gives:  `make demo`  and  `make test`.
+# Both work on a fresh Debian machine with python3, node/npm and (for the browser
+# tests) apt-get; everything else is installed here into ./.venv and ./.node.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+NODE_BIN := $(CURDIR)/.node/node_modules/.bin
+CHROMIUM ?= /usr/bin/chromium
+export PATH := $(BIN):$(NODE_BIN):$(PATH)
+export PLAYWRIGHT_CHROMIUM := $(CHROMIUM)
+
+.PHONY: demo test lint install chromium chp
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,demo]'
+	touch $@
+
+install: $(VENV)/.installed chp
+
+# JupyterHub's proxy (npm), pinned.
+chp: $(NODE_BIN)/configurable-http-proxy
+$(NODE_BIN)/configurable-http-proxy:
+	npm install --silent --no-audit --no-fund --prefix .node configurable-http-proxy@5.3.0
+
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+chromium:
+	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+demo: install
+	$(BIN)/mig-spawner demo
+
+test: install chromium lint
+	$(BIN)/python -m pytest -q

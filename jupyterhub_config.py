@@ -1,0 +1,82 @@
+# jupyterhub_config.py -- a production-shaped example for mig-spawner.
+#
+# The hub runs inside Kubernetes (in-cluster config), next to NVIDIA's GPU Operator
+# (device plugin + GPU Feature Discovery). Users pick a *tier*; mig-spawner maps it to a
+# concrete MIG slice for the GPUs the cluster actually has, falls back to a larger
+# compatible slice when that type is full, and enforces per-team quotas.
+#
+# Teams are JupyterHub groups. Put users into groups with your authenticator (e.g.
+# `c.GenericOAuthenticator.manage_groups = True` and `auth_state_groups_key`), or with
+# `c.JupyterHub.load_groups` as below.
+#
+# Try a configuration before deploying it:
+#   mig-spawner explain --cluster snapshot.json --config jupyterhub_config.py \
+#       --user alice --tier notebook
+# where snapshot.json is the output of `kubectl get nodes,pods -A -o json`.
+
+c = get_config()  # noqa: F821  (injected by JupyterHub)
+
+# --- the hub ---------------------------------------------------------------------------
+c.JupyterHub.spawner_class = "mig"  # entry point for mig_spawner.MIGSpawner
+c.JupyterHub.hub_ip = "0.0.0.0"
+# Pods reach the hub through its Service (the Z2JH chart creates one named "hub").
+c.JupyterHub.hub_connect_ip = "hub"
+
+# Teams. Replace with your identity provider's groups in production.
+c.JupyterHub.load_groups = {
+    "vision": {"users": ["alice", "bob"]},
+    "nlp": {"users": ["carol", "dave", "alice"]},
+}
+
+# --- KubeSpawner settings keep working ------------------------------------------------
+c.KubeSpawner.namespace = "jupyterhub"
+c.KubeSpawner.image = "quay.io/jupyter/pytorch-notebook:cuda12-2024-12-09"
+c.KubeSpawner.cpu_guarantee = 1
+c.KubeSpawner.mem_guarantee = "4G"
+c.KubeSpawner.start_timeout = 600  # first pulls of a CUDA image are slow
+
+# --- tiers: what users choose from -----------------------------------------------------
+# Each tier names a minimum (compute slices "g" and memory in GB), how far it may fall
+# back, and who may see it. The slice it resolves to depends on the GPUs present:
+# "1g, >= 10 GB" is 1g.10gb on an H100, 1g.18gb on an H200, 1g.10gb (2 memory slices)
+# on an A100-40GB.
+c.MIGSpawner.tiers = {
+    "notebook": {
+        "display_name": "1g notebook",
+        "description": "A 1g slice for interactive work, plotting and small models.",
+        "compute_slices": 1,
+        "min_memory_gb": 10,
+        "max_compute_slices": 3,  # fallback may go as far as a 3g slice
+        "fallback": True,
+        "max_fallback_steps": 2,
+        "default": True,
+    },
+    "training": {
+        "display_name": "3g training",
+        "description": "Three compute slices and >= 40 GB for fine-tuning and training runs.",
+        "compute_slices": 3,
+        "min_memory_gb": 40,
+        "max_compute_slices": 7,
+        "fallback": True,
+        "max_fallback_steps": 1,
+    },
+    "full": {
+        "display_name": "7g full GPU",
+        "description": "A whole GPU (7g MIG slice or a non-MIG GPU) for large jobs.",
+        "compute_slices": 7,
+        "min_memory_gb": 40,
+        "fallback": False,
+        "groups": ["vision", "nlp"],  # only members of a team may take a whole GPU
+    },
+}
+
+# --- quotas: per team, counted across all of the team's running servers -----------------
+c.MIGSpawner.team_quotas = {
+    "vision": {"compute_slices": 8, "servers": 6, "per_user_compute_slices": 4},
+    "nlp": {"compute_slices": 14, "memory_gb": 160, "per_user_compute_slices": 7},
+}
+# Users in none of the teams above get this, each on their own.
+c.MIGSpawner.default_quota = {"compute_slices": 1, "servers": 1}
+# "granted": a fallback is charged at the size actually given (fair to the cluster);
+# "requested": at the size asked for (fair to the user who was bumped up).
+c.MIGSpawner.charge = "granted"
