@@ -1,0 +1,351 @@
+"""The one admission decision: what does this user get for this tier, and why.
+
+``decide`` is pure: (request, policy, cluster state incl. reservations) -> ``Decision``.
+``admit`` decides and, when admitted, reserves the slice and the quota in the same
+synchronous step -- no ``await`` between them -- so concurrent spawns on one event loop
+can never double-book a slice or overshoot a quota.
+
+The spawn form, ``MIGSpawner.start()``, ``mig-spawner explain`` and the benchmarks all
+call this module; none of them re-implements any part of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .chains import reachable, resolve_chain
+from .cluster import ClusterState, Reservation
+from .nodes import NodeInfo, SliceType
+from .pods import Charge
+from .policy import Policy, Tier
+from .quota import QuotaCheck, check_quota, describe_usage
+
+# Decision codes (stable: shells and tests switch on them).
+ADMITTED = "admitted"
+UNKNOWN_TIER = "unknown-tier"
+FORBIDDEN_TIER = "forbidden-tier"
+NOT_IN_TEAM = "not-in-team"
+NO_MATCHING_GPU = "no-matching-gpu"
+CAPACITY = "capacity"
+QUOTA = "quota"
+
+# Candidate outcomes.
+GRANTED, FULL, UNUSABLE, OVER_QUOTA = "granted", "full", "unusable", "quota"
+FALLBACK_DISABLED, BEYOND_MAX_STEPS = "fallback-disabled", "beyond-max-steps"
+
+
+@dataclass(frozen=True)
+class SpawnRequest:
+    user: str
+    tier: str
+    groups: tuple[str, ...] = ()
+    team: str | None = None  # None: the first of the user's teams with room
+    server_name: str = ""
+
+
+@dataclass(frozen=True)
+class CandidateReport:
+    slice_type: SliceType
+    step: int
+    free: int
+    total: int
+    outcome: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.slice_type.profile,
+            "gpu": self.slice_type.gpu_name,
+            "resource": self.slice_type.resource,
+            "step": self.step,
+            "free": self.free,
+            "total": self.total,
+            "outcome": self.outcome,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    admitted: bool
+    code: str
+    user: str
+    tier: str
+    team: str | None
+    message: str
+    requested: SliceType | None = None
+    granted: SliceType | None = None
+    node: str | None = None
+    step: int = 0
+    candidates: tuple[CandidateReport, ...] = ()
+    quota: QuotaCheck | None = None
+    charge_mode: str = "granted"
+    charge: Charge | None = None
+    tier_node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def fallback(self) -> bool:
+        return self.granted is not None and self.step > 0
+
+    @property
+    def node_selector(self) -> dict[str, str]:
+        selector = dict(self.tier_node_selector)
+        if self.granted is not None:
+            selector.update(self.granted.node_selector)
+        return selector
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "admitted": self.admitted,
+            "code": self.code,
+            "user": self.user,
+            "tier": self.tier,
+            "team": self.team,
+            "requested_profile": self.requested.profile if self.requested else None,
+            "granted_profile": self.granted.profile if self.granted else None,
+            "granted_resource": self.granted.resource if self.granted else None,
+            "granted_gpu": self.granted.gpu_name if self.granted else None,
+            "node": self.node,
+            "node_selector": self.node_selector if self.granted else {},
+            "tolerations": [dict(t) for t in self.tolerations],
+            "fallback": self.fallback,
+            "quota": self.quota.to_dict(self.charge_mode) if self.quota else None,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "message": self.message,
+        }
+
+
+def _charge(kind: SliceType) -> Charge:
+    return Charge(kind.compute_slices, kind.memory_gb)
+
+
+def _team_label(team: str) -> str:
+    return f"Team {team}" if team else "Your personal quota"
+
+
+def _refuse(request: SpawnRequest, code: str, message: str, **kw) -> Decision:
+    return Decision(False, code, request.user, request.tier, kw.pop("team", None), message, **kw)
+
+
+def decide(request: SpawnRequest, policy: Policy, state: ClusterState) -> Decision:
+    """Decide, without side effects, what ``request`` gets right now."""
+    tier = policy.tier(request.tier)
+    if tier is None:
+        names = ", ".join(policy.tiers) or "none"
+        return _refuse(
+            request, UNKNOWN_TIER, f"There is no tier {request.tier!r} (tiers: {names})."
+        )
+    groups = frozenset(request.groups)
+    if not tier.visible_to(groups):
+        return _refuse(
+            request,
+            FORBIDDEN_TIER,
+            f"Tier {tier.display_name!r} is only for members of {', '.join(sorted(tier.groups))}.",
+        )
+    teams = policy.teams_for(groups)
+    if request.team is not None:
+        if request.team not in teams:
+            why = "you are not a member" if request.team not in groups else "it has no GPU quota"
+            return _refuse(
+                request, NOT_IN_TEAM, f"You cannot spawn for team {request.team!r}: {why}."
+            )
+        teams = [request.team]
+    elif not teams:
+        teams = [""]
+
+    kinds = [k for k in state.slice_types() if reachable(tier, state.nodes_offering(k))]
+    steps = resolve_chain(tier, kinds)
+    if not steps:
+        return _refuse(
+            request,
+            NO_MATCHING_GPU,
+            f"No GPU in this cluster fits tier {tier.display_name!r} (it needs "
+            f"{tier.compute_slices}g to {tier.max_compute_slices}g with at least "
+            f"{tier.min_memory_gb:g} GB). Ask your hub admin.",
+            team=teams[0] or None,
+        )
+    refusals = []
+    for team in teams:
+        decision = _decide_for_team(request, policy, state, tier, steps, team)
+        if decision.admitted:
+            return decision
+        refusals.append(decision)
+    # Prefer a team that was refused for capacity (quota was fine) when reporting.
+    return next((d for d in refusals if d.code == CAPACITY), refusals[0])
+
+
+def _free_nodes(state: ClusterState, tier: Tier, kind: SliceType):
+    nodes = reachable(tier, state.nodes_offering(kind))
+    total = sum(n.offers.get(kind, 0) for n in nodes)
+    usable = [(state.free(n, kind), n) for n in nodes if n.usable]
+    return nodes, total, [(f, n) for f, n in usable if f > 0]
+
+
+def _decide_for_team(
+    request: SpawnRequest,
+    policy: Policy,
+    state: ClusterState,
+    tier: Tier,
+    steps: list[list[SliceType]],
+    team: str,
+) -> Decision:
+    quota = policy.quota_for(team or None)
+    usage = state.usage(team, request.user)
+    requested = steps[0][0]
+    reports: list[CandidateReport] = []
+    last_check: QuotaCheck | None = None
+    common = dict(
+        team=team or None,
+        requested=requested,
+        charge_mode=policy.charge,
+        tier_node_selector=dict(tier.node_selector),
+        tolerations=tier.tolerations,
+    )
+    for step, kinds in enumerate(steps):
+        for kind in kinds:
+            nodes, total, free_nodes = _free_nodes(state, tier, kind)
+            free = sum(f for f, _ in free_nodes)
+
+            def report(outcome, reason, kind=kind, step=step, free=free, total=total):
+                reports.append(CandidateReport(kind, step, free, total, outcome, reason))
+
+            if step > 0 and not tier.fallback:
+                report(FALLBACK_DISABLED, "this tier does not fall back to larger slices")
+                continue
+            if step > 0 and tier.max_fallback_steps is not None and step > tier.max_fallback_steps:
+                report(
+                    BEYOND_MAX_STEPS, f"more than {tier.max_fallback_steps} fallback step(s) away"
+                )
+                continue
+            if not free_nodes:
+                if total and not any(n.usable for n in nodes):
+                    why = sorted({n.why_unusable() for n in nodes} - {None})
+                    report(UNUSABLE, f"its node(s) are {' or '.join(why)}")
+                else:
+                    report(FULL, f"none free (0 of {total})")
+                continue
+            charge = _charge(kind if policy.charge == "granted" else requested)
+            last_check = check_quota(quota, usage, charge)
+            if not last_check.ok:
+                report(OVER_QUOTA, last_check.reason)
+                continue
+            # Most free slices first (spreads spawns), then by name: deterministic.
+            _, node = min(free_nodes, key=lambda fn: (-fn[0], fn[1].name))
+            report(GRANTED, f"{free} of {total} free")
+            return Decision(
+                True,
+                ADMITTED,
+                request.user,
+                tier.slug,
+                message=_admitted_message(tier, team, kind, step, reports, last_check),
+                granted=kind,
+                node=node.name,
+                step=step,
+                candidates=tuple(reports),
+                quota=last_check,
+                charge=charge,
+                **common,
+            )
+    quota_blocked = any(r.outcome == OVER_QUOTA for r in reports)
+    code = QUOTA if quota_blocked else CAPACITY
+    if last_check is None:
+        last_check = check_quota(quota, usage, _charge(requested))
+    message = (
+        _quota_message(tier, team, reports, last_check, usage.own_servers)
+        if quota_blocked
+        else _capacity_message(tier, reports)
+    )
+    return Decision(
+        False,
+        code,
+        request.user,
+        tier.slug,
+        message=message,
+        candidates=tuple(reports),
+        quota=last_check,
+        **common,
+    )
+
+
+# ---------------------------------------------------------------------- messages
+
+
+def _admitted_message(tier, team, kind, step, reports, check) -> str:
+    quota_note = f" {_team_label(team)}: {describe_usage(check)} before this server."
+    if step == 0:
+        return f"Starting on {kind.describe()}.{quota_note}"
+    first = reports[0]
+    passed = first.reason if first.outcome != GRANTED else ""
+    return (
+        f"{first.slice_type.profile} is not available ({passed}); starting on the larger "
+        f"{kind.describe()} instead.{quota_note}"
+    )
+
+
+def _capacity_message(tier: Tier, reports: list[CandidateReport]) -> str:
+    seen = []
+    for r in reports:
+        if r.outcome in (FULL, UNUSABLE):
+            seen.append(f"{r.slice_type.label}: {r.reason}")
+    detail = "; ".join(seen) if seen else "nothing suitable"
+    hint = "" if tier.fallback else " This tier does not fall back to larger slices."
+    return (
+        f"No GPU slice for {tier.display_name!r} is free right now ({detail}).{hint} "
+        "Try again in a few minutes, or pick another tier."
+    )
+
+
+def _quota_message(tier, team, reports, check, own_servers) -> str:
+    blocked = next(r for r in reports if r.outcome == OVER_QUOTA)
+    who = f"team {team}'s GPU quota" if team else "your personal GPU quota"
+    mine = ", ".join(f"{name or 'default server'} ({profile})" for name, profile in own_servers)
+    servers = f" Your running servers: {mine}." if mine else " You have no server running."
+    return (
+        f"{tier.display_name!r} would exceed {who}: {blocked.reason}.{servers} "
+        "Stop a server or ask your hub admin for a larger quota."
+    )
+
+
+def admit(request: SpawnRequest, policy: Policy, state: ClusterState, *, pod_key: str) -> Decision:
+    """Decide and, if admitted, reserve the slice and quota under ``pod_key`` at once."""
+    state.release(pod_key)  # a respawn of the same server replaces its old reservation
+    decision = decide(request, policy, state)
+    if decision.admitted:
+        assert decision.granted is not None and decision.node is not None
+        state.reserve(
+            Reservation(
+                key=pod_key,
+                user=request.user,
+                team=decision.team or "",
+                slice_type=decision.granted,
+                node=decision.node,
+                charge=decision.charge or _charge(decision.granted),
+                server_name=request.server_name,
+                tier=decision.tier,
+            )
+        )
+    return decision
+
+
+def availability(state: ClusterState, tier: Tier) -> list[tuple[SliceType, int, int]]:
+    """(slice type, free, total) for each type of the tier's chain, for the spawn form."""
+    kinds = [k for k in state.slice_types() if reachable(tier, state.nodes_offering(k))]
+    out = []
+    for step in resolve_chain(tier, kinds):
+        for kind in step:
+            _, total, free_nodes = _free_nodes(state, tier, kind)
+            out.append((kind, sum(f for f, _ in free_nodes), total))
+    return out
+
+
+__all__ = [
+    "Decision",
+    "NodeInfo",
+    "SpawnRequest",
+    "admit",
+    "availability",
+    "decide",
+]

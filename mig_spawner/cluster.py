@@ -1,0 +1,211 @@
+"""Cluster state, kept incrementally from Node and Pod watch events, plus in-flight reservations.
+
+Every change is applied as one event (``apply_node_event``/``apply_pod_event``); indexes
+are updated for just that object, so a spawn decision reads only the nodes that offer
+the slice types of its tier and only the pods of the user's team -- it never scans the
+cluster.
+
+A *reservation* is an admitted spawn whose pod the watch has not reported yet. It
+holds its slice on its node until the pod is seen bound to a node (then the pod itself
+holds it) or is released (spawn failed, timed out, stopped). It holds its quota until
+the pod is seen at all. So concurrent spawns never double-book a slice or overshoot a
+quota, whatever the order in which reserve, release and pod events arrive.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .nodes import NodeInfo, SliceType, parse_node
+from .pods import Charge, PodInfo, parse_pod
+
+ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+
+
+@dataclass(frozen=True)
+class Reservation:
+    key: str  # the pod's "namespace/name"
+    user: str
+    team: str  # "" = the user's default quota
+    slice_type: SliceType
+    node: str
+    charge: Charge
+    server_name: str = ""
+    tier: str = ""
+
+
+@dataclass
+class Usage:
+    """What a quota scope (a team, or one user on the default quota) holds right now."""
+
+    compute_slices: int = 0
+    memory_gb: float = 0
+    servers: int = 0
+    user_compute_slices: int = 0
+    #: (server name, profile) of the asking user's own servers, for refusal messages
+    own_servers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _add(counter: dict[str, int], requests: Mapping[str, int], sign: int) -> None:
+    for resource, n in requests.items():
+        counter[resource] = counter.get(resource, 0) + sign * n
+        if counter[resource] == 0:
+            del counter[resource]
+
+
+class ClusterState:
+    """Nodes, GPU pods and reservations. Pure: no I/O, the shell feeds it events."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, NodeInfo] = {}
+        self.pods: dict[str, PodInfo] = {}
+        self.reservations: dict[str, Reservation] = {}
+        self.version = 0  # bumps on every change; lets shells cache derived views
+        self._used: dict[str, dict[str, int]] = defaultdict(dict)  # node -> resource -> n
+        self._reserved: dict[str, dict[str, int]] = defaultdict(dict)
+        self._nodes_by_type: dict[SliceType, set[str]] = defaultdict(set)
+        self._pods_by_scope: dict[str, set[str]] = defaultdict(set)  # quota scope -> pod keys
+
+    # ------------------------------------------------------------------ events
+
+    def apply_node_event(self, event_type: str, obj: Any) -> NodeInfo | None:
+        """Apply one Node watch event. Returns the parsed node (None when deleted).
+
+        Raises ValueError for an object that is not a Node; a garbled Node is accepted
+        and its problems listed in ``NodeInfo.problems``.
+        """
+        node = parse_node(obj)
+        old = self.nodes.pop(node.name, None)
+        if old is not None:
+            for kind in old.offers:
+                self._nodes_by_type[kind].discard(old.name)
+                if not self._nodes_by_type[kind]:
+                    del self._nodes_by_type[kind]
+        self.version += 1
+        if event_type == DELETED:
+            return None
+        self.nodes[node.name] = node
+        for kind in node.offers:
+            self._nodes_by_type[kind].add(node.name)
+        return node
+
+    def apply_pod_event(self, event_type: str, obj: Any) -> PodInfo | None:
+        """Apply one Pod watch event (any namespace). Raises ValueError if it is not a Pod."""
+        pod = parse_pod(obj)
+        self._forget_pod(pod.key)
+        self.version += 1
+        if event_type == DELETED:
+            self._drop_reservation(pod.key)
+            return None
+        if not pod.requests and not pod.managed:
+            return pod  # holds no GPU and no quota: nothing to track
+        self.pods[pod.key] = pod
+        if pod.active and pod.node:
+            _add(self._used[pod.node], pod.requests, +1)
+        if pod.active and pod.managed:
+            self._pods_by_scope[self.scope(pod.team, pod.user)].add(pod.key)
+        if pod.node or not pod.active:
+            self._drop_reservation(pod.key)  # the pod now holds what was reserved
+        return pod
+
+    def replace_nodes(self, objs: Iterable[Any]) -> list[str]:
+        """Resync after a relist: the listed nodes are all there is. Returns problems."""
+        return self._replace(objs, self.nodes, self.apply_node_event)
+
+    def replace_pods(self, objs: Iterable[Any]) -> list[str]:
+        return self._replace(objs, self.pods, self.apply_pod_event)
+
+    def _replace(self, objs, current, apply) -> list[str]:
+        problems, seen = [], set()
+        for obj in objs:
+            try:
+                parsed = apply(MODIFIED, obj)
+            except ValueError as e:
+                problems.append(str(e))
+                continue
+            if parsed is not None:
+                seen.add(getattr(parsed, "key", None) or parsed.name)
+        for gone in [k for k in current if k not in seen]:
+            name, _, ns_name = gone.partition("/")
+            meta = {"namespace": name, "name": ns_name} if ns_name else {"name": name}
+            apply(DELETED, {"metadata": meta})
+        return problems
+
+    def _forget_pod(self, key: str) -> None:
+        old = self.pods.pop(key, None)
+        if old is None:
+            return
+        if old.active and old.node:
+            _add(self._used[old.node], old.requests, -1)
+        if old.managed:
+            scope = self.scope(old.team, old.user)
+            self._pods_by_scope[scope].discard(key)
+            if not self._pods_by_scope[scope]:
+                del self._pods_by_scope[scope]
+
+    # ------------------------------------------------------------------ reservations
+
+    def reserve(self, reservation: Reservation) -> None:
+        if reservation.key in self.reservations:
+            raise ValueError(f"{reservation.key} is already reserved")
+        self.reservations[reservation.key] = reservation
+        _add(self._reserved[reservation.node], {reservation.slice_type.resource: 1}, +1)
+        self.version += 1
+
+    def release(self, key: str) -> bool:
+        """Give back a reservation (spawn failed, timed out or stopped). True if one was held."""
+        return self._drop_reservation(key)
+
+    def _drop_reservation(self, key: str) -> bool:
+        res = self.reservations.pop(key, None)
+        if res is None:
+            return False
+        _add(self._reserved[res.node], {res.slice_type.resource: 1}, -1)
+        self.version += 1
+        return True
+
+    # ------------------------------------------------------------------ queries
+
+    @staticmethod
+    def scope(team: str, user: str | None) -> str:
+        """Quota scope: the team, or the user alone when on the default quota."""
+        return f"team:{team}" if team else f"user:{user}"
+
+    def slice_types(self) -> list[SliceType]:
+        """Every slice type some node offers, smallest first."""
+        return sorted(self._nodes_by_type, key=lambda t: t.sort_key)
+
+    def nodes_offering(self, kind: SliceType) -> list[NodeInfo]:
+        return [self.nodes[n] for n in sorted(self._nodes_by_type.get(kind, ()))]
+
+    def free(self, node: NodeInfo, kind: SliceType) -> int:
+        """Slices of ``kind`` on ``node`` that neither a pod nor a reservation holds."""
+        resource = kind.resource
+        held = self._used[node.name].get(resource, 0) + self._reserved[node.name].get(resource, 0)
+        return max(node.offers.get(kind, 0) - held, 0)
+
+    def usage(self, team: str, user: str) -> Usage:
+        """Quota usage of ``team`` ("" = ``user`` on the default quota), incl. reservations."""
+        scope = self.scope(team, user)
+        usage = Usage()
+        holders: list[tuple[str, str, Charge, str]] = []
+        for key in self._pods_by_scope.get(scope, ()):
+            pod = self.pods[key]
+            holders.append(
+                (pod.user or "", pod.server_name, pod.charge or Charge(0, 0), pod.profile)
+            )
+        for res in self.reservations.values():
+            if self.scope(res.team, res.user) == scope and res.key not in self.pods:
+                holders.append((res.user, res.server_name, res.charge, res.slice_type.profile))
+        for holder, server_name, charge, profile in holders:
+            usage.compute_slices += charge.compute_slices
+            usage.memory_gb += charge.memory_gb
+            usage.servers += 1
+            if holder == user:
+                usage.user_compute_slices += charge.compute_slices
+                usage.own_servers.append((server_name, profile))
+        usage.own_servers.sort()
+        return usage

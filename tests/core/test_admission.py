@@ -1,0 +1,325 @@
+"""The admission decision on realistic clusters: mixed, single, multi-model, fallback, quota."""
+
+import pytest
+from k8s_factories import A100_40, H100, node, pod
+
+from mig_spawner import admission as adm
+from mig_spawner.admission import SpawnRequest, admit, availability, decide
+from mig_spawner.cluster import ADDED, ClusterState
+from mig_spawner.policy import build_policy
+
+TIERS = {
+    "notebook": {
+        "display_name": "1g notebook",
+        "compute_slices": 1,
+        "min_memory_gb": 10,
+        "max_compute_slices": 3,
+        "max_fallback_steps": 2,
+        "default": True,
+    },
+    "training": {"display_name": "3g training", "compute_slices": 3, "min_memory_gb": 40},
+    "full": {
+        "display_name": "7g full GPU",
+        "compute_slices": 7,
+        "fallback": False,
+        "groups": ["vision"],
+    },
+    "strict": {
+        "display_name": "1g strict",
+        "compute_slices": 1,
+        "min_memory_gb": 10,
+        "fallback": False,
+    },
+}
+QUOTAS = {"vision": {"compute_slices": 8}, "nlp": {"compute_slices": 4, "servers": 2}}
+
+
+def make_state(*nodes, pods=()):
+    state = ClusterState()
+    for n in nodes:
+        state.apply_node_event(ADDED, n)
+    for p in pods:
+        state.apply_pod_event(ADDED, p)
+    return state
+
+
+def policy(**kw):
+    return build_policy(tiers=TIERS, team_quotas=kw.pop("team_quotas", QUOTAS), **kw)
+
+
+def req(user="alice", tier="notebook", groups=("vision",), team=None):
+    return SpawnRequest(user=user, tier=tier, groups=tuple(groups), team=team)
+
+
+def fill(state, node_name, resource, n, prefix="busy"):
+    for i in range(n):
+        tag = resource.rsplit("-", 1)[-1].replace(".", "")
+        state.apply_pod_event(
+            ADDED,
+            pod(
+                f"{prefix}-{node_name}-{tag}-{i}",
+                namespace="other",
+                node=node_name,
+                resources={resource: 1},
+            ),
+        )
+
+
+def test_mixed_cluster_grants_the_smallest_adequate_slice():
+    state = make_state(node("h1", mig=["1g.10gb"] * 7), node("h2", mig=["2g.20gb", "3g.40gb"]))
+    d = decide(req(), policy(), state)
+    assert d.admitted and d.code == adm.ADMITTED and not d.fallback
+    assert (d.requested.profile, d.granted.profile) == ("1g.10gb", "1g.10gb")
+    assert d.granted_resource if hasattr(d, "granted_resource") else True
+    out = d.to_dict()
+    assert out["granted_resource"] == "nvidia.com/mig-1g.10gb"
+    assert out["node_selector"] == {"nvidia.com/gpu.product": H100}
+    assert out["quota"] == {
+        "unit": "compute_slices",
+        "used": 0,
+        "limit": 8,
+        "needed": 1,
+        "charge": "granted",
+    }
+    assert d.node == "h1" and d.team == "vision"
+    assert "Starting on 1 × 1g.10gb · 10 GB · 16 SMs on H100 80GB" in d.message
+
+
+def test_fallback_to_next_step_when_full_and_says_why():
+    state = make_state(node("h1", mig=["1g.10gb"] * 2 + ["2g.20gb", "3g.40gb"]))
+    fill(state, "h1", "nvidia.com/mig-1g.10gb", 2)
+    d = decide(req(), policy(), state)
+    assert d.admitted and d.fallback and d.granted.profile == "2g.20gb"
+    assert d.candidates[0].outcome == adm.FULL and d.candidates[0].reason == "none free (0 of 2)"
+    assert "1g.10gb is not available (none free (0 of 2)); starting on the larger" in d.message
+    fill(state, "h1", "nvidia.com/mig-2g.20gb", 1)
+    d = decide(req(), policy(), state)
+    assert d.granted.profile == "3g.40gb" and d.step == 2
+
+
+def test_fallback_respects_ceiling_steps_and_disabled():
+    state = make_state(node("h1", mig=["1g.10gb", "4g.40gb"], whole_gpus=1))
+    fill(state, "h1", "nvidia.com/mig-1g.10gb", 1)
+    # notebook's ceiling is 3g: 4g and the whole GPU are not in its chain at all.
+    d = decide(req(), policy(), state)
+    assert not d.admitted and d.code == adm.CAPACITY
+    assert [c.slice_type.profile for c in d.candidates] == ["1g.10gb"]
+    # strict never falls back
+    # strict never falls back: its ceiling defaults to its minimum, so 2g is not in its chain
+    state = make_state(node("h1", mig=["1g.10gb", "2g.20gb"]))
+    fill(state, "h1", "nvidia.com/mig-1g.10gb", 1)
+    d = decide(req(tier="strict"), policy(), state)
+    assert not d.admitted and [c.outcome for c in d.candidates] == [adm.FULL]
+    assert "does not fall back" in d.message
+    # ... and with a ceiling set but fallback off, larger slices are listed and passed over
+    pol = build_policy(tiers={"t": {"fallback": False, "max_compute_slices": 3}})
+    d = decide(req(tier="t"), pol, state)
+    assert [c.outcome for c in d.candidates] == [adm.FULL, adm.FALLBACK_DISABLED]
+
+
+def test_max_fallback_steps():
+    tiers = {"t": {"compute_slices": 1, "max_fallback_steps": 1}}
+    state = make_state(node("h1", mig=["1g.10gb", "2g.20gb", "3g.40gb"]))
+    fill(state, "h1", "nvidia.com/mig-1g.10gb", 1)
+    fill(state, "h1", "nvidia.com/mig-2g.20gb", 1)
+    d = decide(req(tier="t"), build_policy(tiers=tiers), state)
+    assert not d.admitted
+    assert [c.outcome for c in d.candidates] == [adm.FULL, adm.FULL, adm.BEYOND_MAX_STEPS]
+
+
+def test_single_strategy_cluster():
+    state = make_state(
+        node("s1", strategy="single", mig=["1g.10gb"] * 7),
+        node("s2", strategy="single", mig=["3g.40gb"] * 2),
+        node("w1", strategy="single", whole_gpus=8),
+    )
+    d = decide(req(), policy(), state)
+    assert d.granted.strategy == "single" and d.to_dict()["granted_resource"] == "nvidia.com/gpu"
+    assert d.node_selector == {"nvidia.com/gpu.product": f"{H100}-MIG-1g.10gb"}
+    full = decide(req(tier="full"), policy(), state)
+    assert full.admitted and full.granted.is_whole_gpu and full.node == "w1"
+    assert full.node_selector == {"nvidia.com/gpu.product": H100}
+
+
+def test_multi_model_chain_orders_across_models():
+    state = make_state(
+        node("a100", A100_40, mig=["1g.5gb"] * 2 + ["2g.10gb", "3g.20gb"]),
+        node("h100", mig=["1g.10gb"] * 3 + ["2g.20gb", "3g.40gb"]),
+    )
+    tier = policy().tiers["notebook"]
+    chain = [(k.profile, k.gpu_name, total) for k, _, total in availability(state, tier)]
+    # 1g.5gb is too small (min 10 GB); 1g.10gb (H100) before 2g.10gb (A100) before 2g.20gb.
+    assert chain == [
+        ("1g.10gb", "H100 80GB", 3),
+        ("2g.10gb", "A100 40GB", 1),
+        ("2g.20gb", "H100 80GB", 1),
+        ("3g.20gb", "A100 40GB", 1),
+        ("3g.40gb", "H100 80GB", 1),
+    ]
+    fill(state, "h100", "nvidia.com/mig-1g.10gb", 3)
+    d = decide(req(), policy(), state)
+    assert d.granted.profile == "2g.10gb" and d.node_selector == {"nvidia.com/gpu.product": A100_40}
+
+
+def test_cordoned_and_notready_nodes_offer_nothing():
+    state = make_state(
+        node("c", mig=["1g.10gb"] * 7, unschedulable=True), node("n", mig=["2g.20gb"], ready=False)
+    )
+    d = decide(req(), policy(), state)
+    assert not d.admitted and d.code == adm.CAPACITY
+    assert [c.reason for c in d.candidates] == [
+        "its node(s) are cordoned",
+        "its node(s) are NotReady",
+    ]
+
+
+def test_tier_node_selector_and_tolerations_restrict_nodes():
+    tiers = {
+        "t": {
+            "compute_slices": 1,
+            "node_selector": {"pool": "research"},
+            "tolerations": [{"key": "gpu", "operator": "Exists"}],
+        }
+    }
+    state = make_state(
+        node("plain", mig=["1g.10gb"] * 7),
+        node(
+            "research",
+            mig=["2g.20gb"],
+            labels={"pool": "research"},
+            taints=[{"key": "gpu", "value": "x", "effect": "NoSchedule"}],
+        ),
+    )
+    d = decide(req(tier="t"), build_policy(tiers=tiers), state)
+    assert d.granted.profile == "2g.20gb" and d.node == "research" and not d.fallback
+    assert d.node_selector == {"pool": "research", "nvidia.com/gpu.product": H100}
+    assert d.to_dict()["tolerations"] == [{"key": "gpu", "operator": "Exists"}]
+
+
+def test_foreign_namespace_pods_take_capacity():
+    state = make_state(
+        node("h", mig=["1g.10gb"]),
+        pods=[
+            pod("batch", namespace="research", node="h", resources={"nvidia.com/mig-1g.10gb": 1})
+        ],
+    )
+    assert decide(req(tier="strict"), policy(), state).code == adm.CAPACITY
+
+
+def test_quota_refusal_names_usage_and_own_servers():
+    state = make_state(
+        node("h", mig=["1g.10gb"] * 7 + ["3g.40gb"] * 2), node("h2", mig=["1g.10gb"] * 7)
+    )
+    pods = [
+        pod(f"v{i}", node="h", resources={"nvidia.com/mig-1g.10gb": 1}, user="bob", team="vision")
+        for i in range(6)
+    ]
+    pods.append(
+        pod(
+            "mine",
+            node="h",
+            resources={"nvidia.com/mig-1g.10gb": 1},
+            user="alice",
+            team="vision",
+            server_name="scratch",
+        )
+    )
+    for p in pods:
+        state.apply_pod_event(ADDED, p)
+    d = decide(req(tier="training"), policy(), state)
+    assert not d.admitted and d.code == adm.QUOTA
+    assert d.quota.to_dict("granted") == {
+        "unit": "compute_slices",
+        "used": 7,
+        "limit": 8,
+        "needed": 3,
+        "charge": "granted",
+    }
+    assert "team vision's GPU quota: 7 of 8 compute slices in use; this needs 3 more" in d.message
+    assert "Your running servers: scratch (1g.10gb)." in d.message
+    ok = decide(req(), policy(), state)
+    assert ok.admitted  # a 1g still fits
+
+
+def test_charge_requested_vs_granted():
+    state = make_state(node("h", mig=["1g.10gb", "2g.20gb"]))
+    fill(state, "h", "nvidia.com/mig-1g.10gb", 1)
+    tight = {"vision": {"compute_slices": 1}}
+    granted = decide(req(), policy(team_quotas=tight), state)
+    assert not granted.admitted and granted.code == adm.QUOTA  # the 2g would cost 2
+    requested = decide(req(), policy(team_quotas=tight, charge="requested"), state)
+    assert requested.admitted and requested.granted.profile == "2g.20gb"
+    assert requested.charge.compute_slices == 1
+
+
+def test_team_selection_explicit_and_first_with_room():
+    state = make_state(node("h", mig=["1g.10gb"] * 7))
+    for i in range(4):
+        state.apply_pod_event(
+            ADDED,
+            pod(f"n{i}", node="h", resources={"nvidia.com/mig-1g.10gb": 1}, user="x", team="nlp"),
+        )
+    groups = ("nlp", "vision")
+    assert (
+        decide(req(groups=groups), policy(team_quotas={"nlp": QUOTAS["nlp"], **QUOTAS}), state).team
+        == "vision"
+    )
+    assert decide(req(groups=groups, team="nlp"), policy(), state).code == adm.QUOTA
+    d = decide(req(groups=("vision",), team="nlp"), policy(), state)
+    assert d.code == adm.NOT_IN_TEAM and "not a member" in d.message
+    d = decide(req(groups=("vision", "misc"), team="misc"), policy(), state)
+    assert d.code == adm.NOT_IN_TEAM and "no GPU quota" in d.message
+
+
+def test_default_quota_for_users_in_no_team():
+    state = make_state(node("h", mig=["1g.10gb"] * 7))
+    pol = policy(default_quota={"servers": 1})
+    first = admit(req(user="zoe", groups=()), pol, state, pod_key="jhub/jupyter-zoe")
+    assert first.admitted and first.team is None
+    second = decide(req(user="zoe", groups=()), pol, state)
+    assert second.code == adm.QUOTA and "personal GPU quota" in second.message
+    other = decide(req(user="yan", groups=()), pol, state)
+    assert other.admitted  # each user has their own default quota
+
+
+def test_tier_visibility_unknown_tier_and_no_matching_gpu():
+    state = make_state(node("a", A100_40, mig=["1g.5gb"] * 7))
+    assert decide(req(tier="full", groups=("nlp",)), policy(), state).code == adm.FORBIDDEN_TIER
+    d = decide(req(tier="nope"), policy(), state)
+    assert d.code == adm.UNKNOWN_TIER and "notebook" in d.message
+    d = decide(req(), policy(), state)
+    assert d.code == adm.NO_MATCHING_GPU and "at least 10 GB" in d.message
+
+
+def test_explicit_fallback_chain_order():
+    pol = build_policy(
+        tiers={"t": {"compute_slices": 1}}, fallback_chains={"t": ["3g.40gb", "1g.10gb"]}
+    )
+    state = make_state(node("h", mig=["1g.10gb", "2g.20gb", "3g.40gb"]))
+    d = decide(req(tier="t"), pol, state)
+    assert d.granted.profile == "3g.40gb"
+    assert [k.profile for k, _, _ in availability(state, pol.tiers["t"])] == ["3g.40gb", "1g.10gb"]
+
+
+def test_admit_reserves_so_the_next_decision_sees_it():
+    state = make_state(node("h", mig=["1g.10gb"]))
+    first = admit(req(), policy(), state, pod_key="jhub/a")
+    second = admit(req(user="bob"), policy(), state, pod_key="jhub/b")
+    assert first.admitted and not second.admitted and second.code == adm.CAPACITY
+    # re-admitting the same server replaces its own reservation instead of blocking on it
+    again = admit(req(), policy(), state, pod_key="jhub/a")
+    assert again.admitted and list(state.reservations) == ["jhub/a"]
+
+
+@pytest.mark.parametrize("tier", ["notebook", "training", "strict"])
+def test_decisions_are_deterministic(tier):
+    def build():
+        return make_state(
+            node("b", mig=["1g.10gb"] * 3 + ["3g.40gb"]),
+            node("a", mig=["1g.10gb"] * 3 + ["3g.40gb"]),
+        )
+
+    assert (
+        decide(req(tier=tier), policy(), build()).to_dict()
+        == decide(req(tier=tier), policy(), build()).to_dict()
+    )

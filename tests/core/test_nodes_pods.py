@@ -1,0 +1,146 @@
+"""Parsing Nodes and Pods exactly as the API returns them, including garbled ones."""
+
+import pytest
+from k8s_factories import A100_40, H100, node, pod
+
+from mig_spawner.nodes import Taint, parse_node, tolerates
+from mig_spawner.pods import Charge, effective_requests, parse_pod
+from mig_spawner.policy import WHOLE_GPU
+
+
+def offers(info):
+    return {(k.strategy, k.profile): n for k, n in info.offers.items()}
+
+
+def test_mixed_node_offers_each_profile_with_node_memory_labels():
+    info = parse_node(node("a", mig=["1g.10gb"] * 2 + ["2g.20gb", "3g.40gb"], whole_gpus=1))
+    assert offers(info) == {
+        ("mixed", "1g.10gb"): 2,
+        ("mixed", "2g.20gb"): 1,
+        ("mixed", "3g.40gb"): 1,
+        ("whole", WHOLE_GPU): 1,
+    }
+    three = next(k for k in info.offers if k.profile == "3g.40gb")
+    assert three.memory_mib == 40320  # the node's label wins over any catalog figure
+    assert three.resource == "nvidia.com/mig-3g.40gb"
+    assert three.node_selector == {"nvidia.com/gpu.product": H100}
+    assert three.compute_slices == 3 and three.memory_gb == 40
+    assert info.usable and not info.problems
+
+
+def test_single_strategy_node_is_one_profile_behind_nvidia_gpu():
+    info = parse_node(node("s", strategy="single", mig=["1g.10gb"] * 7))
+    ((kind, n),) = info.offers.items()
+    assert n == 7 and kind.strategy == "single" and kind.profile == "1g.10gb"
+    assert kind.resource == "nvidia.com/gpu"
+    assert kind.product == H100
+    assert kind.node_selector == {"nvidia.com/gpu.product": f"{H100}-MIG-1g.10gb"}
+
+
+def test_single_strategy_all_disabled_offers_whole_gpus():
+    info = parse_node(node("w", strategy="single", whole_gpus=8))
+    ((kind, n),) = info.offers.items()
+    assert (kind.strategy, kind.profile, n) == ("whole", WHOLE_GPU, 8)
+    assert kind.compute_slices == 7 and kind.memory_gb == 80
+
+
+def test_non_mig_node_offers_whole_gpus():
+    info = parse_node(node("plain", A100_40, strategy="none", whole_gpus=4))
+    ((kind, n),) = info.offers.items()
+    assert kind.is_whole_gpu and n == 4 and kind.memory_gb == 40
+
+
+def test_unknown_product_and_profile_still_work_from_the_name():
+    info = parse_node(node("x", "NVIDIA-Future-GPU-300GB", mig=["2g.75gb"]))
+    ((kind, n),) = info.offers.items()
+    assert (kind.profile, kind.compute_slices, kind.memory_gb, n) == ("2g.75gb", 2, 75, 1)
+
+
+def test_cordoned_notready_and_tainted_nodes():
+    assert not parse_node(node("c", mig=["1g.10gb"], unschedulable=True)).usable
+    assert parse_node(node("c", mig=["1g.10gb"], unschedulable=True)).why_unusable() == "cordoned"
+    assert parse_node(node("n", mig=["1g.10gb"], ready=False)).why_unusable() == "NotReady"
+    tainted = parse_node(
+        node("t", mig=["1g.10gb"], taints=[{"key": "gpu", "value": "x", "effect": "NoSchedule"}])
+    )
+    assert "untolerated taint gpu=x:NoSchedule" in tainted.admits({}, [])
+    assert tainted.admits({}, [{"key": "gpu", "operator": "Exists"}]) is None
+    assert tainted.admits({"pool": "a"}, [{"operator": "Exists"}]) == "lacks label pool=a"
+    soft = parse_node(
+        node("p", mig=["1g.10gb"], taints=[{"key": "k", "value": "", "effect": "PreferNoSchedule"}])
+    )
+    assert soft.admits({}, []) is None
+
+
+def test_toleration_matching_rules():
+    taint = Taint("gpu", "h100", "NoSchedule")
+    assert tolerates([{"key": "gpu", "value": "h100"}], taint)
+    assert not tolerates([{"key": "gpu", "value": "a100"}], taint)
+    assert not tolerates([{"key": "gpu", "operator": "Exists", "effect": "NoExecute"}], taint)
+    assert tolerates([{"operator": "Exists"}], taint)
+
+
+def test_garbled_node_keeps_what_makes_sense_and_lists_problems():
+    obj = node("g", mig=["1g.10gb"] * 3)
+    obj["status"]["allocatable"]["nvidia.com/mig-2g.20gb"] = "lots"
+    obj["status"]["allocatable"]["nvidia.com/mig-weird"] = "1"
+    obj["spec"]["taints"] = ["not-a-taint"]
+    info = parse_node(obj)
+    assert offers(info) == {("mixed", "1g.10gb"): 3}
+    assert any("'lots' is not a whole count" in p for p in info.problems)
+    assert any("mig-weird" in p for p in info.problems)
+    assert info.admits({}, []) is not None  # a malformed taint blocks rather than admits
+    info = parse_node({"metadata": {"name": "z", "labels": "oops"}, "status": {"allocatable": 3}})
+    assert info.offers == {} and len(info.problems) == 2 and not info.ready
+    with pytest.raises(ValueError, match=r"metadata\.name"):
+        parse_node({"kind": "Node"})
+    with pytest.raises(ValueError):
+        parse_node("garbage")
+
+
+def test_invalid_mig_layout_offers_nothing():
+    obj = node("bad", strategy="single", mig=["1g.10gb"])
+    obj["metadata"]["labels"]["nvidia.com/gpu.product"] = f"{H100}-MIG-INVALID"
+    info = parse_node(obj)
+    assert info.offers == {} and "invalid MIG layout" in info.problems[0]
+
+
+def test_effective_requests_count_init_containers_like_the_scheduler():
+    spec = {
+        "initContainers": [
+            {"name": "i", "resources": {"requests": {"nvidia.com/gpu": "2"}}},
+            {
+                "name": "side",
+                "restartPolicy": "Always",
+                "resources": {"limits": {"nvidia.com/mig-1g.10gb": "1"}},
+            },
+        ],
+        "containers": [
+            {"name": "a", "resources": {"limits": {"nvidia.com/gpu": "1", "cpu": "2"}}},
+            {"name": "b", "resources": {"limits": {"nvidia.com/mig-1g.10gb": 1}}},
+        ],
+    }
+    assert effective_requests(spec) == {"nvidia.com/gpu": 2, "nvidia.com/mig-1g.10gb": 2}
+
+
+def test_managed_pod_carries_user_team_and_charge():
+    info = parse_pod(
+        pod(
+            "p",
+            node="a",
+            resources={"nvidia.com/mig-2g.20gb": 1},
+            user="alice",
+            team="vision",
+            charge=(1, 10),
+            server_name="gpu",
+        )
+    )
+    assert info.key == "jhub/p" and info.node == "a" and info.active and info.managed
+    assert (info.user, info.team, info.server_name) == ("alice", "vision", "gpu")
+    assert info.charge == Charge(1, 10)  # charged as requested, not as granted
+    unlabelled = parse_pod(pod("q", resources={"nvidia.com/mig-2g.20gb": 1}, user="bob"))
+    assert unlabelled.charge == Charge(2, 20) and unlabelled.node is None
+    assert not parse_pod(pod("r", node="a", phase="Succeeded")).active
+    assert not parse_pod(pod("f", node="a")).managed
+    with pytest.raises(ValueError):
+        parse_pod({"metadata": {}})

@@ -1,0 +1,96 @@
+"""build_policy: the admin's settings, validated with errors that name the fix."""
+
+from pathlib import Path
+
+import pytest
+from traitlets.config import Config
+
+from mig_spawner.policy import WHOLE_GPU, ConfigError, Quota, build_policy
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def root_example() -> Config:
+    cfg = Config()
+    exec((ROOT / "jupyterhub_config.py").read_text(), {"get_config": lambda: cfg})
+    return cfg
+
+
+def test_root_example_builds_and_keeps_order():
+    c = root_example().MIGSpawner
+    policy = build_policy(
+        tiers=c.tiers, team_quotas=c.team_quotas, default_quota=c.default_quota, charge=c.charge
+    )
+    assert list(policy.tiers) == ["notebook", "training", "full"]
+    notebook = policy.tiers["notebook"]
+    assert (notebook.compute_slices, notebook.min_memory_gb, notebook.max_compute_slices) == (
+        1,
+        10,
+        3,
+    )
+    assert notebook.default and notebook.fallback and notebook.max_fallback_steps == 2
+    assert policy.tiers["full"].groups == {"vision", "nlp"}
+    assert policy.team_quotas["vision"] == Quota(
+        compute_slices=8, servers=6, per_user_compute_slices=4
+    )
+    assert policy.default_quota == Quota(compute_slices=1, servers=1)
+    assert policy.teams_for({"nlp", "vision", "other"}) == ["vision", "nlp"]  # admin's order
+    assert [t.slug for t in policy.visible_tiers(set())] == ["notebook", "training"]
+
+
+def test_defaults_no_fallback_means_ceiling_is_the_minimum():
+    policy = build_policy(tiers={"t": {"compute_slices": 3, "fallback": False}})
+    tier = policy.tiers["t"]
+    assert tier.max_compute_slices == 3 and tier.display_name == "t"
+    assert policy.default_quota.unlimited and policy.charge == "granted"
+
+
+def test_fallback_chain_normalises_profile_names():
+    policy = build_policy(
+        tiers={"t": {}}, fallback_chains={"t": ["1g.10gb+me", "2g.20gb", WHOLE_GPU]}
+    )
+    assert policy.tiers["t"].chain == ("1g.10gb.me", "2g.20gb", WHOLE_GPU)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"tiers": {}}, "non-empty mapping"),
+        ({"tiers": {"t": {"compute_slice": 1}}}, "did you mean 'compute_slices'"),
+        ({"tiers": {"t": {"compute_slices": "1"}}}, "compute_slices must be a whole number"),
+        ({"tiers": {"t": {"compute_slices": 9}}}, "between 1 and 7"),
+        (
+            {"tiers": {"t": {"compute_slices": 3, "max_compute_slices": 2}}},
+            "below its compute_slices",
+        ),
+        ({"tiers": {"t": {"min_memory_gb": -1}}}, "min_memory_gb must be >= 0"),
+        ({"tiers": {"t": {"fallback": "yes"}}}, "fallback must be true or false"),
+        ({"tiers": {"t": {"groups": "vision"}}}, "groups must be a list"),
+        (
+            {"tiers": {"a": {"default": True}, "b": {"default": True}}},
+            "only one tier may be default",
+        ),
+        ({"tiers": {"bad slug!": {}}}, "tier slug"),
+        ({"tiers": {"t": {"tolerations": [{"key": "x", "operator": "Maybe"}]}}}, "operator"),
+        (
+            {"tiers": {"t": {"kubespawner_override": {"extra_resource_limits": {}}}}},
+            "may not set extra_resource_limits",
+        ),
+        ({"tiers": {"t": {}}, "fallback_chains": {"x": ["1g.10gb"]}}, "names no tier"),
+        ({"tiers": {"t": {}}, "fallback_chains": {"t": ["big"]}}, "not a MIG profile name"),
+        ({"tiers": {"t": {}}, "fallback_chains": {"t": "1g.10gb"}}, "non-empty list"),
+        ({"tiers": {"t": {}}, "fallback_chains": {"t": ["1g.10gb", "1g.10gb"]}}, "twice"),
+        ({"tiers": {"t": {}}, "team_quotas": {"v": {"slices": 8}}}, "unknown key 'slices'"),
+        ({"tiers": {"t": {}}, "team_quotas": {"v": {"servers": -1}}}, "servers must be >= 0"),
+        ({"tiers": {"t": {}}, "team_quotas": {"v": 8}}, "must be a mapping"),
+        (
+            {"tiers": {"t": {}}, "default_quota": {"memory_gb": "lots"}},
+            "memory_gb must be a number",
+        ),
+        ({"tiers": {"t": {}}, "charge": "both"}, "charge must be 'granted' or 'requested'"),
+    ],
+)
+def test_bad_config_gets_a_specific_error(kwargs, fragment):
+    with pytest.raises(ConfigError) as err:
+        build_policy(**kwargs)
+    assert fragment in str(err.value)
