@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .nodes import NodeInfo, SliceType, parse_node
-from .pods import Charge, PodInfo, parse_pod
+from .pods import Charge, PodInfo, label_value, parse_pod
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
@@ -171,8 +171,12 @@ class ClusterState:
 
     @staticmethod
     def scope(team: str, user: str | None) -> str:
-        """Quota scope: the team, or the user alone when on the default quota."""
-        return f"team:{team}" if team else f"user:{user}"
+        """Quota scope: the team, or the user alone when on the default quota.
+
+        Names are compared as label values, so pods labelled by the spawner match the
+        hub's user and group names whatever characters those contain.
+        """
+        return f"team:{label_value(team)}" if team else f"user:{label_value(user or '')}"
 
     def slice_types(self) -> list[SliceType]:
         """Every slice type some node offers, smallest first."""
@@ -200,11 +204,12 @@ class ClusterState:
         for res in self.reservations.values():
             if self.scope(res.team, res.user) == scope and res.key not in self.pods:
                 holders.append((res.user, res.server_name, res.charge, res.slice_type.profile))
+        me = label_value(user)
         for holder, server_name, charge, profile in holders:
             usage.compute_slices += charge.compute_slices
             usage.memory_gb += charge.memory_gb
             usage.servers += 1
-            if holder == user:
+            if label_value(holder) == me:
                 usage.user_compute_slices += charge.compute_slices
                 usage.own_servers.append((server_name, profile))
         usage.own_servers.sort()

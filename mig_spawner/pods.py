@@ -8,6 +8,8 @@ rebuilt from the cluster alone after a hub restart.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,23 @@ CHARGE_SLICES_LABEL = LABEL_PREFIX + "charge-compute-slices"
 CHARGE_MEMORY_LABEL = LABEL_PREFIX + "charge-memory-gb"
 SERVER_NAME_ANNOTATION = "hub.jupyter.org/servername"
 TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+_LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def label_value(name: str) -> str:
+    """``name`` as a valid Kubernetes label value, unchanged when it already is one.
+
+    Otherwise the disallowed characters become '-' and an 8-hex hash of the original is
+    appended, so distinct names stay distinct. Idempotent: label_value(label_value(x)) ==
+    label_value(x), which lets the core compare pod labels with hub names directly.
+    """
+    if _LABEL_VALUE.match(name):
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)[:50].strip("-_.")
+    return f"{slug}-{digest}" if slug else digest
 
 
 @dataclass(frozen=True)

@@ -127,3 +127,17 @@ def test_replace_resyncs_after_a_relist(state):
     state.replace_nodes([node("c", mig=["1g.10gb"])])
     assert set(state.nodes) == {"c"}
     assert free_total(state) == 1
+
+
+def test_names_that_are_not_label_values_still_match_their_pods(state):
+    from mig_spawner.pods import label_value
+
+    user, team = "alice@example.com", "Data Science"
+    assert label_value(user) != user and label_value(label_value(user)) == label_value(user)
+    assert label_value("bob") == "bob" and label_value("a" * 70) != label_value("a" * 71)
+    state.apply_pod_event(
+        ADDED,
+        pod("p", node="a", resources={MIG1: 1}, user=label_value(user), team=label_value(team)),
+    )
+    usage = state.usage(team, user)
+    assert (usage.compute_slices, usage.user_compute_slices) == (1, 1)
