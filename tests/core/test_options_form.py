@@ -1,0 +1,121 @@
+"""User options validation and the generated profile_list (both pure)."""
+
+import pytest
+from k8s_factories import node, pod
+
+from mig_spawner.cluster import ADDED, ClusterState
+from mig_spawner.form import build_profile_list
+from mig_spawner.options import OptionsError, SpawnOptions, parse_options
+from mig_spawner.policy import build_policy
+
+POLICY = build_policy(
+    tiers={
+        "notebook": {
+            "display_name": "1g notebook",
+            "compute_slices": 1,
+            "min_memory_gb": 10,
+            "max_compute_slices": 3,
+            "default": True,
+        },
+        "training": {"display_name": "3g training", "compute_slices": 3, "fallback": False},
+        "full": {"display_name": "7g full GPU", "compute_slices": 7, "groups": ["vision"]},
+    },
+    team_quotas={"vision": {"compute_slices": 8}, "nlp": {"compute_slices": 2}},
+)
+
+
+def test_form_and_rest_shapes_are_accepted():
+    assert parse_options({"profile": "notebook"}, POLICY, ["vision"]) == SpawnOptions("notebook")
+    assert parse_options({"tier": "full", "team": "vision"}, POLICY, ["vision"]) == SpawnOptions(
+        "full", "vision"
+    )
+    assert parse_options({}, POLICY, []).tier == "notebook"  # the default tier
+    assert parse_options(None, POLICY, []).as_user_options() == {"profile": "notebook"}
+
+
+@pytest.mark.parametrize(
+    "options, groups, status, fragment",
+    [
+        (
+            {"tier": "notebook", "extra_resource_limits": {"nvidia.com/gpu": 8}},
+            [],
+            400,
+            "refused: 'extra_resource_limits'",
+        ),
+        ({"tier": "notebook", "node_selector": {"a": "b"}}, [], 400, "'node_selector'"),
+        ({"tier": "notebook", "kubespawner_override": {}}, [], 400, "overrides"),
+        ({"tier": "huge"}, [], 400, "There is no tier 'huge'"),
+        ({"tier": "full"}, ["nlp"], 403, "not available to you"),
+        ({"tier": "notebook", "team": "vision"}, ["nlp"], 403, "not a member"),
+        ({"tier": "notebook", "team": "misc"}, ["misc"], 403, "has no GPU quota"),
+        ({"tier": "notebook", "profile": "training"}, [], 400, "disagree"),
+        ({"tier": 3}, [], 400, "must be a string"),
+        (["notebook"], [], 400, "JSON object"),
+    ],
+)
+def test_forged_options_are_refused(options, groups, status, fragment):
+    with pytest.raises(OptionsError) as err:
+        parse_options(options, POLICY, groups)
+    assert err.value.status == status and fragment in str(err.value)
+
+
+def state_with(*pods):
+    state = ClusterState()
+    state.apply_node_event(ADDED, node("h", mig=["1g.10gb"] * 2 + ["2g.20gb", "3g.40gb"]))
+    for p in pods:
+        state.apply_pod_event(ADDED, p)
+    return state
+
+
+def test_profile_list_shows_what_each_tier_gives_and_what_is_free():
+    profiles = build_profile_list(POLICY, state_with(), user="alice", groups=["vision"])
+    assert [p["slug"] for p in profiles] == ["notebook", "training", "full"]
+    nb = profiles[0]["mig"]
+    assert nb["gives"] == "1 × 1g.10gb · 10 GB · 16 SMs on H100 80GB"
+    assert nb["available"] == "2 of 2 free" and nb["fallback_note"] == ""
+    assert nb["quota"] == "team vision: 0 of 8 compute slices in use"
+    full = profiles[2]["mig"]
+    assert full["disabled"] and "No GPU in this cluster fits" in full["reason"]
+    assert profiles[0]["default"] and "profile_options" not in profiles[0]
+
+
+def test_profile_list_fallback_note_and_disabled_tier():
+    busy = [pod(f"b{i}", node="h", resources={"nvidia.com/mig-1g.10gb": 1}) for i in range(2)]
+    busy.append(pod("t", node="h", resources={"nvidia.com/mig-3g.40gb": 1}))
+    profiles = build_profile_list(POLICY, state_with(*busy), user="alice", groups=[])
+    nb, training = profiles[0]["mig"], profiles[1]["mig"]
+    assert nb["available"] == "0 of 2 free"
+    assert nb["fallback_note"] == "none free: starts on 2g.20gb on H100 80GB"
+    assert training["disabled"] and "No GPU slice for '3g training' is free" in training["reason"]
+
+
+def test_user_in_two_teams_picks_the_team_and_default_is_first_with_room():
+    held = [
+        pod(f"n{i}", node="h", resources={"nvidia.com/mig-1g.10gb": 1}, user="x", team="nlp")
+        for i in range(2)
+    ]
+    policy = build_policy(
+        tiers={"t": {"compute_slices": 1}},
+        team_quotas={"nlp": {"compute_slices": 2}, "vision": {"servers": 3}},
+    )
+    (profile,) = build_profile_list(
+        policy, state_with(*held), user="alice", groups=["nlp", "vision"]
+    )
+    choices = profile["profile_options"]["team"]["choices"]
+    assert list(choices) == ["nlp", "vision"]
+    assert choices["nlp"]["display_name"] == "nlp (2 of 2 compute slices in use)"
+    assert choices["vision"]["default"] and not choices["nlp"]["default"]
+
+
+def test_unknown_availability_is_said_not_guessed():
+    profiles = build_profile_list(
+        POLICY,
+        ClusterState(),
+        user="a",
+        groups=[],
+        known=False,
+        problem="the hub cannot read the cluster",
+    )
+    assert profiles[0]["mig"]["available"] == "availability unknown"
+    assert profiles[0]["mig"]["reason"] == "the hub cannot read the cluster"
+    assert not profiles[0]["mig"]["disabled"]
