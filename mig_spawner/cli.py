@@ -1,0 +1,195 @@
+"""The ``mig-spawner`` command: ``catalog``, ``explain`` (and ``demo`` once it is installed).
+
+Thin on purpose: argument parsing and printing. Loading snapshots and configs, deciding
+and rendering live in :mod:`mig_spawner.explain`. Exit status: 0 when a decision was made
+(admitted or refused), 2 for unusable input or arguments (one ``mig-spawner: error: ...``
+line on stderr), 1 for an internal error; never a traceback unless ``MIG_SPAWNER_DEBUG``
+is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+PROG = "mig-spawner"
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
+
+
+def _err(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- catalog
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from .catalog import default_catalog
+    from .explain import render_catalog
+
+    if args.json:
+        print(json.dumps(default_catalog().to_json(), indent=2))
+    else:
+        print(render_catalog(default_catalog()))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- explain
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain, parse_groups, render_report
+
+    result = explain(
+        cluster=args.cluster,
+        config=args.config,
+        user=args.user,
+        tier=args.tier,
+        groups=None if args.groups is None else parse_groups(args.groups),
+        team=args.team,
+    )
+    for warning in result.warnings:
+        _warn(warning)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(render_report(result))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- demo
+# ``mig_spawner.demo`` is written separately; its subcommand appears once the module exists.
+
+DEMO_MODULE = "mig_spawner.demo"
+
+
+def _demo_available() -> bool:
+    try:
+        return importlib.util.find_spec(DEMO_MODULE) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="run the local demo: a hub on an emulated MIG cluster",
+        description="Run JupyterHub with mig-spawner against an emulated GPU cluster.",
+    )
+    p.add_argument("--port", type=int, default=8000, help="port of the hub (default: 8000)")
+    p.add_argument("--cluster", metavar="FILE", help="the emulated cluster to start from")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import importlib
+
+    demo = importlib.import_module(DEMO_MODULE)
+    code = demo.main(args)
+    return EXIT_OK if code is None else int(code)
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Hand out NVIDIA MIG slices on Kubernetes by tier: inspect and dry-run.",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser(
+        "catalog",
+        help="list every MIG-capable GPU model and profile mig-spawner knows",
+        description="List every MIG-capable GPU model and profile mig-spawner knows.",
+    )
+    p.add_argument("--json", action="store_true", help="print the catalog as JSON")
+    p.set_defaults(func=cmd_catalog)
+
+    p = sub.add_parser(
+        "explain",
+        help="dry-run a spawn: what would USER get for TIER on this cluster, and why",
+        description=(
+            "Decide, exactly as the hub would, what a user gets for a tier on a cluster "
+            "snapshot. Exit status 0 when a decision was made (admitted or refused), "
+            "2 when the input cannot be used."
+        ),
+        epilog="SNAPSHOT is the output of `kubectl get nodes,pods -A -o json` ('-' for stdin).",
+    )
+    p.add_argument("--cluster", required=True, metavar="SNAPSHOT", help="cluster snapshot JSON")
+    p.add_argument("--config", required=True, metavar="CONFIG", help="a jupyterhub_config.py")
+    p.add_argument("--user", required=True, metavar="NAME", help="the JupyterHub user name")
+    p.add_argument(
+        "--groups",
+        metavar="A,B",
+        help="the user's groups, comma-separated (default: from c.JupyterHub.load_groups)",
+    )
+    p.add_argument("--team", metavar="T", help="spawn for this team (default: first with room)")
+    p.add_argument("--tier", required=True, metavar="SLUG", help="the tier asked for")
+    p.add_argument("--json", action="store_true", help="print the decision as one JSON object")
+    p.set_defaults(func=cmd_explain)
+
+    if _demo_available():
+        _add_demo(sub)
+    return parser
+
+
+def _safe_streams() -> None:
+    """Never die on printing '×' to an ASCII terminal."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mig-spawner`` console script. Returns the exit status."""
+    from .explain import InputError
+
+    _safe_streams()
+    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:  # --help, --version, usage errors
+            return e.code if isinstance(e.code, int) else EXIT_USAGE
+        return args.func(args)
+    except InputError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # stdout went away (e.g. `| head`): stop quietly without a second error on exit.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_OK
+    except Exception as e:
+        if os.environ.get("MIG_SPAWNER_DEBUG"):
+            raise
+        detail = " ".join(str(e).split())
+        _err(f"internal error: {type(e).__name__}: {detail} (set MIG_SPAWNER_DEBUG=1 for details)")
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
