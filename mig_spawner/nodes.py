@@ -164,14 +164,14 @@ def parse_count(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value if value >= 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal():
         return int(value.strip())
     return None
 
 
 def _int_label(labels: Mapping[str, str], key: str) -> int | None:
     value = labels.get(key)
-    return int(value) if isinstance(value, str) and value.isdigit() else None
+    return int(value) if isinstance(value, str) and value.isdecimal() else None
 
 
 def _whole_gpu_type(product: str, labels: Mapping[str, str]) -> SliceType:
@@ -238,7 +238,12 @@ def parse_node(obj: Any) -> NodeInfo:
         problems.append("metadata.labels is not a mapping")
 
     taints = []
-    for raw in spec.get("taints") or []:
+    raw_taints = spec.get("taints") or []
+    if not isinstance(raw_taints, list):
+        problems.append("spec.taints is not a list")
+        taints.append(Taint("<malformed>", "", "NoSchedule"))  # fail safe: block
+        raw_taints = []
+    for raw in raw_taints:
         if isinstance(raw, Mapping) and isinstance(raw.get("key"), str):
             taints.append(Taint(raw["key"], str(raw.get("value") or ""), str(raw.get("effect"))))
         else:
@@ -246,7 +251,11 @@ def parse_node(obj: Any) -> NodeInfo:
             taints.append(Taint("<malformed>", "", "NoSchedule"))  # fail safe: block
 
     ready = False
-    for cond in status.get("conditions") or []:
+    conditions = status.get("conditions") or []
+    if not isinstance(conditions, list):
+        problems.append("status.conditions is not a list")
+        conditions = []  # fail safe: not Ready
+    for cond in conditions:
         if isinstance(cond, Mapping) and cond.get("type") == "Ready":
             ready = cond.get("status") == "True"
 

@@ -74,7 +74,7 @@ class PodInfo:
 def _count(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return max(value, 0)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal():
         return int(value.strip())
     return 0
 
@@ -96,6 +96,10 @@ def _container_requests(container: Any) -> dict[str, int]:
     return out
 
 
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
 def effective_requests(spec: Mapping) -> dict[str, int]:
     """Per resource: max(sum of app containers + sidecars, peak of any init container).
 
@@ -104,7 +108,7 @@ def effective_requests(spec: Mapping) -> dict[str, int]:
     """
     sidecars: dict[str, int] = {}
     peak: dict[str, int] = {}
-    for init in spec.get("initContainers") or []:
+    for init in _list(spec.get("initContainers")):
         req = _container_requests(init)
         if isinstance(init, Mapping) and init.get("restartPolicy") == "Always":
             for k, v in req.items():
@@ -113,7 +117,7 @@ def effective_requests(spec: Mapping) -> dict[str, int]:
             for k, v in req.items():
                 peak[k] = max(peak.get(k, 0), v + sidecars.get(k, 0))
     total = dict(sidecars)
-    for container in spec.get("containers") or []:
+    for container in _list(spec.get("containers")):
         for k, v in _container_requests(container).items():
             total[k] = total.get(k, 0) + v
     out = {k: max(total.get(k, 0), peak.get(k, 0)) for k in set(total) | set(peak)}
