@@ -38,6 +38,16 @@ GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"
 GPU_SM_LABEL = "nvidia.com/gpu.multiprocessors"
 _MIG_SUFFIX = re.compile(r"-MIG-(?P<profile>.+)$")
 _BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
+#: Taints Kubernetes' node lifecycle controller puts on cordoned and NotReady nodes. While
+#: the node is unusable they say what ``why_unusable`` says, so they must not also hide the
+#: node from a tier's reach (that turned "cordoned" into "no GPU fits this tier").
+CONDITION_TAINTS = frozenset(
+    {
+        "node.kubernetes.io/unschedulable",
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,8 @@ class NodeInfo:
             if self.labels.get(key) != value:
                 return f"lacks label {key}={value}"
         for taint in self.taints:
+            if taint.key in CONDITION_TAINTS and not self.usable:
+                continue  # reported as cordoned / NotReady instead
             if taint.effect in _BLOCKING_EFFECTS and not tolerates(tolerations, taint):
                 return f"has untolerated taint {taint.key}={taint.value}:{taint.effect}"
         return None
