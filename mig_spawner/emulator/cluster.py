@@ -43,7 +43,9 @@ class EmulatedCluster:
     ``spec``: a :class:`ClusterSpec`, a cluster-file dict, or a path to a cluster YAML file.
     ``kubelet``: ``"stub"`` (pods answer HTTP with a stub server) or ``"process"`` (pods run
     their first container as a real process). ``log_dir``: where pod logs and home
-    directories go (default: a temporary directory removed on stop).
+    directories go (default: a temporary directory removed on stop). ``auto_namespaces``:
+    create a missing namespace on first use (a real API server answers 404 instead; pass
+    ``False`` for that). ``namespaces``: namespaces to create up front.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class EmulatedCluster:
         host: str = "127.0.0.1",
         port: int = 0,
         history_size: int = 1000,
+        auto_namespaces: bool = True,
         namespaces: tuple[str, ...] | list[str] = (),
         default_command: list[str] | None = None,
         restart_backoff: float = 10.0,
@@ -66,7 +69,7 @@ class EmulatedCluster:
             )
         self.spec = _coerce_spec(spec)
         self.host, self._port = host, port
-        self.store = Store(history_size=history_size)
+        self.store = Store(history_size=history_size, auto_namespaces=auto_namespaces)
         self.recorder = EventRecorder(self.store)
         self.api = ApiServer(self.store)
         self._own_log_dir = log_dir is None
@@ -172,17 +175,14 @@ class EmulatedCluster:
 
     # -- views -----------------------------------------------------------------------------
     @property
-    def pods(self) -> dict[str, dict[str, Any]]:
-        """Copies of the stored pods, keyed ``namespace/name`` (as KubeSpawner keys them)."""
-        return {
-            f"{p['metadata']['namespace']}/{p['metadata']['name']}": copy.deepcopy(p)
-            for p in self.store.list("pods")
-        }
+    def pods(self) -> list[dict[str, Any]]:
+        """Copies of the stored pods, by namespace and name (see :meth:`pod` for one)."""
+        return [copy.deepcopy(p) for p in self.store.list("pods")]
 
     @property
-    def nodes(self) -> dict[str, dict[str, Any]]:
-        """Copies of the stored nodes, keyed by name."""
-        return {n["metadata"]["name"]: copy.deepcopy(n) for n in self.store.list("nodes")}
+    def nodes(self) -> list[dict[str, Any]]:
+        """Copies of the stored nodes, by name (see :meth:`node` for one)."""
+        return [copy.deepcopy(n) for n in self.store.list("nodes")]
 
     @property
     def events(self) -> list[dict[str, Any]]:

@@ -6,6 +6,9 @@ see a consistent snapshot. One global counter gives every change its ``resourceV
 Each kind keeps a bounded history of changes, from which watches started at a
 ``resourceVersion`` are replayed; a watch from before the history is answered ``410``.
 
+Unlike a real API server, by default creating an object in a namespace that does not exist
+creates the namespace (``auto_namespaces``); with ``auto_namespaces=False`` it is a 404.
+
 Internal components (scheduler, kubelet, controllers) change objects with :meth:`Store.mutate`
 and hear about every change through :meth:`Store.add_listener` (called synchronously; they
 must only queue work, never change the store from inside the callback).
@@ -116,8 +119,9 @@ class Watcher:
 
 
 class Store:
-    def __init__(self, history_size: int = 1000) -> None:
+    def __init__(self, history_size: int = 1000, auto_namespaces: bool = True) -> None:
         self.rv = 0
+        self.auto_namespaces = auto_namespaces
         self.history_size = history_size
         self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {p: {} for p in KINDS}
         self.history: dict[str, deque[Change]] = {p: deque() for p in KINDS}
@@ -199,6 +203,8 @@ class Store:
                 )
             meta["namespace"] = namespace
             ns = self.find("namespaces", None, namespace or "")
+            if ns is None and self.auto_namespaces and namespace:
+                ns = self.create("namespaces", None, {"metadata": {"name": namespace}})
             if ns is None:
                 raise not_found("namespaces", namespace or "")
             if ns["metadata"].get("deletionTimestamp"):
