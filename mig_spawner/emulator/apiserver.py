@@ -146,6 +146,8 @@ class ApiServer:
                     return _json(status_object(fault.status, fault.message), fault.status)
                 break
         try:
+            if params.get("dryRun") and request.method != "GET":
+                raise ApiError(400, "dryRun is not supported by the emulated API server")
             return await handler(request)
         except ApiError as exc:
             return _json(exc.status(), exc.code)

@@ -198,6 +198,10 @@ class PodWorker:
 
     async def _run(self) -> None:
         try:
+            pod = self.pod
+            if pod is None:
+                return
+            self._allocate_ip(pod)  # the sandbox's IP comes before the containers start
             if self.kubelet.start_delay > 0:
                 self._update(self._started(running=False))
                 await self._sleep_or_stop(self.kubelet.start_delay)
@@ -222,15 +226,18 @@ class PodWorker:
             self.kubelet.ips.release(self.ip)
             self.kubelet.workers.pop(self.uid, None)
 
+    def _allocate_ip(self, pod: dict[str, Any]) -> None:
+        container = pod["spec"]["containers"][0]
+        base = self.kubelet.base_env(pod, self.kubelet.pod_dir(pod))
+        self.ip = self.kubelet.ips.allocate(
+            container_port(container, container_env(pod, container, base))
+        )
+
     async def _start_runtime(self, pod: dict[str, Any]) -> None:
         container = pod["spec"]["containers"][0]
         home = self.kubelet.pod_dir(pod)
         os.makedirs(home, exist_ok=True)
         base = self.kubelet.base_env(pod, home)
-        if self.ip is None:
-            self.ip = self.kubelet.ips.allocate(
-                container_port(container, container_env(pod, container, base))
-            )
         seen = copy.deepcopy(pod)  # fieldRefs see the IPs this start will report
         seen.setdefault("status", {}).update(podIP=self.ip, hostIP=self.host_ip)
         env = container_env(seen, container, base)

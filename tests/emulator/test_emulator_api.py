@@ -299,3 +299,27 @@ async def test_injected_delay_trips_client_timeouts(emu, core):
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(core.list_node(), 0.2)
     assert len((await core.list_node()).items) == 3
+
+
+async def test_raw_http_details(emu):
+    async with aiohttp.ClientSession() as http:
+        # watch=1 works like watch=true
+        params = {"watch": "1", "timeoutSeconds": "1", "fieldSelector": "metadata.name=gpu-h100-a"}
+        async with http.get(f"{emu.url}/api/v1/nodes", params=params) as response:
+            lines = (await response.read()).decode().splitlines()
+        assert [json.loads(line)["type"] for line in lines] == ["ADDED"]
+        # dryRun is refused, never silently persisted
+        body = make_pod("dry")
+        async with http.post(
+            f"{emu.url}/api/v1/namespaces/default/pods?dryRun=All", json=body
+        ) as response:
+            assert response.status == 400
+        assert emu.pod("dry") is None
+        # a bad selector is a 400 Status
+        async with http.get(f"{emu.url}/api/v1/pods", params={"fieldSelector": "spec.x=1"}) as r:
+            assert (
+                r.status == 400
+                and (await r.json())["message"] == "field label not supported: spec.x"
+            )
+        async with http.get(f"{emu.url}/healthz") as response:
+            assert await response.text() == "ok"

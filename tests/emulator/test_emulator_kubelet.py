@@ -258,3 +258,27 @@ async def test_missing_executable_fails_the_pod(make_emu):
     pod = await wait_phase(cluster, "nope", "Failed")
     assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 127
     assert "cannot run 'no-such-command-xyz'" in cluster.pod_log("nope")
+
+
+async def test_deleting_a_node_garbage_collects_its_pods(emu):
+    emu.store.create("pods", "default", make_pod("on-a100", {"nvidia.com/mig-3g.20gb": "1"}))
+    pod = await wait_phase(emu, "on-a100", "Running")
+    assert pod["spec"]["nodeName"] == "gpu-a100-a"
+    emu.delete_node("gpu-a100-a")
+    await emu.wait_for(lambda c: c.pod("on-a100") is None)
+    await emu.wait_for(lambda c: pod["status"]["podIP"] not in c.kubelet.ips.in_use)
+    assert [n["metadata"]["name"] for n in emu.nodes] == ["gpu-h100-a", "gpu-h100-b"]
+
+
+async def test_start_delay_shows_container_creating(make_emu):
+    cluster = await make_emu("demo", start_delay=0.3)
+    cluster.store.create("pods", "default", make_pod("slow"))
+
+    def creating(c):
+        status = c.pod("slow")["status"]
+        waiting = (status.get("containerStatuses") or [{}])[0].get("state", {}).get("waiting")
+        return status["phase"] == "Pending" and waiting and waiting["reason"] == "ContainerCreating"
+
+    await cluster.wait_for(creating)
+    assert cluster.pod("slow")["status"]["podIP"]
+    await wait_phase(cluster, "slow", "Running")
