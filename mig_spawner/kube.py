@@ -1,0 +1,204 @@
+"""The hub-wide view of the cluster: list+watch of Nodes and Pods into one ClusterState.
+
+One :class:`ClusterView` per hub process (per API server), shared by every spawner. It
+lists, then watches from the list's resourceVersion, applying each event to the pure
+:class:`~mig_spawner.cluster.ClusterState`. A dropped watch resumes from the last
+resourceVersion; a 410 Gone or any error relists. Repeated API failure is logged with
+backoff and surfaced as "availability unknown" -- it never exits the hub (KubeSpawner's
+``ResourceReflector`` does ``sys.exit`` on repeated failure, and keys objects by
+namespace, so it cannot hold Nodes as they are).
+
+Objects stay plain dicts, exactly as the API returns them: the watch is asked for the
+``object`` return type, so kubernetes_asyncio does not build models we would only have
+to serialize back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.watch import Watch
+
+from .cluster import ClusterState
+
+#: Every Kubernetes API call mig-spawner adds to KubeSpawner's: (api group, resource, verb).
+#: The ClusterRole in helm-values/rbac grants exactly these; tests hold both to this list.
+CLUSTER_API_CALLS: tuple[tuple[str, str, str], ...] = (
+    ("", "nodes", "list"),
+    ("", "nodes", "watch"),
+    ("", "pods", "list"),
+    ("", "pods", "watch"),
+)
+
+log = logging.getLogger("mig_spawner.kube")
+
+
+class _Feed:
+    """List+watch of one resource kind into the state, forever, with resync and backoff."""
+
+    def __init__(self, view: ClusterView, kind: str, list_call: Callable[..., Awaitable[Any]]):
+        self.view = view
+        self.kind = kind
+        self.list_call = list_call
+        self.synced = asyncio.Event()
+        self.failures = 0
+        self.last_error = ""
+        self.relists = 0
+
+    @property
+    def apply(self):
+        state = self.view.state
+        return state.apply_node_event if self.kind == "nodes" else state.apply_pod_event
+
+    @property
+    def replace(self):
+        state = self.view.state
+        return state.replace_nodes if self.kind == "nodes" else state.replace_pods
+
+    async def run(self) -> None:
+        while True:
+            try:
+                version = await self._list()
+                await self._watch(version)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the API is down, forbidden, garbled...: retry, never exit
+                self._failed(e)
+                await asyncio.sleep(self._backoff())
+
+    async def _list(self) -> str:
+        response = await self.list_call(
+            _preload_content=False, _request_timeout=self.view.request_timeout
+        )
+        if response.status >= 400:  # raw responses do not raise by themselves
+            text = await response.text()
+            raise ApiException(status=response.status, reason=text[:200])
+        body = await response.json()
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise ValueError(f"listing {self.kind} returned no items list")
+        for problem in self.replace(items):
+            log.warning("Ignoring a malformed object while listing %s: %s", self.kind, problem)
+        self.relists += 1
+        self._healthy()
+        return str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def _watch(self, version: str) -> None:
+        """Follow events from ``version`` until the stream breaks; then the caller relists.
+
+        A watch that ends normally (server-side timeout) is resumed from the last
+        resourceVersion seen, without a relist.
+        """
+        while True:
+            watch = Watch(return_type="object")
+            kwargs: dict[str, Any] = {
+                "timeout_seconds": self.view.watch_timeout,
+                "_request_timeout": self.view.watch_timeout + 10,
+                "allow_watch_bookmarks": True,
+            }
+            if version:
+                kwargs["resource_version"] = version
+            async with watch.stream(self.list_call, **kwargs) as stream:
+                async for event in stream:
+                    version = watch.resource_version or version
+                    kind = event.get("type")
+                    if kind == "BOOKMARK":
+                        continue
+                    try:
+                        self.apply(kind, event.get("raw_object"))
+                    except ValueError as e:
+                        log.warning("Ignoring a malformed %s watch event: %s", self.kind, e)
+            self._healthy()
+
+    def _healthy(self) -> None:
+        if self.failures:
+            log.info("Watch of %s recovered after %d failure(s)", self.kind, self.failures)
+        self.failures = 0
+        self.last_error = ""
+        self.synced.set()
+
+    def _failed(self, e: Exception) -> None:
+        self.failures += 1
+        if isinstance(e, ApiException):
+            self.last_error = f"Kubernetes API answered {e.status} {e.reason} for {self.kind}"
+        else:
+            self.last_error = f"cannot follow {self.kind}: {type(e).__name__}: {e}"
+        level = logging.ERROR if self.failures >= 3 else logging.WARNING
+        log.log(level, "%s (failure %d; retrying)", self.last_error, self.failures)
+        if self.failures >= self.view.unhealthy_after:
+            self.synced.clear()  # availability is unknown until a relist succeeds
+
+    def _backoff(self) -> float:
+        return min(self.view.max_backoff, 0.2 * 2 ** min(self.failures, 10))
+
+
+class ClusterView:
+    """The shared state plus the two feeds that keep it current."""
+
+    def __init__(
+        self,
+        core_api: Any,
+        *,
+        request_timeout: float = 10,
+        watch_timeout: int = 300,
+        max_backoff: float = 30,
+        unhealthy_after: int = 2,
+    ):
+        self.state = ClusterState()
+        self.request_timeout = request_timeout
+        self.watch_timeout = watch_timeout
+        self.max_backoff = max_backoff
+        self.unhealthy_after = unhealthy_after
+        self.started_at = time.monotonic()
+        self._feeds = [
+            _Feed(self, "nodes", core_api.list_node),
+            _Feed(self, "pods", core_api.list_pod_for_all_namespaces),
+        ]
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [asyncio.ensure_future(feed.run(), loop=None) for feed in self._feeds]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks = []
+
+    @property
+    def known(self) -> bool:
+        """True while both feeds are synced: decisions can trust the state."""
+        return all(feed.synced.is_set() for feed in self._feeds)
+
+    @property
+    def problem(self) -> str:
+        return "; ".join(f.last_error for f in self._feeds if f.last_error)
+
+    async def wait_known(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for both feeds to be synced."""
+        if self.known:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.gather(*(f.synced.wait() for f in self._feeds)), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return self.known
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "nodes": len(self.state.nodes),
+            "gpu_pods": len(self.state.pods),
+            "reservations": len(self.state.reservations),
+            "relists": {f.kind: f.relists for f in self._feeds},
+            "failures": {f.kind: f.failures for f in self._feeds},
+        }

@@ -1,0 +1,116 @@
+"""Helpers and constants for hub-level tests.
+
+A real JupyterHub (pytest-jupyterhub's MockHub) with MIGSpawner talks through the real
+kubernetes_asyncio client over HTTP to the emulated cluster (stub kubelet: each pod answers
+HTTP on its own 127.0.0.N)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+from jupyterhub.tests.utils import api_request
+
+from mig_spawner import MIGSpawner
+
+ROOT = Path(__file__).resolve().parents[2]
+_NODE_BIN = ROOT / ".node" / "node_modules" / ".bin"
+if _NODE_BIN.is_dir() and str(_NODE_BIN) not in os.environ["PATH"]:
+    os.environ["PATH"] = f"{_NODE_BIN}{os.pathsep}{os.environ['PATH']}"
+
+H100 = "NVIDIA-H100-80GB-HBM3"
+#: Two H100s: one cut into 7 × 1g.10gb, one "balanced" (2 × 1g.10gb, 2g.20gb, 3g.40gb).
+TWO_H100 = {
+    "nodes": [
+        {"name": "h100-a", "gpu": H100, "strategy": "mixed", "mig": [["1g.10gb"] * 7]},
+        {
+            "name": "h100-b",
+            "gpu": H100,
+            "strategy": "mixed",
+            "mig": [["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"]],
+        },
+    ]
+}
+TIERS = {
+    "notebook": {
+        "display_name": "1g notebook",
+        "compute_slices": 1,
+        "min_memory_gb": 10,
+        "max_compute_slices": 3,
+        "max_fallback_steps": 2,
+        "default": True,
+    },
+    "training": {"display_name": "3g training", "compute_slices": 3, "min_memory_gb": 40},
+    "full": {"display_name": "7g full GPU", "compute_slices": 7, "groups": ["vision"]},
+}
+TEAMS = {"vision": ["alice", "bob"], "nlp": ["carol", "alice"]}
+
+
+def hub_config(cluster_url: str, workdir: Path, *, teams=None, **mig) -> dict:
+    teams = TEAMS if teams is None else teams
+    mig_config = {
+        "tiers": TIERS,
+        "team_quotas": {"vision": {"compute_slices": 8}, "nlp": {"compute_slices": 4}},
+        "cluster_sync_timeout": 5.0,
+        "cluster_retry_max_backoff": 0.5,
+    }
+    mig_config.update(mig)
+    return {
+        "JupyterHub": {
+            "spawner_class": MIGSpawner,
+            "load_groups": {team: {"users": users} for team, users in teams.items()},
+            "allow_named_servers": True,
+            "named_server_limit_per_user": 5,
+        },
+        # Each test's proxy has its own pid file: a shared one makes the next hub kill it.
+        "ConfigurableHTTPProxy": {"pid_file": str(workdir / "proxy.pid")},
+        "KubeSpawner": {
+            "k8s_api_host": cluster_url,
+            "namespace": "jhub",
+            "start_timeout": 30,
+            "http_timeout": 30,
+            "storage_pvc_ensure": False,
+            "image": "quay.io/jupyter/base-notebook:2024-12-09",
+        },
+        "MIGSpawner": mig_config,
+    }
+
+
+async def spawn(app, user: str, options: dict, server: str = ""):
+    path = ("users", user, "servers", server) if server else ("users", user, "server")
+    return await api_request(app, *path, method="post", data=json.dumps(options))
+
+
+async def wait_ready(app, user: str, server: str = "", timeout: float = 30) -> None:
+    spawner = app.users[user].spawners[server]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not spawner.ready:
+        future = spawner._spawn_future
+        if future is not None and future.done() and future.exception():
+            raise future.exception()
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{user}/{server} not ready after {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+async def stop(app, user: str, server: str = "") -> None:
+    path = ("users", user, "servers", server) if server else ("users", user, "server")
+    r = await api_request(app, *path, method="delete")
+    assert r.status_code in (202, 204), r.text
+    spawner = app.users[user].spawners[server]
+    for _ in range(600):
+        if not spawner.active:
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"{user}/{server} did not stop")
+
+
+def pods_of(cluster, **labels) -> list[dict]:
+    out = []
+    for pod in cluster.pods:
+        have = pod["metadata"].get("labels") or {}
+        if all(have.get(f"mig-spawner/{k}") == v for k, v in labels.items()):
+            out.append(pod)
+    return out

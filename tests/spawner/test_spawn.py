@@ -1,0 +1,264 @@
+"""MIGSpawner through a real JupyterHub and KubeSpawner, against the emulated cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+from hub_harness import H100, pods_of, spawn, stop, wait_ready
+from jupyterhub.tests.utils import api_request, get_page
+
+from mig_spawner import MIGSpawner
+
+
+async def create_foreign_pod(cluster, name: str, resource: str, namespace: str = "research"):
+    """A pod mig-spawner did not create, e.g. a batch job, holding a slice."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "containers": [
+                {"name": "job", "image": "busybox", "resources": {"limits": {resource: "1"}}}
+            ]
+        },
+    }
+    async with aiohttp.ClientSession() as http:
+        r = await http.post(f"{cluster.url}/api/v1/namespaces/{namespace}/pods", json=body)
+        assert r.status == 201, await r.text()
+    for _ in range(200):
+        pod = next((p for p in cluster.pods if p["metadata"]["name"] == name), None)
+        if pod and pod.get("spec", {}).get("nodeName"):
+            return pod
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{name} was never scheduled")
+
+
+async def test_spawn_and_stop_on_the_requested_slice(hub):
+    app, cluster = await hub()
+    r = await spawn(app, "bob", {"tier": "notebook"})
+    assert r.status_code in (201, 202), r.text
+    await wait_ready(app, "bob")
+    (pod,) = pods_of(cluster, user="bob")
+    container = pod["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/mig-1g.10gb"] == "1"
+    assert container["resources"]["requests"]["nvidia.com/mig-1g.10gb"] == "1"
+    assert pod["spec"]["nodeSelector"]["nvidia.com/gpu.product"] == H100
+    labels = pod["metadata"]["labels"]
+    assert {k: labels[k] for k in labels if k.startswith("mig-spawner/")} == {
+        "mig-spawner/team": "vision",
+        "mig-spawner/user": "bob",
+        "mig-spawner/tier": "notebook",
+        "mig-spawner/profile": "1g.10gb",
+        "mig-spawner/charge-compute-slices": "1",
+        "mig-spawner/charge-memory-gb": "10",
+    }
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["mig-spawner/requested-profile"] == "1g.10gb"
+    assert annotations["mig-spawner/granted-profile"] == "1g.10gb"
+    spawner = app.users["bob"].spawners[""]
+    view = spawner.cluster_view()
+    assert not view.state.reservations  # the bound pod now holds the slice itself
+    assert view.state.usage("vision", "bob").compute_slices == 1
+
+    await stop(app, "bob")
+    for _ in range(100):
+        if not pods_of(cluster, user="bob"):
+            break
+        await asyncio.sleep(0.05)
+    assert not pods_of(cluster, user="bob")
+    await asyncio.sleep(0.2)
+    assert view.state.usage("vision", "bob").servers == 0
+
+
+async def test_fallback_when_the_slice_type_is_full_and_the_user_is_told(hub):
+    spec = {
+        "nodes": [
+            {
+                "name": "h",
+                "gpu": H100,
+                "strategy": "mixed",
+                "mig": [["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"]],
+            }
+        ]
+    }
+    app, cluster = await hub(spec=spec)
+    for i in range(2):
+        await create_foreign_pod(cluster, f"batch-{i}", "nvidia.com/mig-1g.10gb")
+    r = await spawn(app, "bob", {"tier": "notebook"})
+    assert r.status_code in (201, 202), r.text
+    await wait_ready(app, "bob")
+    (pod,) = pods_of(cluster, user="bob")
+    limits = pod["spec"]["containers"][0]["resources"]["limits"]
+    assert "nvidia.com/mig-2g.20gb" in limits and "nvidia.com/mig-1g.10gb" not in limits
+    ann = pod["metadata"]["annotations"]
+    assert ann["mig-spawner/requested-profile"] == "1g.10gb"
+    assert ann["mig-spawner/granted-profile"] == "2g.20gb"
+    assert ann["mig-spawner/chain"] == "1g.10gb:full,2g.20gb:granted"
+    spawner = app.users["bob"].spawners[""]
+    assert "1g.10gb is not available (none free (0 of 2)); starting on the larger" in (
+        spawner._mig_decision.message
+    )
+    events = [e async for e in _first_progress(spawner)]
+    assert "starting on the larger 1 × 2g.20gb" in events[0]["message"]
+
+
+async def _first_progress(spawner):
+    async for event in spawner.progress():
+        yield event
+        return
+
+
+async def test_quota_refusal_is_clear_and_creates_no_pod(hub):
+    app, cluster = await hub(team_quotas={"vision": {"compute_slices": 3}})
+    assert (await spawn(app, "bob", {"tier": "notebook"})).status_code in (201, 202)
+    await wait_ready(app, "bob")
+    r = await spawn(app, "bob", {"tier": "training"}, server="big")
+    assert r.status_code == 403, r.text
+    message = r.json()["message"]
+    assert "would exceed team vision's GPU quota: 1 of 3 compute slices in use" in message
+    assert "Your running servers: default server (1g.10gb)" in message
+    assert len(pods_of(cluster, user="bob")) == 1
+    view = app.users["bob"].spawners[""].cluster_view()
+    assert not view.state.reservations  # the refusal reserved nothing
+
+
+async def test_rest_api_spawn_with_tier_and_team(hub):
+    app, cluster = await hub()
+    r = await spawn(app, "alice", {"tier": "training", "team": "nlp"})
+    assert r.status_code in (201, 202), r.text
+    await wait_ready(app, "alice")
+    (pod,) = pods_of(cluster, user="alice")
+    assert pod["metadata"]["labels"]["mig-spawner/team"] == "nlp"
+    assert "nvidia.com/mig-3g.40gb" in pod["spec"]["containers"][0]["resources"]["limits"]
+
+
+async def test_forged_options_are_rejected_with_400_class(hub):
+    app, cluster = await hub()
+    cases = [
+        ({"tier": "notebook", "extra_resource_limits": {"nvidia.com/gpu": "8"}}, 400),
+        ({"tier": "notebook", "node_selector": {"kubernetes.io/hostname": "h100-a"}}, 400),
+        ({"tier": "no-such-tier"}, 400),
+        ({"tier": "full"}, 403),  # carol is not in vision
+        ({"tier": "notebook", "team": "vision"}, 403),  # carol is not in vision
+    ]
+    for options, status in cases:
+        r = await spawn(app, "carol", options)
+        assert r.status_code == status, (options, r.text)
+        assert "Traceback" not in r.text
+    assert not pods_of(cluster, user="carol")
+    assert not [p for p in cluster.pods if p["metadata"]["namespace"] == "jhub"]
+
+
+async def test_twenty_concurrent_spawns_never_overshoot_the_quota(hub):
+    users = [f"user{i:02d}" for i in range(20)]
+    spec = {
+        "nodes": [
+            {"name": f"h{i}", "gpu": H100, "strategy": "mixed", "mig": [["1g.10gb"] * 7]}
+            for i in range(3)
+        ]
+    }
+    app, cluster = await hub(
+        spec=spec, teams={"vision": users}, team_quotas={"vision": {"compute_slices": 8}}
+    )
+    responses = await asyncio.gather(*(spawn(app, u, {"tier": "notebook"}) for u in users))
+    admitted = [u for u, r in zip(users, responses, strict=False) if r.status_code in (201, 202)]
+    refused = [r for r in responses if r.status_code == 403]
+    assert len(admitted) == 8 and len(refused) == 12
+    assert all("team vision's GPU quota" in r.json()["message"] for r in refused)
+    await asyncio.gather(*(wait_ready(app, u) for u in admitted))
+    assert len(pods_of(cluster, team="vision")) == 8
+
+
+async def test_hub_restart_rebuilds_usage_from_pod_labels(hub):
+    app, _cluster = await hub(team_quotas={"vision": {"compute_slices": 3}})
+    await spawn(app, "bob", {"tier": "notebook"})
+    await spawn(app, "alice", {"tier": "notebook", "team": "vision"})
+    await asyncio.gather(wait_ready(app, "bob"), wait_ready(app, "alice"))
+    # A restarted hub has no memory: drop every view; the next one lists the cluster.
+    await MIGSpawner.stop_cluster_views()
+    r = await spawn(app, "bob", {"tier": "notebook"}, server="second")
+    assert r.status_code in (201, 202)
+    await wait_ready(app, "bob", "second")
+    view = app.users["bob"].spawners["second"].cluster_view()
+    assert view.stats()["relists"] == {"nodes": 1, "pods": 1}
+    assert view.state.usage("vision", "bob").compute_slices == 3
+    r = await spawn(app, "bob", {"tier": "notebook"}, server="third")
+    assert r.status_code == 403 and "3 of 3 compute slices in use" in r.json()["message"]
+
+
+async def test_watch_failure_does_not_kill_the_hub(hub):
+    app, cluster = await hub()
+    await spawn(app, "bob", {"tier": "notebook"})
+    await wait_ready(app, "bob")
+    view = app.users["bob"].spawners[""].cluster_view()
+    cluster.inject_faults(path_prefix="/api/v1/nodes", status=500, count=4)
+    cluster.break_watches()
+    for _ in range(100):  # the feed notices, logs and retries with backoff
+        if view.stats()["failures"]["nodes"]:
+            break
+        await asyncio.sleep(0.05)
+    assert view.stats()["failures"]["nodes"] >= 1
+    r = await api_request(app, "users", "bob")
+    assert r.status_code == 200  # the hub is alive and serving
+    assert "Kubernetes API answered 500" in view.problem or view.known
+    for _ in range(300):  # ... and recovers by itself once the API answers again
+        if view.known and view.stats()["failures"]["nodes"] == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert view.known
+    r = await spawn(app, "alice", {"tier": "notebook", "team": "vision"})
+    assert r.status_code in (201, 202), r.text
+
+
+async def test_spawn_form_shows_tiers_availability_and_quota(hub):
+    app, _cluster = await hub()
+    cookies = await app.login_user("alice")
+    r = await get_page("spawn", app, cookies=cookies)
+    assert r.status_code == 200
+    html = r.content.decode("utf-8")  # the page declares utf-8 in <meta>, not the header
+    assert "1g notebook" in html and "3g training" in html and "7g full GPU" in html
+    assert "1 × 1g.10gb · 10 GB · 16 SMs on H100 80GB" in html
+    assert "9 of 9 free" in html
+    assert 'name="profile-option-notebook--team"' in html  # alice is in two teams
+    assert "vision (0 of 8 compute slices in use)" in html
+    cookies = await app.login_user("carol")
+    html = (await get_page("spawn", app, cookies=cookies)).content.decode("utf-8")
+    assert "7g full GPU" not in html  # only for vision
+    assert "team nlp: 0 of 4 compute slices in use" in html
+
+
+async def test_spawn_from_the_form_submits_tier_and_team(hub):
+    app, cluster = await hub()
+    cookies = await app.login_user("alice")
+    page = await get_page("spawn", app, cookies=cookies)
+    assert page.status_code == 200
+    r = await get_page(
+        "spawn/alice",
+        app,
+        cookies=cookies,
+    )
+    assert r.status_code == 200
+    from jupyterhub.tests.utils import async_requests, public_host, ujoin
+
+    url = ujoin(public_host(app), app.hub.base_url, "spawn/alice")
+    r = await async_requests.post(
+        url,
+        data={
+            "profile": "notebook",
+            "profile-option-notebook--team": "nlp",
+            "_xsrf": cookies["_xsrf"],
+        },
+        cookies=cookies,
+        headers={"Sec-Fetch-Mode": "navigate"},
+        allow_redirects=False,
+    )
+    assert r.status_code in (302, 303), r.text
+    await wait_ready(app, "alice")
+    (pod,) = pods_of(cluster, user="alice")
+    assert pod["metadata"]["labels"]["mig-spawner/team"] == "nlp"
+    assert json.loads(json.dumps(app.users["alice"].spawners[""].user_options)) == {
+        "profile": "notebook",
+        "team": "nlp",
+    }
