@@ -6,7 +6,10 @@ loopback IP, and reports status as a kubelet does (:mod:`podstatus`): ``phase=Ru
 ``podIP``, ``hostIP``, ``containerStatuses`` (running, ready), conditions
 PodReadyToStartContainers, Initialized, Ready and ContainersReady, and Pulled, Created and
 Started events. Init containers are reported as completed without being run; only the first
-container runs (in process mode; the others are reported running).
+container runs (in process mode; the others are reported running). A process gets the
+kubelet's PATH (so the venv's ``jupyterhub-singleuser`` is found), its own HOME, and, when the
+emulator runs as root, a Jupyter config allowing root, since a real notebook container would
+not run as root.
 
 When the process exits, ``restartPolicy`` decides, as in Kubernetes: ``Never`` (or exit 0
 under ``OnFailure``) makes the pod Succeeded (0) or Failed; otherwise the container shows
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 import logging
 import os
 import shlex
@@ -129,7 +133,21 @@ class Kubelet:
         for name in ("LANG", "LC_ALL", "TZ", "TMPDIR"):
             if name in os.environ:
                 env[name] = os.environ[name]
+        if self.mode == "process" and hasattr(os, "geteuid") and os.geteuid() == 0:
+            env["JUPYTER_CONFIG_PATH"] = self._allow_root_config()
         return env
+
+    def _allow_root_config(self) -> str:
+        """A real notebook container runs as a non-root user (KubeSpawner's runAsUser 1000);
+        when the emulator runs as root, this Jupyter config lets Jupyter Server start anyway
+        instead of refusing with "Running as root is not recommended"."""
+        path = os.path.join(self.log_dir, "jupyter-config")
+        config = os.path.join(path, "jupyter_server_config.json")
+        if not os.path.exists(config):
+            os.makedirs(path, exist_ok=True)
+            with open(config, "w") as file:
+                json.dump({"ServerApp": {"allow_root": True}}, file)
+        return path
 
 
 class PodWorker:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from emu_helpers import THREE_NODES
 from kubernetes_asyncio import client
 
 from mig_spawner.emulator import EmulatedCluster, load_cluster_file, shipped_cluster_file
@@ -12,10 +13,11 @@ from mig_spawner.emulator import EmulatedCluster, load_cluster_file, shipped_clu
 
 @pytest.fixture
 async def make_emu(tmp_path):
-    """``await make_emu(spec="demo"|dict|path|None, **kwargs)`` -> a started cluster."""
+    """``await make_emu(spec=THREE_NODES|"demo"|"single"|dict|path|None, **kwargs)`` -> a
+    started cluster."""
     clusters: list[EmulatedCluster] = []
 
-    async def make(spec: Any = "demo", **kwargs: Any) -> EmulatedCluster:
+    async def make(spec: Any = THREE_NODES, **kwargs: Any) -> EmulatedCluster:
         if spec in ("demo", "single"):
             spec = load_cluster_file(shipped_cluster_file(spec))
         kwargs.setdefault("log_dir", tmp_path / f"logs-{len(clusters)}")
@@ -31,8 +33,8 @@ async def make_emu(tmp_path):
 
 @pytest.fixture
 async def emu(make_emu) -> EmulatedCluster:
-    """The shipped demo cluster (2 x H100 80GB, 1 x A100 40GB, mixed), stub kubelet."""
-    return await make_emu("demo")
+    """The :data:`THREE_NODES` cluster, stub kubelet."""
+    return await make_emu()
 
 
 @pytest.fixture

@@ -7,6 +7,35 @@ from typing import Any
 
 from mig_spawner.emulator import EmulatedCluster
 
+#: The cluster most tests run on (independent of the shipped demo file, which may change):
+#: two H100 80GB nodes, one with 7 x 1g.10gb, one balanced (2 x 1g.10gb, 2g.20gb, 3g.40gb),
+#: and an A100 40GB (2 x 1g.5gb, 2g.10gb, 3g.20gb), all mixed strategy.
+THREE_NODES = {
+    "nodes": [
+        {
+            "name": "gpu-h100-a",
+            "gpu": "NVIDIA-H100-80GB-HBM3",
+            "strategy": "mixed",
+            "mig": [["1g.10gb"] * 7],
+            "labels": {"node-pool": "h100"},
+        },
+        {
+            "name": "gpu-h100-b",
+            "gpu": "h100-80gb",
+            "strategy": "mixed",
+            "mig": "all-balanced",
+            "labels": {"node-pool": "h100"},
+        },
+        {
+            "name": "gpu-a100-a",
+            "gpu": "NVIDIA-A100-SXM4-40GB",
+            "strategy": "mixed",
+            "mig": [["3g.20gb", "2g.10gb", "1g.5gb", "1g.5gb"]],
+            "labels": {"node-pool": "a100"},
+        },
+    ]
+}
+
 
 def make_pod(
     name: str | None = "p",

@@ -4,6 +4,7 @@ clear errors."""
 from __future__ import annotations
 
 import pytest
+from emu_helpers import THREE_NODES
 from kubernetes_asyncio import client
 
 from mig_spawner.catalog import default_catalog
@@ -25,9 +26,34 @@ def labels_and_allocatable(spec, name):
     return node["metadata"]["labels"], node["status"]["allocatable"]
 
 
-def test_demo_cluster_file():
+def test_shipped_demo_cluster_file():
+    """Two H100 80GB nodes with different MIG layouts and one A100 40GB, mixed strategy; every
+    MIG resource the device plugin would advertise is labelled consistently."""
     spec = load_cluster_file(shipped_cluster_file("demo"))
-    assert [n.name for n in spec.nodes] == ["gpu-h100-a", "gpu-h100-b", "gpu-a100-a"]
+    products = sorted(n.product for n in spec.nodes)
+    assert products == ["NVIDIA-A100-SXM4-40GB", H100, H100]
+    assert {n.strategy for n in spec.nodes} == {"mixed"}
+    h100_layouts = [
+        sorted(p.name for gpu in n.layouts for p in gpu or [])
+        for n in spec.nodes
+        if n.product == H100
+    ]
+    assert h100_layouts[0] != h100_layouts[1]
+    for node in spec.nodes:
+        labels, allocatable = labels_and_allocatable(spec, node.name)
+        devices = [p for gpu in node.layouts for p in gpu or []]
+        assert devices
+        for resource, count in allocatable.items():
+            if resource.startswith("nvidia.com/mig-"):
+                assert labels[f"{resource}.count"] == count
+                assert labels[f"{resource}.product"] == f"{node.product}-MIG-{resource[15:]}"
+        assert sum(int(v) for k, v in allocatable.items() if k.startswith("nvidia.com/mig-")) == (
+            len(devices)
+        )
+
+
+def test_three_node_labels():
+    spec = load_cluster_spec(THREE_NODES)
     labels, allocatable = labels_and_allocatable(spec, "gpu-h100-a")
     # the values a real mixed-strategy H100 node shows (NVIDIA GPU Operator docs)
     assert labels["nvidia.com/gpu.product"] == H100
@@ -205,7 +231,7 @@ def test_file_level_errors(tmp_path):
 
 
 async def test_nodes_served_to_kubernetes_asyncio(tmp_path):
-    async with EmulatedCluster(shipped_cluster_file("demo"), log_dir=tmp_path) as cluster:
+    async with EmulatedCluster(shipped_cluster_file("single"), log_dir=tmp_path) as cluster:
         kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
         from kubernetes_asyncio import config
 
@@ -213,8 +239,9 @@ async def test_nodes_served_to_kubernetes_asyncio(tmp_path):
         async with api_client:
             nodes = (await client.CoreV1Api(api_client).list_node()).items
     by_name = {n.metadata.name: n for n in nodes}
-    node = by_name["gpu-h100-b"]
-    assert node.status.capacity["nvidia.com/mig-3g.40gb"] == "1"
+    node = by_name["gpu-h100-single"]
+    assert node.status.capacity["nvidia.com/gpu"] == "14"
+    assert node.metadata.labels["nvidia.com/gpu.product"] == f"{H100}-MIG-1g.10gb"
     ready = next(c for c in node.status.conditions if c.type == "Ready")
     assert ready.status == "True"
     assert node.status.addresses[0].type == "InternalIP"

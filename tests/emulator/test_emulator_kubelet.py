@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from emu_helpers import make_pod, wait_phase
+from emu_helpers import THREE_NODES, make_pod, wait_phase
 from kubernetes_asyncio import watch
 
 from mig_spawner.emulator.podenv import container_port, rewrite_for_pod_ip
@@ -163,7 +163,7 @@ async def process_pids(cluster, pod: dict) -> tuple[int, int]:
 
 
 async def test_process_pod_is_killed_on_delete(make_emu):
-    cluster = await make_emu("demo", kubelet="process")
+    cluster = await make_emu(THREE_NODES, kubelet="process")
     cluster.store.create("pods", "default", http_server_pod("web"))
     pod = await wait_phase(cluster, "web", "Running")
     ip = pod["status"]["podIP"]
@@ -271,7 +271,7 @@ async def test_deleting_a_node_garbage_collects_its_pods(emu):
 
 
 async def test_start_delay_shows_container_creating(make_emu):
-    cluster = await make_emu("demo", start_delay=0.3)
+    cluster = await make_emu(THREE_NODES, start_delay=0.3)
     cluster.store.create("pods", "default", make_pod("slow"))
 
     def creating(c):
@@ -282,3 +282,52 @@ async def test_start_delay_shows_container_creating(make_emu):
     await cluster.wait_for(creating)
     assert cluster.pod("slow")["status"]["podIP"]
     await wait_phase(cluster, "slow", "Running")
+
+
+async def test_process_mode_runs_real_jupyterhub_singleuser(make_emu, tmp_path):
+    """What the demo does: KubeSpawner-style env (service URL on 0.0.0.0), the command from
+    the venv, the server reachable on the pod IP, and a clean stop on delete."""
+    import jupyterhub
+    from aiohttp import web
+
+    async def hub_api(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"version": jupyterhub.__version__},
+            headers={"X-JupyterHub-Version": jupyterhub.__version__},
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", hub_api)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    hub_port = runner.addresses[0][1]
+    try:
+        cluster = await make_emu(THREE_NODES, kubelet="process")
+        env = {
+            "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:8888/user/x/",
+            "JUPYTERHUB_API_URL": f"http://127.0.0.1:{hub_port}/hub/api",
+            "JUPYTERHUB_API_TOKEN": "token",
+            "JUPYTERHUB_BASE_URL": "/",
+            "JUPYTERHUB_SERVICE_PREFIX": "/user/x/",
+            "JUPYTERHUB_USER": "x",
+            "JUPYTERHUB_CLIENT_ID": "jupyterhub-user-x",
+            "JUPYTERHUB_OAUTH_CALLBACK_URL": "/user/x/oauth_callback",
+        }
+        body = make_pod(
+            "jupyter-x",
+            {"nvidia.com/mig-1g.10gb": "1"},
+            restartPolicy="OnFailure",
+            args=["jupyterhub-singleuser"],
+        )
+        body["spec"]["containers"][0]["env"] = [{"name": k, "value": v} for k, v in env.items()]
+        cluster.store.create("pods", "default", body)
+        pod = await wait_phase(cluster, "jupyter-x", "Running")
+        ip = pod["status"]["podIP"]
+        code, answer = await http_get(f"http://{ip}:8888/user/x/api", attempts=400)
+        assert code == 200 and "version" in answer, cluster.pod_log("jupyter-x")
+        cluster.store.delete("pods", "default", "jupyter-x", grace=10)
+        await cluster.wait_for(lambda c: c.pod("jupyter-x") is None, timeout=15)
+        assert "received signal 15, stopping" in cluster.pod_log("jupyter-x")
+    finally:
+        await runner.cleanup()
