@@ -68,6 +68,9 @@ class ClusterState:
         self._reserved: dict[str, dict[str, int]] = defaultdict(dict)
         self._nodes_by_type: dict[SliceType, set[str]] = defaultdict(set)
         self._pods_by_scope: dict[str, set[str]] = defaultdict(set)  # quota scope -> pod keys
+        #: reservation key -> uid of the *earlier* pod that had its name when it was made
+        #: (a server restarted while its old pod is still listed); "" if that pod had none
+        self._earlier: dict[str, str] = {}
 
     # ------------------------------------------------------------------ events
 
@@ -95,10 +98,14 @@ class ClusterState:
     def apply_pod_event(self, event_type: str, obj: Any) -> PodInfo | None:
         """Apply one Pod watch event (any namespace). Raises ValueError if it is not a Pod."""
         pod = parse_pod(obj)
+        earlier = self._is_earlier_pod(event_type, pod)
+        if not earlier:
+            self._earlier.pop(pod.key, None)
         self._forget_pod(pod.key)
         self.version += 1
         if event_type == DELETED:
-            self._drop_reservation(pod.key)
+            if not earlier:
+                self._drop_reservation(pod.key)
             return None
         if not pod.requests and not pod.managed:
             return pod  # holds no GPU and no quota: nothing to track
@@ -107,9 +114,23 @@ class ClusterState:
             _add(self._used[pod.node], pod.requests, +1)
         if pod.active and pod.managed:
             self._pods_by_scope[self.scope(pod.team, pod.user)].add(pod.key)
-        if pod.node or not pod.active:
+        if (pod.node or not pod.active) and not earlier:
             self._drop_reservation(pod.key)  # the pod now holds what was reserved
         return pod
+
+    def _is_earlier_pod(self, event_type: str, pod: PodInfo) -> bool:
+        """Is this event about the pod that had the name before its reservation was made?
+
+        Such a pod (finished, or being deleted) says nothing about the new spawn: its
+        deletion or end must not drop the reservation. Told apart by ``metadata.uid``;
+        without uids, a pod that is gone or finished is taken for the earlier one.
+        """
+        if pod.key not in self._earlier:
+            return False
+        earlier_uid = self._earlier[pod.key]
+        if earlier_uid and pod.uid:
+            return pod.uid == earlier_uid
+        return event_type == DELETED or not pod.active
 
     def replace_nodes(self, objs: Iterable[Any]) -> list[str]:
         """Resync after a relist: the listed nodes are all there is. Returns problems."""
@@ -152,6 +173,9 @@ class ClusterState:
         if reservation.key in self.reservations:
             raise ValueError(f"{reservation.key} is already reserved")
         self.reservations[reservation.key] = reservation
+        earlier = self.pods.get(reservation.key)
+        if earlier is not None:  # a server restarted while its old pod is still listed
+            self._earlier[reservation.key] = earlier.uid
         _add(self._reserved[reservation.node], {reservation.slice_type.resource: 1}, +1)
         self.version += 1
 
@@ -161,6 +185,7 @@ class ClusterState:
 
     def _drop_reservation(self, key: str) -> bool:
         res = self.reservations.pop(key, None)
+        self._earlier.pop(key, None)
         if res is None:
             return False
         _add(self._reserved[res.node], {res.slice_type.resource: 1}, -1)
@@ -202,7 +227,8 @@ class ClusterState:
                 (pod.user or "", pod.server_name, pod.charge or Charge(0, 0), pod.profile)
             )
         for res in self.reservations.values():
-            if self.scope(res.team, res.user) == scope and res.key not in self.pods:
+            unseen = res.key not in self.pods or res.key in self._earlier
+            if self.scope(res.team, res.user) == scope and unseen:
                 holders.append((res.user, res.server_name, res.charge, res.slice_type.profile))
         me = label_value(user)
         for holder, server_name, charge, profile in holders:

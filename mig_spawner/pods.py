@@ -65,6 +65,7 @@ class PodInfo:
     profile: str = ""
     server_name: str = ""
     charge: Charge | None = None
+    uid: str = ""  # metadata.uid: tells two pods of the same name apart
 
     @property
     def managed(self) -> bool:
@@ -193,4 +194,5 @@ def parse_pod(obj: Any) -> PodInfo:
         profile=str(labels.get(PROFILE_LABEL) or profile_from_requests(requests)),
         server_name=str(annotations.get(SERVER_NAME_ANNOTATION) or ""),
         charge=charge,
+        uid=meta["uid"] if isinstance(meta.get("uid"), str) else "",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from k8s_factories import node, pod
 
-from mig_spawner.cluster import ADDED, ClusterState
+from mig_spawner.cluster import ADDED, DELETED, MODIFIED, ClusterState
 from mig_spawner.nodes import parse_node
 from mig_spawner.pods import parse_pod
 
@@ -142,3 +142,82 @@ def test_condition_taints_still_block_a_node_that_looks_usable():
         )
     )
     assert d.code == "no-matching-gpu"
+
+
+# ----------------------------------------------------------------------------------------
+# A server restarted while its previous pod (same name: KubeSpawner's pod names are fixed
+# per server) is still listed -- Succeeded/Failed and kept (delete_stopped_pods=False), or
+# still terminating -- got a reservation that (a) counted for no quota, because a pod of
+# that name was "seen", and (b) was dropped by the old pod's deletion event before the
+# new pod existed. Either way a teammate could be admitted past the team's quota, and the
+# slice could be handed out twice.
+
+
+def _respawn_setup(uid: str | None):
+    from mig_spawner.admission import SpawnRequest, admit
+    from mig_spawner.policy import build_policy
+
+    pol = build_policy(
+        tiers={"nb": {"compute_slices": 1}}, team_quotas={"vision": {"compute_slices": 1}}
+    )
+    state = ClusterState()
+    state.apply_node_event(ADDED, node("h", mig=["1g.10gb"] * 2))
+    old = pod("jupyter-alice", node="h", resources={MIG1: 1}, user="alice", team="vision")
+    old["status"]["phase"] = "Succeeded"
+    if uid:
+        old["metadata"]["uid"] = uid
+    state.apply_pod_event(ADDED, old)
+
+    def spawn(user):
+        req = SpawnRequest(user=user, tier="nb", groups=("vision",))
+        return admit(req, pol, state, pod_key=f"jhub/jupyter-{user}")
+
+    return state, old, spawn
+
+
+@pytest.mark.parametrize("uid", [None, "uid-old"])
+def test_a_restarted_servers_reservation_counts_while_its_old_pod_lingers(uid):
+    state, _, spawn = _respawn_setup(uid)
+    assert spawn("alice").admitted
+    assert state.usage("vision", "alice").compute_slices == 1
+    second = spawn("bob")
+    assert not second.admitted and second.code == "quota"
+
+
+@pytest.mark.parametrize("uid", [None, "uid-old"])
+def test_the_old_pods_deletion_does_not_drop_the_new_reservation(uid):
+    state, old, spawn = _respawn_setup(uid)
+    assert spawn("alice").admitted
+    state.apply_pod_event(MODIFIED, old)  # e.g. deletionTimestamp set
+    state.apply_pod_event(DELETED, old)
+    assert "jhub/jupyter-alice" in state.reservations
+    assert state.usage("vision", "alice").compute_slices == 1
+    assert spawn("bob").code == "quota"
+    # the new pod appears, runs, and is deleted: now the reservation goes
+    new = pod("jupyter-alice", resources={MIG1: 1}, user="alice", team="vision")
+    new["metadata"]["uid"] = "uid-new"
+    state.apply_pod_event(ADDED, new)
+    assert state.usage("vision", "alice").compute_slices == 1  # the pod holds it now
+    state.apply_pod_event(DELETED, new)
+    assert not state.reservations and state.usage("vision", "alice").servers == 0
+
+
+def test_a_terminating_old_pod_still_running_is_told_apart_by_uid():
+    state, old, _ = _respawn_setup("uid-old")
+    old["status"]["phase"] = "Running"
+    state.apply_pod_event(MODIFIED, old)  # the previous server is still shutting down
+    from mig_spawner.admission import SpawnRequest, admit
+    from mig_spawner.policy import build_policy
+
+    pol = build_policy(tiers={"nb": {"compute_slices": 1}})
+    assert admit(
+        SpawnRequest(user="alice", tier="nb"), pol, state, pod_key="jhub/jupyter-alice"
+    ).admitted
+    kind = next(iter(state.nodes["h"].offers))
+    assert state.free(state.nodes["h"], kind) == 0  # the old pod's slice + the reservation
+    old["metadata"]["deletionTimestamp"] = "2026-11-20T10:00:00Z"
+    state.apply_pod_event(MODIFIED, old)
+    assert "jhub/jupyter-alice" in state.reservations
+    state.apply_pod_event(DELETED, old)
+    assert "jhub/jupyter-alice" in state.reservations
+    assert state.free(state.nodes["h"], kind) == 1
