@@ -7,6 +7,9 @@ patch, delete) and its ``/status`` subresource, ``/api/v1/{r}`` (list and watch 
 namespaces; create for cluster-scoped kinds), ``/api/v1/{nodes,namespaces}/{name}[/status]``,
 plus discovery (``/version``, ``/api``, ``/api/v1``, ``/apis``) and ``/healthz``.
 
+Watches with ``allowWatchBookmarks=true`` get a BOOKMARK every :attr:`ApiServer.bookmark_interval`
+seconds and one just before they time out, carrying the current resourceVersion.
+
 Every request is appended to :attr:`ApiServer.requests` as ``(method, path, params)`` before
 anything else happens, so tests can list exactly the calls a component made. Faults added
 with :meth:`ApiServer.inject_faults` answer matching requests with an error ``Status`` (and/or
@@ -98,6 +101,9 @@ class ApiServer:
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner: web.AppRunner | None = None
         self.host, self.port = "127.0.0.1", 0
+        #: Seconds between BOOKMARK events on watches that allow them (one is also sent just
+        #: before a watch times out).
+        self.bookmark_interval = 60.0
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, host: str, port: int) -> None:
@@ -260,18 +266,24 @@ class ApiServer:
             await response.write_eof()
             return response
         self.streams[watcher] = request
+        bookmarks = _flag(request.query.get("allowWatchBookmarks"))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        next_bookmark = loop.time() + self.bookmark_interval
         try:
             await response.prepare(request)
             while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
+                now = loop.time()
+                if now >= deadline:
                     break
+                if bookmarks and now >= next_bookmark:
+                    await response.write(self._bookmark(plural))
+                    next_bookmark = now + self.bookmark_interval
+                wake = min(deadline, next_bookmark) if bookmarks else deadline
                 try:
-                    item = await asyncio.wait_for(watcher.queue.get(), remaining)
+                    item = await asyncio.wait_for(watcher.queue.get(), wake - now)
                 except asyncio.TimeoutError:
-                    break
+                    continue
                 if item == CLOSE:
                     break
                 if item == ABORT:
@@ -279,6 +291,8 @@ class ApiServer:
                         request.transport.abort()
                     return response
                 await response.write(item)  # type: ignore[arg-type]
+            if bookmarks:  # like the API server, a last bookmark before the watch times out
+                await response.write(self._bookmark(plural))
             await response.write_eof()
         except (ConnectionError, RuntimeError):
             pass  # the client went away
@@ -286,6 +300,16 @@ class ApiServer:
             self.store.unwatch(watcher)
             self.streams.pop(watcher, None)
         return response
+
+    def _bookmark(self, plural: str) -> bytes:
+        """A BOOKMARK: every change up to this resourceVersion has been sent."""
+        kind = KINDS[plural][0]
+        obj = {
+            "kind": kind,
+            "apiVersion": "v1",
+            "metadata": {"resourceVersion": str(self.store.rv)},
+        }
+        return _dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
 
     async def _delete(self, request: web.Request, plural: str, namespace: str | None, name: str):
         body = await self._body(request)

@@ -183,3 +183,23 @@ async def test_kubespawner_pod_reflector_resyncs_after_broken_watch(emu, core):
     finally:
         await reflector.stop()
         client.Configuration.set_default(previous)
+
+
+async def test_bookmarks_carry_the_latest_resource_version(emu, core):
+    listed = await core.list_node()
+    emu.api.bookmark_interval = 0.3
+    await core.create_namespaced_pod("default", make_pod("p"))  # changes pods, not nodes
+    w = watch.Watch()
+    types = []
+    async with w.stream(
+        core.list_node,
+        resource_version=listed.metadata.resource_version,
+        timeout_seconds=1,
+        allow_watch_bookmarks=True,
+    ) as stream:
+        async for event in stream:
+            types.append(event["type"])
+    assert set(types) == {"BOOKMARK"} and len(types) >= 3  # periodic, plus one at the end
+    # a quiet node watch now resumes from a recent version, not from before the pod changes
+    assert int(w.resource_version) == emu.store.rv > int(listed.metadata.resource_version)
+    assert await collect(core, timeout=1, resource_version=listed.metadata.resource_version)
