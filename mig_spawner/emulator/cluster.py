@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes_asyncio.client import ApiClient
 
 from .apiserver import ApiServer, Fault
 from .clusterfile import ClusterSpec, NodeSpec, load_cluster_file, load_cluster_spec
@@ -25,6 +26,17 @@ from .status import ApiError
 from .store import Store, now
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def to_json(obj: Any) -> dict[str, Any]:
+    """A plain JSON dict from a dict or a kubernetes_asyncio model (``V1Pod``, ``V1Node``...),
+    serialized by kubernetes_asyncio's own ``ApiClient.sanitize_for_serialization``. (The
+    method needs no connection; a fully constructed ``ApiClient()`` would open an aiohttp
+    connector, which needs a running loop and closing.)"""
+    if isinstance(obj, dict):
+        return copy.deepcopy(obj)
+    serializer = ApiClient.__new__(ApiClient)
+    return serializer.sanitize_for_serialization(obj)
 
 
 def _coerce_spec(spec: ClusterSpec | dict | str | Path | None) -> ClusterSpec:
@@ -206,10 +218,21 @@ class EmulatedCluster:
         return logs[-1].read_text(errors="replace") if logs else ""
 
     # -- changing the cluster --------------------------------------------------------------
-    def add_node(self, node: NodeSpec | dict[str, Any]) -> dict[str, Any]:
+    def create_pod(self, pod: Any, namespace: str = "default") -> dict[str, Any]:
+        """Create a pod (a dict or a ``V1Pod``) as the API server would, without an HTTP
+        request (so it is not in :attr:`requests`). Returns a copy of the stored pod."""
+        return copy.deepcopy(self.store.create("pods", namespace, to_json(pod)))
+
+    def delete_pod(self, name: str, namespace: str = "default", grace: int | None = None) -> None:
+        """Delete a pod as the API server would (gracefully unless ``grace=0``)."""
+        self.store.delete("pods", namespace, name, grace)
+
+    def add_node(self, node: Any) -> dict[str, Any]:
         """Add a node: a :class:`NodeSpec`, a cluster-file node entry (``{"name": ..., "gpu":
-        ...}``; with ``count`` the copies are added and the first returned) or a full Node
-        object (``{"metadata": {...}, ...}``). Returns (a copy of) the stored Node."""
+        ...}``; with ``count`` the copies are added and the first returned), or a full Node
+        object (a dict with ``metadata``, or a ``V1Node``). Returns a copy of the stored Node."""
+        if not isinstance(node, dict | NodeSpec):
+            node = to_json(node)
         if isinstance(node, dict) and "metadata" in node:
             obj = copy.deepcopy(node)
         else:

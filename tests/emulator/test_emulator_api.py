@@ -323,3 +323,27 @@ async def test_raw_http_details(emu):
             )
         async with http.get(f"{emu.url}/healthz") as response:
             assert await response.text() == "ok"
+
+
+async def test_cluster_helpers_accept_kubernetes_asyncio_models(emu):
+    node = client.V1Node(
+        metadata=client.V1ObjectMeta(name="model-node", labels={"pool": "x"}),
+        spec=client.V1NodeSpec(unschedulable=True),
+        status=client.V1NodeStatus(allocatable={"cpu": "4", "memory": "8Gi", "pods": "10"}),
+    )
+    stored = emu.add_node(node)
+    assert stored["metadata"]["labels"] == {"pool": "x"} and stored["spec"]["unschedulable"]
+    assert {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"} in stored["spec"][
+        "taints"
+    ]
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="model-pod"),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="i:1")]),
+    )
+    emu.clear_requests()
+    created = emu.create_pod(pod, namespace="jhub")
+    assert created["metadata"]["namespace"] == "jhub" and created["status"]["phase"] == "Pending"
+    assert emu.requests == []  # not an HTTP request
+    await emu.wait_for(lambda c: c.pod("model-pod", "jhub")["status"]["phase"] == "Running")
+    emu.delete_pod("model-pod", "jhub", grace=0)
+    assert emu.pod("model-pod", "jhub") is None
