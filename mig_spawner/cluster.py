@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .nodes import NodeInfo, SliceType, parse_node
@@ -116,7 +116,43 @@ class ClusterState:
             self._pods_by_scope[self.scope(pod.team, pod.user)].add(pod.key)
         if (pod.node or not pod.active) and not earlier:
             self._drop_reservation(pod.key)  # the pod now holds what was reserved
+        if pod.active and pod.node:
+            for resource in pod.requests:
+                self._rebalance(pod.node, resource)
         return pod
+
+    def _rebalance(self, node_name: str, resource: str) -> None:
+        """Move reservations off ``node_name`` while pods and reservations overbook it.
+
+        A reservation names a node, but the pod's node selector names only the GPU model:
+        the scheduler may bind it (or another namespace's pod) to another node with the
+        same slice type, one whose free slices were reserved for other spawns. Those
+        reservations then move to a node of the same slice type that has room (the one
+        the bound pod had reserved, typically), so the books match the slices again.
+        """
+        node = self.nodes.get(node_name)
+        kind = node.resources.get(resource) if node is not None else None
+        if kind is None:
+            return
+        while self._headroom(node, kind) < 0:
+            movable = sorted(
+                key
+                for key, res in self.reservations.items()
+                if res.node == node_name and res.slice_type == kind
+            )
+            room = [
+                (self.free(other, kind), other.name)
+                for other in self.nodes_offering(kind)
+                if other.name != node_name and self.free(other, kind) > 0
+            ]
+            if not movable or not room:
+                return  # nowhere to go: stay conservative (the node shows 0 free)
+            _, target = min(room, key=lambda fn: (-fn[0], fn[1]))  # most room, then by name
+            res = self.reservations[movable[-1]]
+            _add(self._reserved[node_name], {resource: 1}, -1)
+            _add(self._reserved[target], {resource: 1}, +1)
+            self.reservations[res.key] = replace(res, node=target)
+            self.version += 1
 
     def _is_earlier_pod(self, event_type: str, pod: PodInfo) -> bool:
         """Is this event about the pod that had the name before its reservation was made?
@@ -212,9 +248,13 @@ class ClusterState:
 
     def free(self, node: NodeInfo, kind: SliceType) -> int:
         """Slices of ``kind`` on ``node`` that neither a pod nor a reservation holds."""
+        return max(self._headroom(node, kind), 0)
+
+    def _headroom(self, node: NodeInfo, kind: SliceType) -> int:
+        """Like :meth:`free`, but negative when pods and reservations overbook the node."""
         resource = kind.resource
         held = self._used[node.name].get(resource, 0) + self._reserved[node.name].get(resource, 0)
-        return max(node.offers.get(kind, 0) - held, 0)
+        return node.offers.get(kind, 0) - held
 
     def usage(self, team: str, user: str) -> Usage:
         """Quota usage of ``team`` ("" = ``user`` on the default quota), incl. reservations."""

@@ -221,3 +221,54 @@ def test_a_terminating_old_pod_still_running_is_told_apart_by_uid():
     state.apply_pod_event(DELETED, old)
     assert "jhub/jupyter-alice" in state.reservations
     assert state.free(state.nodes["h"], kind) == 1
+
+
+# ----------------------------------------------------------------------------------------
+# A reservation names a node, but the spawner's node selector names only the GPU model, so
+# the scheduler may bind the pod to another node of that slice type -- one whose free
+# slices were reserved for other spawns. The books then showed that node overbooked (free
+# clamped to 0) and the reservation's own node with a spare slice that did not exist, so
+# one more spawn than there were slices was admitted.
+
+
+def test_a_pod_bound_elsewhere_moves_the_displaced_reservation_to_the_freed_node():
+    from mig_spawner.admission import SpawnRequest, admit
+    from mig_spawner.policy import build_policy
+
+    pol = build_policy(tiers={"nb": {"compute_slices": 1, "fallback": False}})
+    state = ClusterState()
+    state.apply_node_event(ADDED, node("a", mig=["1g.10gb"]))
+    state.apply_node_event(ADDED, node("b", mig=["1g.10gb"]))
+
+    def spawn(user):
+        return admit(SpawnRequest(user=user, tier="nb"), pol, state, pod_key=f"jhub/{user}")
+
+    assert spawn("u1").node == "a" and spawn("u2").node == "b"
+    # the scheduler puts u1's pod on b
+    state.apply_pod_event(ADDED, pod("u1", node="b", resources={MIG1: 1}, user="u1"))
+    assert state.reservations["jhub/u2"].node == "a"
+    third = spawn("u3")
+    assert not third.admitted and third.code == "capacity"  # 2 slices, 2 servers
+    kind = next(iter(state.nodes["a"].offers))
+    assert [state.free(state.nodes[n], kind) for n in "ab"] == [0, 0]
+    # u2's pod lands on a as its reservation now says: nothing moves
+    state.apply_pod_event(ADDED, pod("u2", node="a", resources={MIG1: 1}, user="u2"))
+    assert not state.reservations
+
+
+def test_a_foreign_pod_on_a_reserved_slice_pushes_the_reservation_to_a_free_node():
+    state = ClusterState()
+    state.apply_node_event(ADDED, node("a", mig=["1g.10gb"]))
+    state.apply_node_event(ADDED, node("b", mig=["1g.10gb"] * 2))
+    kind = next(iter(state.nodes["a"].offers))
+    from mig_spawner.cluster import Reservation
+    from mig_spawner.pods import Charge
+
+    state.reserve(Reservation("jhub/u", "u", "", kind, "a", Charge(1, 10)))
+    state.apply_pod_event(ADDED, pod("batch", namespace="ml", node="a", resources={MIG1: 1}))
+    assert state.reservations["jhub/u"].node == "b"
+    assert state.free(state.nodes["b"], kind) == 1
+    # nowhere left to go: the reservation stays and the node shows 0 free
+    state.apply_pod_event(ADDED, pod("batch2", namespace="ml", node="b", resources={MIG1: 2}))
+    assert state.reservations["jhub/u"].node == "b"
+    assert [state.free(state.nodes[n], kind) for n in "ab"] == [0, 0]
