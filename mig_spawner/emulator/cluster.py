@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes_asyncio.client import ApiClient
 
 from .apiserver import ApiServer, Fault
 from .clusterfile import ClusterSpec, NodeSpec, load_cluster_file, load_cluster_spec
@@ -35,6 +34,9 @@ def to_json(obj: Any) -> dict[str, Any]:
     connector, which needs a running loop and closing.)"""
     if isinstance(obj, dict):
         return copy.deepcopy(obj)
+    # imported here: kubernetes_asyncio.client takes seconds to import and to tear down
+    from kubernetes_asyncio.client import ApiClient
+
     serializer = ApiClient.__new__(ApiClient)
     return serializer.sanitize_for_serialization(obj)
 
