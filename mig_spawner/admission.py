@@ -235,13 +235,14 @@ def _decide_for_team(
             # Most free slices first (spreads spawns), then by name: deterministic.
             _, node = min(free_nodes, key=lambda fn: (-fn[0], fn[1].name))
             report(GRANTED, f"{free} of {total} free")
+            granted = state.node_slice_type(node, kind)  # the granted node's own figures
             return Decision(
                 True,
                 ADMITTED,
                 request.user,
                 tier.slug,
-                message=_admitted_message(tier, team, kind, step, reports, last_check),
-                granted=kind,
+                message=_admitted_message(tier, team, granted, step, reports, last_check),
+                granted=granted,
                 node=node.name,
                 step=step,
                 candidates=tuple(reports),

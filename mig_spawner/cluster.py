@@ -240,8 +240,22 @@ class ClusterState:
         return f"team:{label_value(team)}" if team else f"user:{label_value(user or '')}"
 
     def slice_types(self) -> list[SliceType]:
-        """Every slice type some node offers, smallest first."""
-        return sorted(self._nodes_by_type, key=lambda t: t.sort_key)
+        """Every slice type some node offers, smallest first.
+
+        Nodes of one slice type may report different figures (SMs, MiB: GFD versions
+        differ); each type carries those of the first node by name offering it, so what
+        users read does not depend on the order in which nodes were seen.
+        """
+        kinds = (self._representative(kind) for kind in self._nodes_by_type)
+        return sorted(kinds, key=lambda t: t.sort_key)
+
+    def _representative(self, kind: SliceType) -> SliceType:
+        return self.node_slice_type(self.nodes[min(self._nodes_by_type[kind])], kind)
+
+    @staticmethod
+    def node_slice_type(node: NodeInfo, kind: SliceType) -> SliceType:
+        """``kind`` as ``node`` reports it (its own SM and memory figures)."""
+        return next((k for k in node.offers if k == kind), kind)
 
     def nodes_offering(self, kind: SliceType) -> list[NodeInfo]:
         return [self.nodes[n] for n in sorted(self._nodes_by_type.get(kind, ()))]

@@ -272,3 +272,30 @@ def test_a_foreign_pod_on_a_reserved_slice_pushes_the_reservation_to_a_free_node
     state.apply_pod_event(ADDED, pod("batch2", namespace="ml", node="b", resources={MIG1: 2}))
     assert state.reservations["jhub/u"].node == "b"
     assert [state.free(state.nodes[n], kind) for n in "ab"] == [0, 0]
+
+
+# ----------------------------------------------------------------------------------------
+# Nodes of one slice type can report different SM/memory figures (GFD versions differ, or
+# a label is missing and the catalog fills in). The state kept the figures of whichever
+# node it saw first, so the same cluster gave different messages depending on event
+# order, and the granted slice was described with another node's figures.
+
+
+def test_figures_do_not_depend_on_the_order_nodes_arrived_in():
+    from mig_spawner.admission import SpawnRequest, decide
+    from mig_spawner.policy import build_policy
+
+    a = node("a", mig=["1g.10gb"])
+    b = node("b", mig=["1g.10gb"] * 2)
+    a["metadata"]["labels"]["nvidia.com/mig-1g.10gb.multiprocessors"] = "14"
+    pol = build_policy(tiers={"t": {}})
+    messages = set()
+    for order in ([a, b], [b, a]):
+        state = ClusterState()
+        for n in order:
+            state.apply_node_event(ADDED, n)
+        assert [k.sm_count for k in state.slice_types()] == [14]  # node a's, first by name
+        d = decide(SpawnRequest(user="u", tier="t"), pol, state)
+        assert d.node == "b" and d.granted.sm_count == 16  # b's own figure
+        messages.add(d.message)
+    assert len(messages) == 1 and "16 SMs" in messages.pop()
