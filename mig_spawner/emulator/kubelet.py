@@ -11,6 +11,10 @@ kubelet's PATH (so the venv's ``jupyterhub-singleuser`` is found), its own HOME,
 emulator runs as root, a Jupyter config allowing root, since a real notebook container would
 not run as root.
 
+A pod created with ``spec.nodeName`` set (bypassing the scheduler) that does not fit the
+node's allocatable resources is rejected as the kubelet rejects it: phase Failed, reason
+``OutOf<resource>``, and a Warning event.
+
 When the process exits, ``restartPolicy`` decides, as in Kubernetes: ``Never`` (or exit 0
 under ``OnFailure``) makes the pod Succeeded (0) or Failed; otherwise the container shows
 ``terminated`` and is restarted after a back-off (``restart_backoff``, doubling, at most 300 s).
@@ -31,13 +35,15 @@ import os
 import shlex
 import sys
 import uuid
+from collections import Counter
 from typing import Any
 
 from . import podstatus
 from .events import EventRecorder
 from .podenv import container_env, container_port, expand, rewrite_for_pod_ip
+from .quantity import format_quantity
 from .runtime import IPAllocator, ProcessRuntime, StubRuntime
-from .scheduler import node_ready
+from .scheduler import TERMINAL, allocatable, node_ready, pod_requests
 from .store import Change, Store
 
 log = logging.getLogger(__name__)
@@ -109,7 +115,46 @@ class Kubelet:
             return
         if (pod.get("status") or {}).get("phase") not in (None, "Pending"):
             return
+        rejection = self._admission_error(pod, node)
+        if rejection is not None:
+            loop = asyncio.get_running_loop()
+            loop.call_soon(self._reject, meta["namespace"], meta["name"], *rejection)
+            return
         self.workers[meta["uid"]] = PodWorker(self, pod, node)
+
+    def _admission_error(self, pod: dict[str, Any], node: dict[str, Any]) -> tuple[str, str] | None:
+        """The kubelet's own resource check, which matters for pods created with
+        ``spec.nodeName`` set (the scheduler never places a pod that does not fit)."""
+        name, uid = node["metadata"]["name"], pod["metadata"]["uid"]
+        used: Counter = Counter()
+        for other in self.store.list("pods"):
+            other_uid, phase = other["metadata"]["uid"], (other.get("status") or {}).get("phase")
+            admitted = other_uid in self.workers or phase == "Running"
+            same_node = (other.get("spec") or {}).get("nodeName") == name
+            if same_node and admitted and other_uid != uid and phase not in TERMINAL:
+                used.update(pod_requests(other))
+                used["pods"] += 1
+        capacity = allocatable(node)
+        if used["pods"] + 1 > capacity["pods"]:
+            message = f"Node didn't have enough resource: pods, capacity: {capacity['pods']}"
+            return "OutOfpods", f"Pod was rejected: {message}"
+        for resource, amount in sorted(pod_requests(pod).items()):
+            if amount > 0 and used[resource] + amount > capacity[resource]:
+                return f"OutOf{resource}", (
+                    f"Pod was rejected: Node didn't have enough resource: {resource}, requested: "
+                    f"{format_quantity(amount)}, used: {format_quantity(used[resource])}, "
+                    f"capacity: {format_quantity(capacity[resource])}"
+                )
+        return None
+
+    def _reject(self, namespace: str, name: str, reason: str, message: str) -> None:
+        def fail(pod: dict[str, Any]) -> None:
+            pod.setdefault("status", {}).update(phase="Failed", reason=reason, message=message)
+
+        rejected = self.store.mutate("pods", namespace, name, fail)
+        if rejected is not None:
+            node = rejected["spec"].get("nodeName")
+            self.recorder.record(rejected, "Warning", reason, message, "kubelet", node)
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop every pod's process or stub server (SIGTERM, then SIGKILL after ``grace``)."""

@@ -331,3 +331,18 @@ async def test_process_mode_runs_real_jupyterhub_singleuser(make_emu, tmp_path):
         assert "received signal 15, stopping" in cluster.pod_log("jupyter-x")
     finally:
         await runner.cleanup()
+
+
+async def test_kubelet_rejects_pinned_pods_that_do_not_fit(emu):
+    pinned = make_pod("pinned", {"nvidia.com/mig-1g.10gb": "8"}, nodeName="gpu-h100-a")
+    emu.create_pod(pinned)
+    pod = await wait_phase(emu, "pinned", "Failed")
+    assert pod["status"]["reason"] == "OutOfnvidia.com/mig-1g.10gb"
+    assert pod["status"]["message"] == (
+        "Pod was rejected: Node didn't have enough resource: nvidia.com/mig-1g.10gb, "
+        "requested: 8, used: 0, capacity: 7"
+    )
+    assert "OutOfnvidia.com/mig-1g.10gb" in [e["reason"] for e in emu.events]
+    fits = make_pod("fits", {"nvidia.com/mig-1g.10gb": "7"}, nodeName="gpu-h100-a")
+    emu.create_pod(fits)
+    assert (await wait_phase(emu, "fits", "Running"))["spec"]["nodeName"] == "gpu-h100-a"
