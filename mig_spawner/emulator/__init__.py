@@ -14,9 +14,12 @@ parts of a control plane and of the nodes that they can observe:
   labels, extended resources needing limits equal to requests, immutable pod specs);
 * ``scheduler``: kube-scheduler's filters and FailedScheduling messages for extended
   resources, node selectors and affinity, taints, cordoned and NotReady nodes;
-* ``kubelet`` and ``runtime``: pods run as real processes (or tiny stub HTTP servers) on their
-  own loopback addresses 127.0.0.N, with kubelet-style status and events;
-* ``controllers``: node taints in step with cordon/NotReady, pod GC, namespace deletion;
+* ``kubelet``, ``podenv``, ``podstatus``, ``runtime`` and ``podinit``: pods run as real
+  processes (under a tini-like init that takes every descendant down with the pod) or as
+  tiny stub HTTP servers, each on its own loopback address 127.0.0.N, with kubelet-style
+  status, events, restart policy, admission and graceful termination;
+* ``controllers`` and ``events``: node taints in step with cordon/NotReady, pod GC, namespace
+  deletion; events aggregated as client-go's recorder does;
 * ``clusterfile`` and ``nodelabels``: cluster YAML files turned into Node objects labelled as
   GPU Feature Discovery and the NVIDIA device plugin label real nodes (mixed, single and none
   MIG strategies), with layouts checked against :mod:`mig_spawner.catalog`.
@@ -33,8 +36,17 @@ Public API::
 
     from mig_spawner.emulator import EmulatedCluster, load_cluster_file, ClusterSpecError
     async with EmulatedCluster(load_cluster_file(path), kubelet="stub") as cluster:
+        cluster.url                               # http://127.0.0.1:PORT
         cluster.write_kubeconfig(tmp / "kubeconfig")
-        ...
+        await cluster.wait_for(lambda c: ..., timeout=10)
+        cluster.pods, cluster.nodes, cluster.events, cluster.pod(name, ns), cluster.node(name)
+        cluster.add_node(...), cluster.cordon(name), cluster.uncordon(name),
+        cluster.set_node_ready(name, ready), cluster.label_node(name, {...}),
+        cluster.delete_node(name), cluster.create_pod(pod, ns), cluster.delete_pod(name, ns)
+        cluster.requests, cluster.inject_faults(...), cluster.break_watches(),
+        cluster.compact_history(), cluster.pod_log(name, ns)
+
+Run one by hand with ``python -m mig_spawner.emulator [cluster.yaml] --kubeconfig PATH``.
 """
 
 from __future__ import annotations
