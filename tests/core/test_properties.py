@@ -1,0 +1,768 @@
+"""Property tests of the core: what must hold for every cluster, policy and event order.
+
+* a decision never grants more than is free, and slices are never double-booked;
+* no interleaving of admit / release / pod events (pending, bound, succeeded, deleted)
+  and cordons ever exceeds a quota or overbooks a slice type (a state machine that
+  plays the spawner, KubeSpawner, the scheduler and the watch);
+* fallback reaches only adequate candidates, within max_fallback_steps, and never when
+  the tier does not fall back; a refusal for capacity means nothing allowed was free;
+* decisions are deterministic, whatever order nodes and pods arrived in;
+* the incrementally kept state equals one rebuilt from scratch after any event sequence.
+
+Clusters are built with ``k8s_factories`` (Node/Pod dicts as the API returns them) from
+H100 MIG layouts that mig-parted can actually create, under the mixed and the single
+strategy, with whole GPUs, cordoned and NotReady nodes and other namespaces' pods.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import dataclass
+
+from hypothesis import assume, event, given, note, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+from k8s_factories import node, pod
+
+from mig_spawner import admission as adm
+from mig_spawner.admission import Decision, SpawnRequest, admit, availability, decide
+from mig_spawner.chains import adequate
+from mig_spawner.cluster import ADDED, DELETED, MODIFIED, ClusterState
+from mig_spawner.nodes import NodeInfo, SliceType, parse_node
+from mig_spawner.pods import TERMINAL_PHASES, label_value
+from mig_spawner.policy import WHOLE_GPU, build_policy
+
+# ----------------------------------------------------------------------------- clusters
+
+#: Per-GPU H100 80GB layouts (mig-parted style). Single strategy needs one profile per node.
+H100_LAYOUTS = {
+    "all-1g.10gb": ["1g.10gb"] * 7,
+    "all-1g.20gb": ["1g.20gb"] * 4,
+    "all-2g.20gb": ["2g.20gb"] * 3,
+    "all-3g.40gb": ["3g.40gb"] * 2,
+    "all-7g.80gb": ["7g.80gb"],
+    "3g+2x2g": ["3g.40gb", "2g.20gb", "2g.20gb"],
+    "4g+3g": ["4g.40gb", "3g.40gb"],
+    "2x1g+2g+3g": ["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"],
+    "disabled": [],  # MIG off: a whole GPU
+}
+SINGLE_LAYOUTS = [k for k, v in H100_LAYOUTS.items() if len(set(v)) <= 1]
+PROFILES = ["1g.10gb", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"]
+CORDON_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
+NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
+
+#: JupyterHub users and their groups; "Data Science" and erin's name are not label values.
+USERS = {
+    "alice": ("vision", "nlp"),
+    "bob": ("vision",),
+    "carol": ("nlp", "Data Science"),
+    "dave": ("Data Science",),
+    "erin@example.com": (),
+    "frank": ("interns",),
+}
+TEAMS = ("vision", "nlp", "Data Science")
+TIERS = {
+    "small": {
+        "compute_slices": 1,
+        "min_memory_gb": 10,
+        "max_compute_slices": 3,
+        "max_fallback_steps": 2,
+    },
+    "mid": {"compute_slices": 2, "min_memory_gb": 20},
+    "big": {"compute_slices": 3, "min_memory_gb": 40, "max_fallback_steps": 1},
+    "whole": {"compute_slices": 7, "fallback": False, "groups": ["vision", "nlp"]},
+    "strict": {"compute_slices": 1, "fallback": False},
+}
+
+
+@st.composite
+def gpu_node(draw, name: str) -> dict:
+    """One H100 node: 1-2 GPUs, random layouts, mixed or single, maybe cordoned/NotReady."""
+    strategy = draw(st.sampled_from(["mixed", "single"]))
+    gpus = draw(st.integers(1, 2))
+    if strategy == "mixed":
+        layouts = [draw(st.sampled_from(sorted(H100_LAYOUTS))) for _ in range(gpus)]
+    else:
+        layouts = [draw(st.sampled_from(SINGLE_LAYOUTS))] * gpus
+    mig = [p for layout in layouts for p in H100_LAYOUTS[layout]]
+    whole = sum(layout == "disabled" for layout in layouts)
+    ready = draw(st.sampled_from([True, True, True, False]))
+    cordoned = draw(st.sampled_from([False, False, False, True]))
+    taints = []
+    if cordoned and draw(st.booleans()):  # the node controller's taint (usually there)
+        taints.append(CORDON_TAINT)
+    if not ready and draw(st.booleans()):
+        taints.append(NOT_READY_TAINT)
+    if strategy == "single" and mig and whole:
+        whole = 0  # single strategy cannot mix MIG and whole GPUs on one node
+    obj = node(
+        name,
+        mig=mig,
+        strategy=strategy,
+        whole_gpus=whole,
+        ready=ready,
+        unschedulable=cordoned,
+        taints=taints or None,
+    )
+    # GFD of another version: per-profile SM/memory labels missing or with other figures
+    labels = obj["metadata"]["labels"]
+    for key in sorted(k for k in labels if k.endswith((".multiprocessors", ".memory"))):
+        drift = draw(st.sampled_from(["same", "same", "same", "missing", "other"]))
+        if drift == "missing":
+            del labels[key]
+        elif drift == "other":
+            labels[key] = str(int(labels[key]) - 2)
+    return obj
+
+
+def allocatable(obj: dict) -> dict[str, int]:
+    alloc = obj["status"]["allocatable"]
+    return {r: int(n) for r, n in alloc.items() if r.startswith("nvidia.com/") and int(n)}
+
+
+def kind_of(obj: dict, resource: str) -> SliceType:
+    return parse_node(obj).resources[resource]
+
+
+def hub_pod(name, *, node_name, resource, charge, user, team, phase=None, server="", uid=None):
+    """A pod mig-spawner created (labels as the spawner writes them)."""
+    obj = pod(
+        name,
+        namespace="jhub",
+        node=node_name,
+        resources={resource: 1},
+        phase=phase,
+        user=label_value(user),
+        team=label_value(team or ""),
+        charge=charge,
+        server_name=server,
+    )
+    if uid is not None:
+        obj["metadata"]["uid"] = uid
+    return obj
+
+
+@st.composite
+def clusters(draw, max_nodes: int = 6):
+    """(nodes, pods): pods fit what the scheduler would allow on each node.
+
+    Some profiles are taken entirely on every node (so that tiers fall back), the others
+    partly.
+    """
+    nodes = [draw(gpu_node(f"gpu-{i}")) for i in range(draw(st.integers(1, max_nodes)))]
+    full = draw(st.sets(st.sampled_from([*PROFILES, WHOLE_GPU])))
+    pods = []
+    for obj in nodes:
+        name = obj["metadata"]["name"]
+        for resource, cap in sorted(allocatable(obj).items()):
+            tag = resource.rsplit("/", 1)[-1].replace(".", "")
+            profile = kind_of(obj, resource).profile
+            taken = cap if profile in full else draw(st.integers(0, cap))
+            for j in range(taken):
+                if draw(st.booleans()):  # another namespace's workload
+                    pods.append(
+                        pod(
+                            f"job-{name}-{tag}-{j}",
+                            namespace=draw(st.sampled_from(["ml-batch", "research"])),
+                            node=name,
+                            resources={resource: 1},
+                        )
+                    )
+                else:  # a hub server from before a restart
+                    user = draw(st.sampled_from(sorted(USERS)))
+                    team = draw(st.sampled_from([None, *USERS[user]]))
+                    kind = kind_of(obj, resource)
+                    pods.append(
+                        hub_pod(
+                            f"jupyter-{name}-{tag}-{j}",
+                            node_name=name,
+                            resource=resource,
+                            charge=(kind.compute_slices, kind.memory_gb),
+                            user=user,
+                            team=team,
+                        )
+                    )
+            # finished and unscheduled pods hold nothing
+            if draw(st.booleans()):
+                pods.append(
+                    pod(
+                        f"done-{name}-{tag}",
+                        namespace="ml-batch",
+                        node=name,
+                        resources={resource: 2},
+                        phase=draw(st.sampled_from(TERMINAL_PHASES)),
+                    )
+                )
+            if draw(st.booleans()):
+                pods.append(
+                    pod(f"wait-{name}-{tag}", namespace="research", resources={resource: 1})
+                )
+    return nodes, pods
+
+
+def build_state(nodes, pods) -> ClusterState:
+    state = ClusterState()
+    for obj in nodes:
+        state.apply_node_event(ADDED, obj)
+    for obj in pods:
+        state.apply_pod_event(ADDED, obj)
+    return state
+
+
+def bound_counts(pods) -> Counter:
+    """(node, resource) -> slices held by active pods bound there, from the pod dicts."""
+    held: Counter = Counter()
+    for obj in pods:
+        if obj["spec"].get("nodeName") and obj["status"]["phase"] not in TERMINAL_PHASES:
+            for container in obj["spec"]["containers"]:
+                for r, n in container["resources"]["limits"].items():
+                    held[(obj["spec"]["nodeName"], r)] += int(n)
+    return held
+
+
+def reserved_counts(state: ClusterState) -> Counter:
+    return Counter((r.node, r.slice_type.resource) for r in state.reservations.values())
+
+
+quota_limits = st.fixed_dictionaries(
+    {},
+    optional={
+        "compute_slices": st.integers(0, 10),
+        "memory_gb": st.sampled_from([0, 10, 25, 60, 100]),
+        "servers": st.integers(0, 4),
+        "per_user_compute_slices": st.integers(1, 7),
+    },
+)
+quota_sets = st.fixed_dictionaries({team: quota_limits for team in TEAMS})
+spawn_requests = st.tuples(
+    st.sampled_from(sorted(USERS)),
+    st.sampled_from(sorted(TIERS)),
+    st.integers(0, 2),  # 0: let the core pick the team, else the user's n-th group
+    st.integers(0, 5),  # which of a few pod keys (respawns reuse a key)
+)
+
+
+def request_of(user: str, tier: str, pick: int, server: str = "") -> SpawnRequest:
+    groups = USERS[user]
+    team = groups[pick - 1] if 0 < pick <= len(groups) else None
+    return SpawnRequest(
+        user=label_value(user), tier=tier, groups=groups, team=team, server_name=server
+    )
+
+
+# ----------------------------------------------------------------------------- 1. capacity
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cluster=clusters(),
+    quotas=quota_sets,
+    default_quota=quota_limits,
+    charge=st.sampled_from(["granted", "requested"]),
+    requests=st.lists(spawn_requests, min_size=1, max_size=12),
+)
+def test_admit_never_grants_more_than_is_free(cluster, quotas, default_quota, charge, requests):
+    nodes, pods = cluster
+    policy = build_policy(
+        tiers=TIERS, team_quotas=quotas, default_quota=default_quota, charge=charge
+    )
+    state = build_state(nodes, pods)
+    capacity = {(o["metadata"]["name"], r): n for o in nodes for r, n in allocatable(o).items()}
+    held = bound_counts(pods)
+    for user, tier, pick, key_no in requests:
+        key = f"jhub/server-{key_no}"
+        state.release(key)  # admit() replaces the key's reservation; free is counted after
+        reserved = reserved_counts(state)
+        free = {k: cap - held[k] - reserved[k] for k, cap in capacity.items()}
+        decision = admit(request_of(user, tier, pick), policy, state, pod_key=key)
+        event(f"decision: {decision.code}{' (fallback)' if decision.fallback else ''}")
+        if decision.admitted:
+            granted = decision.granted
+            info = state.nodes[decision.node]
+            assert info.usable and info.offers.get(granted, 0) > 0
+            assert info.admits(decision.tier_node_selector, decision.tolerations) is None
+            assert free[(decision.node, granted.resource)] > 0, "granted a slice that was not free"
+            assert state.reservations[key].node == decision.node
+        else:
+            assert key not in state.reservations
+        reserved = reserved_counts(state)
+        for (name, resource), cap in capacity.items():
+            assert held[(name, resource)] + reserved[(name, resource)] <= cap, (name, resource)
+            info = state.nodes[name]
+            kind = info.resources[resource]
+            assert (
+                state.free(info, kind) == cap - held[(name, resource)] - reserved[(name, resource)]
+            )
+
+
+# ----------------------------------------------------------------------------- 2. quotas
+
+
+MACHINE_NODES = {
+    "mixed-a": node("mixed-a", mig=["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"]),
+    "mixed-b": node("mixed-b", mig=["1g.10gb"] * 3, whole_gpus=1),
+    "single-3g": node("single-3g", strategy="single", mig=["3g.40gb"] * 2),
+    "single-1g": node("single-1g", strategy="single", mig=["1g.10gb"] * 2),
+}
+MACHINE_KEYS = {
+    f"jhub/jupyter-{label_value(user)}{'--' + server if server else ''}": (user, server)
+    for user in USERS
+    for server in ("", "gpu")
+}
+
+
+@dataclass
+class ApiPod:
+    """A hub pod as the Kubernetes API holds it."""
+
+    key: str
+    user: str
+    server: str
+    decision: Decision
+    uid: str
+    phase: str = "Pending"
+    node: str | None = None
+    doomed: bool = False  # deleted by KubeSpawner; the scheduler no longer binds it
+
+    @property
+    def active(self) -> bool:
+        return self.phase not in TERMINAL_PHASES
+
+    def obj(self) -> dict:
+        d = self.decision
+        return hub_pod(
+            self.key.split("/", 1)[1],
+            node_name=self.node,
+            resource=d.granted.resource,
+            charge=(d.charge.compute_slices, d.charge.memory_gb),
+            user=self.user,
+            team=d.team,
+            phase=self.phase,
+            server=self.server,
+            uid=self.uid,
+        )
+
+
+class HubMachine(RuleBasedStateMachine):
+    """The spawner (admit, release), KubeSpawner (create/delete pods), the scheduler (bind),
+    pods finishing, admins cordoning, and the watch feeding every change to the state.
+
+    The scheduler binds a pod only where it fits by bound pods (it knows nothing of
+    reservations) and, as the spawner's node selector is the GPU product, to any node
+    with the granted slice type.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.state = ClusterState()
+        self.nodes = {name: dict(obj) for name, obj in MACHINE_NODES.items()}
+        for obj in self.nodes.values():
+            self.state.apply_node_event(ADDED, obj)
+        self.policy = build_policy(tiers=TIERS)
+        self.api: dict[str, ApiPod] = {}
+        self.spawning: dict[str, Decision] = {}  # admitted, pod not created yet
+        self.cordoned: set[str] = set()
+        self.uids = itertools.count()
+
+    @initialize(
+        quotas=quota_sets,
+        default_quota=quota_limits,
+        charge=st.sampled_from(["granted", "requested"]),
+    )
+    def configure(self, quotas, default_quota, charge):
+        note(f"quotas={quotas} default={default_quota} charge={charge}")
+        self.policy = build_policy(
+            tiers=TIERS, team_quotas=quotas, default_quota=default_quota, charge=charge
+        )
+
+    # -- the spawner
+
+    @rule(
+        key=st.sampled_from(sorted(MACHINE_KEYS)),
+        tier=st.sampled_from(sorted(TIERS)),
+        pick=st.integers(0, 2),
+    )
+    def spawn(self, key, tier, pick):
+        """JupyterHub starts a server that is not running (its old pod may linger)."""
+        old = self.api.get(key)
+        if key in self.spawning or (old is not None and old.active):
+            return
+        user, server = MACHINE_KEYS[key]
+        decision = admit(request_of(user, tier, pick, server), self.policy, self.state, pod_key=key)
+        note(f"spawn {key} {tier}: {decision.code} {decision.node}")
+        event(f"spawn: {decision.code}")
+        if decision.admitted:
+            self.spawning[key] = decision
+
+    @precondition(lambda self: self.spawning)
+    @rule(data=st.data())
+    def spawn_fails_before_its_pod(self, data):
+        key = data.draw(st.sampled_from(sorted(self.spawning)))
+        self.state.release(key)
+        del self.spawning[key]
+
+    @precondition(lambda self: any(k not in self.api for k in self.spawning))
+    @rule(data=st.data())
+    def create_pod(self, data):
+        """KubeSpawner creates the pod (once any old pod of that name is gone)."""
+        key = data.draw(st.sampled_from(sorted(k for k in self.spawning if k not in self.api)))
+        user, server = MACHINE_KEYS[key]
+        p = ApiPod(key, user, server, self.spawning.pop(key), uid=f"uid-{next(self.uids)}")
+        self.api[key] = p
+        self.state.apply_pod_event(ADDED, p.obj())
+
+    def _pending(self):
+        return sorted(k for k, p in self.api.items() if p.phase == "Pending" and not p.doomed)
+
+    @precondition(lambda self: self._pending())
+    @rule(data=st.data())
+    def spawn_times_out(self, data):
+        """The spawner gives up on a pending pod: release, and KubeSpawner deletes it."""
+        key = data.draw(st.sampled_from(self._pending()))
+        self.state.release(key)
+        self.api[key].doomed = True
+
+    # -- the scheduler and the kubelet
+
+    @precondition(lambda self: self._pending())
+    @rule(data=st.data())
+    def schedule(self, data):
+        key = data.draw(st.sampled_from(self._pending()))
+        p = self.api[key]
+        granted = p.decision.granted
+        bound = Counter()
+        for q in self.api.values():
+            if q.node and q.active:
+                bound[(q.node, q.decision.granted.resource)] += 1
+        fits = [
+            name
+            for name, obj in sorted(self.nodes.items())
+            if name not in self.cordoned
+            and parse_node(obj).resources.get(granted.resource) == granted
+            and bound[(name, granted.resource)] < allocatable(obj).get(granted.resource, 0)
+        ]
+        if not fits:
+            return
+        p.node = data.draw(st.sampled_from(fits))
+        p.phase = "Running"
+        note(f"bind {key} -> {p.node} (reserved on {p.decision.node})")
+        self.state.apply_pod_event(MODIFIED, p.obj())
+
+    def _running(self):
+        return sorted(k for k, p in self.api.items() if p.phase == "Running")
+
+    @precondition(lambda self: self._running())
+    @rule(data=st.data(), phase=st.sampled_from(TERMINAL_PHASES))
+    def pod_finishes(self, data, phase):
+        key = data.draw(st.sampled_from(self._running()))
+        self.api[key].phase = phase
+        self.state.apply_pod_event(MODIFIED, self.api[key].obj())
+
+    @precondition(lambda self: self._running())
+    @rule(data=st.data())
+    def stop_server(self, data):
+        """JupyterHub stops a running server: the spawner releases (nothing: the bound pod
+        holds the slice), then KubeSpawner deletes the pod."""
+        key = data.draw(st.sampled_from(self._running()))
+        assert self.state.release(key) is False
+        self.state.apply_pod_event(DELETED, self.api.pop(key).obj())
+
+    @precondition(lambda self: self.api)
+    @rule(data=st.data())
+    def pod_deleted(self, data):
+        key = data.draw(st.sampled_from(sorted(self.api)))
+        p = self.api.pop(key)
+        self.state.apply_pod_event(DELETED, p.obj())
+
+    @rule(name=st.sampled_from(sorted(MACHINE_NODES)))
+    def toggle_cordon(self, name):
+        obj = self.nodes[name] = dict(MACHINE_NODES[name])
+        if name in self.cordoned:
+            self.cordoned.discard(name)
+        else:
+            self.cordoned.add(name)
+            obj["spec"] = {"unschedulable": True, "taints": [CORDON_TAINT]}
+        self.state.apply_node_event(MODIFIED, obj)
+
+    # -- what must hold after every step
+
+    def _committed(self):
+        """Everything that holds (or is about to hold) quota: active pods + spawns in flight."""
+        for key, p in self.api.items():
+            if p.active:
+                yield key, p.user, p.decision
+        for key, d in self.spawning.items():
+            yield key, MACHINE_KEYS[key][0], d
+
+    @invariant()
+    def quotas_are_never_exceeded(self):
+        scopes: dict[tuple, list] = {}
+        for _, user, d in self._committed():
+            scope = ("team", d.team) if d.team else ("user", user)
+            scopes.setdefault(scope, []).append((user, d.charge))
+        for (kind, name), holders in scopes.items():
+            quota = self.policy.quota_for(name if kind == "team" else None)
+            slices = sum(c.compute_slices for _, c in holders)
+            memory = sum(c.memory_gb for _, c in holders)
+            if quota.compute_slices is not None:
+                assert slices <= quota.compute_slices, (name, slices, quota)
+            if quota.memory_gb is not None:
+                assert memory <= quota.memory_gb, (name, memory, quota)
+            if quota.servers is not None:
+                assert len(holders) <= quota.servers, (name, len(holders), quota)
+            if quota.per_user_compute_slices is not None:
+                per_user = Counter()
+                for user, c in holders:
+                    per_user[user] += c.compute_slices
+                assert max(per_user.values()) <= quota.per_user_compute_slices, (name, per_user)
+
+    @invariant()
+    def the_cores_usage_matches_the_cluster(self):
+        """state.usage() == active pods + spawns whose pod is not there yet, recomputed."""
+        for user in USERS:
+            for team in ("", *TEAMS):
+                expected = [0, 0.0, 0, 0]
+                for _, holder, d in self._committed():
+                    same = (d.team or "") == team and (team or holder == user)
+                    if same:
+                        expected[0] += d.charge.compute_slices
+                        expected[1] += d.charge.memory_gb
+                        expected[2] += 1
+                        if holder == user:
+                            expected[3] += d.charge.compute_slices
+                got = self.state.usage(team, label_value(user))
+                assert [
+                    got.compute_slices,
+                    got.memory_gb,
+                    got.servers,
+                    got.user_compute_slices,
+                ] == expected, (user, team)
+
+    @invariant()
+    def slices_are_never_double_booked(self):
+        """Per slice type: bound pods + pending pods + spawns in flight <= what exists."""
+        total = Counter()
+        for obj in self.nodes.values():
+            info = parse_node(obj)
+            for kind, n in info.offers.items():
+                total[kind] += n
+        committed = Counter()
+        for p in self.api.values():
+            if p.active and (p.node or not p.doomed):
+                committed[p.decision.granted] += 1
+        for d in self.spawning.values():
+            committed[d.granted] += 1
+        for kind, n in committed.items():
+            assert n <= total[kind], (kind.label, n, total[kind])
+        # and the core's own books: per node, bound pods + reservations <= allocatable
+        for name, obj in self.nodes.items():
+            info = self.state.nodes[name]
+            for resource, cap in allocatable(obj).items():
+                bound = sum(
+                    1
+                    for p in self.api.values()
+                    if p.active and p.node == name and p.decision.granted.resource == resource
+                )
+                reserved = sum(
+                    1
+                    for r in self.state.reservations.values()
+                    if r.node == name and r.slice_type.resource == resource
+                )
+                assert bound + reserved <= cap, (name, resource, bound, reserved)
+                assert self.state.free(info, info.resources[resource]) == cap - bound - reserved
+
+
+TestHubMachine = HubMachine.TestCase
+TestHubMachine.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
+
+
+# ----------------------------------------------------------------------------- 3. fallback
+
+
+@st.composite
+def random_tiers(draw):
+    g = draw(st.integers(1, 7))
+    data = {
+        "compute_slices": g,
+        "min_memory_gb": draw(st.sampled_from([0, 5, 10, 15, 20, 40, 80])),
+        "fallback": draw(st.booleans()),
+    }
+    if draw(st.booleans()):
+        data["max_compute_slices"] = draw(st.integers(g, 7))
+    if draw(st.booleans()):
+        data["max_fallback_steps"] = draw(st.integers(0, 3))
+    chain = draw(
+        st.none()
+        | st.lists(st.sampled_from([*PROFILES, WHOLE_GPU]), unique=True, min_size=1, max_size=5)
+    )
+    return data, chain
+
+
+@settings(max_examples=400, deadline=None)
+@given(cluster=clusters(), tier=random_tiers())
+def test_fallback_reaches_only_adequate_candidates_within_its_steps(cluster, tier):
+    data, chain = tier
+    policy = build_policy(
+        tiers={"t": data}, fallback_chains=None if chain is None else {"t": chain}
+    )
+    t = policy.tiers["t"]
+    state = build_state(*cluster)
+    d = decide(SpawnRequest(user="u", tier="t"), policy, state)
+    offered = availability(state, t)
+    for c in d.candidates:
+        assert adequate(t, c.slice_type), c
+        if chain is not None:
+            assert c.slice_type.profile in chain
+    steps = [c.step for c in d.candidates]
+    assert steps == sorted(steps)
+    if chain is not None:  # the admin's order
+        order = [chain.index(c.slice_type.profile) for c in d.candidates]
+        assert order == sorted(order)
+    if not offered:
+        assert d.code == adm.NO_MATCHING_GPU
+        event("fallback tier: no-matching-gpu")
+        return
+    first = offered[0][0].profile
+    assert d.requested.profile == first
+    event(f"fallback tier: {d.code}" + (f" at step {d.step}" if d.admitted else ""))
+    passed = d.candidates
+    if d.admitted:
+        assert adequate(t, d.granted)
+        assert d.fallback == (d.step > 0) == (d.granted.profile != first)
+        if t.max_fallback_steps is not None:
+            assert d.step <= t.max_fallback_steps
+        if not t.fallback:
+            assert d.step == 0 and d.granted.profile == first
+        assert d.candidates[-1].outcome == adm.GRANTED
+        assert d.candidates[-1].slice_type == d.granted
+        passed = d.candidates[:-1]
+    else:  # no quota here: refused only because nothing allowed was free
+        assert d.code == adm.CAPACITY
+    # greedy: every candidate passed over was out of reach or had nothing free
+    limit = 0 if not t.fallback else t.max_fallback_steps
+    for c in passed:
+        if limit is None or c.step <= limit:
+            assert c.outcome in (adm.FULL, adm.UNUSABLE), c
+            assert c.free == 0
+            for n in state.nodes_offering(c.slice_type):
+                assert not n.usable or state.free(n, c.slice_type) == 0
+        else:
+            assert c.outcome in (adm.FALLBACK_DISABLED, adm.BEYOND_MAX_STEPS)
+
+
+# ----------------------------------------------------------------------------- 4. determinism
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    data=st.data(),
+    cluster=clusters(),
+    quotas=quota_sets,
+    requests=st.lists(spawn_requests, min_size=1, max_size=8),
+)
+def test_decisions_are_deterministic_whatever_the_event_order(data, cluster, quotas, requests):
+    nodes, pods = cluster
+    policy = build_policy(tiers=TIERS, team_quotas=quotas)
+    a = build_state(nodes, pods)
+    b = build_state(data.draw(st.permutations(nodes)), data.draw(st.permutations(pods)))
+    for user, tier, pick, key_no in requests:
+        req = request_of(user, tier, pick)
+        assert decide(req, policy, a).to_dict() == decide(req, policy, b).to_dict()
+        key = f"jhub/server-{key_no}"
+        da = admit(req, policy, a, pod_key=key)
+        db = admit(req, policy, b, pod_key=key)
+        assert da.to_dict() == db.to_dict()
+
+
+# ----------------------------------------------------------------------------- 5. incremental
+
+NODE_NAMES = ["gpu-0", "gpu-1", "gpu-2"]
+POD_NAMES = [("jhub", "jupyter-a"), ("jhub", "jupyter-b"), ("ml", "job-0"), ("ml", "job-1")]
+RESOURCES = ["nvidia.com/mig-1g.10gb", "nvidia.com/mig-3g.40gb", "nvidia.com/gpu"]
+
+
+@st.composite
+def pod_objects(draw, namespace, name):
+    managed = namespace == "jhub"
+    user = draw(st.sampled_from(sorted(USERS)))
+    return pod(
+        name,
+        namespace=namespace,
+        node=draw(st.sampled_from([None, *NODE_NAMES, "gone-node"])),
+        resources=draw(st.dictionaries(st.sampled_from(RESOURCES), st.integers(1, 2), max_size=2)),
+        phase=draw(st.sampled_from([None, "Pending", "Running", *TERMINAL_PHASES])),
+        user=user if managed else None,
+        team=draw(st.sampled_from([None, *USERS[user]])) if managed else None,
+        charge=draw(st.sampled_from([None, (1, 10), (3, 40)])) if managed else None,
+        server_name=draw(st.sampled_from(["", "gpu"])),
+    )
+
+
+@st.composite
+def cluster_events(draw):
+    kind = draw(st.sampled_from(["node", "node", "pod", "pod", "pod", "relist"]))
+    if kind == "node":
+        name = draw(st.sampled_from(NODE_NAMES))
+        return ("node", draw(st.sampled_from([ADDED, MODIFIED, DELETED])), draw(gpu_node(name)))
+    if kind == "pod":
+        namespace, name = draw(st.sampled_from(POD_NAMES))
+        event = draw(st.sampled_from([ADDED, MODIFIED, DELETED]))
+        return ("pod", event, draw(pod_objects(namespace, name)))
+    return ("relist", draw(st.sampled_from(["nodes", "pods"])), None)
+
+
+def _usage_tuple(state: ClusterState, team: str, user: str):
+    u = state.usage(team, label_value(user))
+    return (u.compute_slices, u.memory_gb, u.servers, u.user_compute_slices, u.own_servers)
+
+
+def assert_same_state(state: ClusterState, rebuilt: ClusterState) -> None:
+    assert set(state.nodes) == set(rebuilt.nodes)
+    assert set(state.pods) == set(rebuilt.pods)
+    assert state.slice_types() == rebuilt.slice_types()
+    for kind in rebuilt.slice_types():
+        assert [n.name for n in state.nodes_offering(kind)] == [
+            n.name for n in rebuilt.nodes_offering(kind)
+        ]
+    for name, info in rebuilt.nodes.items():
+        mine: NodeInfo = state.nodes[name]
+        assert mine == info
+        for kind in info.offers:
+            assert state.free(mine, kind) == rebuilt.free(info, kind), (name, kind.label)
+    for user in USERS:
+        for team in ("", *TEAMS, "interns"):
+            assert _usage_tuple(state, team, user) == _usage_tuple(rebuilt, team, user)
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=st.lists(cluster_events(), max_size=40))
+def test_incremental_state_equals_a_state_rebuilt_from_scratch(events):
+    state = ClusterState()
+    nodes: dict[str, dict] = {}
+    pods: dict[str, dict] = {}
+    for what, event_type, obj in events:
+        if what == "relist":
+            if event_type == "nodes":
+                assert state.replace_nodes(list(nodes.values())) == []
+            else:
+                assert state.replace_pods(list(pods.values())) == []
+            continue
+        meta = obj["metadata"]
+        key = meta["name"] if what == "node" else f"{meta['namespace']}/{meta['name']}"
+        world = nodes if what == "node" else pods
+        if event_type == DELETED:
+            world.pop(key, None)
+        else:
+            world[key] = obj
+        apply = state.apply_node_event if what == "node" else state.apply_pod_event
+        apply(event_type, obj)
+    assume(nodes or pods)
+    rebuilt = build_state(nodes.values(), pods.values())
+    assert_same_state(state, rebuilt)
