@@ -20,6 +20,7 @@ import contextlib
 import errno
 import json
 import os
+import random
 import signal
 import socket
 import sys
@@ -47,17 +48,23 @@ def _kill_leftovers() -> None:
 
 
 class IPAllocator:
-    """Loopback addresses for pods: 127.0.0.2, 127.0.0.3, ... 127.0.0.254, 127.0.1.1, ..."""
+    """Loopback addresses for pods, 127.<block>.<high>.<low>, never 127.0.0.1.
 
-    def __init__(self) -> None:
+    Each cluster starts in its own randomly chosen block of 127.0.0.0/8, so that two
+    emulators on one machine (the demo while a test suite runs, say) do not hand the
+    same address to their pods: the free-port probe alone cannot see a process that has
+    been given an address but has not bound it yet.
+    """
+
+    def __init__(self, block: int | None = None) -> None:
         self.in_use: set[str] = set()
+        self.block = random.randrange(1, 255) if block is None else block
 
-    @staticmethod
-    def _candidates():
+    def _candidates(self):
         for high in range(256):
             for low in range(1, 255):
-                if (high, low) != (0, 1):
-                    yield f"127.0.{high}.{low}"
+                if (self.block, high, low) != (0, 0, 1):
+                    yield f"127.{self.block}.{high}.{low}"
 
     @staticmethod
     def port_free(ip: str, port: int) -> bool:
