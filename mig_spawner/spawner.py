@@ -343,10 +343,18 @@ class MIGSpawner(KubeSpawner):
         return MIGSpawner._views.get((loop, Configuration.get_default_copy().host))
 
     async def progress(self):
+        """Our decision first; on a fallback, every later line keeps saying so."""
         decision = getattr(self, "_mig_decision", None)
+        note = ""
         if decision is not None and decision.admitted:
             yield {"progress": 2, "message": decision.message}
+            if decision.fallback:
+                note = (
+                    f" ({decision.requested.profile} was full: running on {decision.granted.label})"
+                )
         async for event in super().progress():
+            if note and event.get("message"):
+                event = {**event, "message": event["message"] + note}
             yield event
 
 
