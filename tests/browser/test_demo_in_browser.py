@@ -1,0 +1,180 @@
+"""The demo, driven in headless Chromium: what a person sees and does.
+
+Runs the real ``mig-spawner demo`` (emulated cluster, kubelet running real
+jupyterhub-singleuser processes, JupyterHub with MIGSpawner) and walks it as users:
+alice starts a 1g notebook and reaches JupyterLab; once the two 1g slices are taken,
+bob (same team) is told his notebook falls back to a larger slice; bob, his team's
+quota nearly used, sees the larger tiers refused with the reason. Screenshots go to
+``test-artifacts/browser/``.
+
+The tests run in order and share one demo.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("MIG_SPAWNER_ARTIFACTS", ROOT / "test-artifacts")) / "browser"
+CHROMIUM = os.environ.get("PLAYWRIGHT_CHROMIUM", "/usr/bin/chromium")
+PASSWORD = "mig-demo"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """``mig-spawner demo`` as a user runs it; stopped with Ctrl-C (SIGINT) at the end."""
+    port = _free_port()
+    script = Path(sys.executable).with_name("mig-spawner")
+    proc = subprocess.Popen(
+        [str(script), "demo", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line)
+            if "mig-spawner demo is running" in line:
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(120):
+        proc.kill()
+        raise AssertionError("demo did not start:\n" + "".join(lines[-40:]))
+    yield {"url": f"http://127.0.0.1:{port}", "proc": proc, "lines": lines}
+
+    descendants = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0, "".join(lines[-40:])
+    time.sleep(1)
+    alive = [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"demo left processes behind: {[p.cmdline() for p in alive]}"
+    assert any("mig-spawner demo stopped." in line for line in lines)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def login(browser, demo, user: str) -> Page:
+    context = browser.new_context(viewport={"width": 1100, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    page.goto(f"{demo['url']}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", PASSWORD)
+    page.click("#login_submit")
+    return page
+
+
+def tier(page: Page, slug: str):
+    return page.locator(f'#kubespawner-profiles-list label[data-tier="{slug}"]')
+
+
+def start_and_reach_lab(page: Page, user: str, shot: str) -> str:
+    """Submit the form, wait until JupyterLab has loaded; return the page title."""
+    page.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
+    page.wait_for_url(f"**/user/{user}/**", timeout=120_000)
+    expect(page.locator(".jp-Launcher")).to_be_visible(timeout=120_000)  # Lab has loaded
+    page.screenshot(path=str(ARTIFACTS / shot))
+    return page.title()
+
+
+def test_alice_sees_tiers_with_live_availability_and_reaches_jupyterlab(browser, demo):
+    page = login(browser, demo, "alice")
+    page.wait_for_url("**/hub/spawn**")
+    notebook = tier(page, "notebook")
+    expect(notebook).to_contain_text("1 × 1g.10gb · 10 GB · 16 SMs on H100 80GB")
+    expect(notebook).to_contain_text("2 of 2 free")
+    expect(notebook).to_contain_text("team vision: 0 of 4 compute slices in use")
+    expect(tier(page, "full")).to_contain_text("1 × 7g.80gb")
+    # alice is in two teams: she picks the team
+    expect(page.locator("#profile-option-notebook--team")).to_have_value("vision")
+    page.screenshot(path=str(ARTIFACTS / "01-tier-picker-alice.png"), full_page=True)
+    page.check("#profile-item-notebook")
+    title = start_and_reach_lab(page, "alice", "02-alice-jupyterlab.png")
+    assert "JupyterLab" in title
+    page.context.close()
+
+
+def test_bob_is_told_his_notebook_falls_back_to_a_larger_slice(browser, demo):
+    # carol (team nlp) takes the second and last 1g.10gb slice
+    carol = login(browser, demo, "carol")
+    carol.wait_for_url("**/hub/spawn**")
+    expect(tier(carol, "notebook")).to_contain_text("1 of 2 free")
+    start_and_reach_lab(carol, "carol", "03-carol-jupyterlab.png")
+    carol.context.close()
+
+    bob = login(browser, demo, "bob")
+    bob.wait_for_url("**/hub/spawn**")
+    notebook = tier(bob, "notebook")
+    expect(notebook).to_contain_text("0 of 2 free")
+    expect(notebook).to_contain_text("none free: starts on 2g.10gb on A100 40GB")
+    bob.screenshot(path=str(ARTIFACTS / "04-bob-fallback-note.png"), full_page=True)
+    bob.check("#profile-item-notebook")
+    bob.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
+    # the progress page says what happened, before JupyterLab opens
+    expect(bob.locator("#progress-log")).to_contain_text(
+        "1g.10gb is not available (none free (0 of 2)); starting on the larger "
+        "1 × 2g.10gb · 10 GB · 28 SMs on A100 40GB",
+        timeout=60_000,
+    )
+    # ... and keeps saying it on the line a person reads while the server starts
+    expect(bob.locator("#progress-message")).to_contain_text(
+        "(1g.10gb was full: running on 2g.10gb on A100 40GB)", timeout=60_000
+    )
+    bob.screenshot(path=str(ARTIFACTS / "05-bob-progress.png"), full_page=True)
+    bob.wait_for_url("**/user/bob/**", timeout=120_000)
+    expect(bob.locator(".jp-Launcher")).to_be_visible(timeout=120_000)
+    bob.context.close()
+
+
+def test_bob_over_quota_sees_the_refusal(browser, demo):
+    # vision now holds alice's 1g and bob's 2g: 3 of its 4 compute slices
+    page = login(browser, demo, "bob")
+    page.goto(f"{demo['url']}/hub/spawn/bob/second")
+    training = tier(page, "training")
+    expect(training).to_contain_text(
+        "would exceed team vision's GPU quota: 3 of 4 compute slices in use; this needs 3 more"
+    )
+    expect(training).to_contain_text("Your running servers: default server (2g.10gb)")
+    expect(page.locator("#profile-item-training")).to_be_disabled()
+    expect(page.locator("#profile-item-full")).to_be_disabled()
+    page.screenshot(path=str(ARTIFACTS / "06-bob-over-quota.png"), full_page=True)
+    page.context.close()
