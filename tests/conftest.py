@@ -6,11 +6,15 @@ module imports them. Hub tests point KubeSpawner at their emulated cluster throu
 ``k8s_api_host``.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
-_KUBECONFIG = Path(tempfile.mkdtemp(prefix="mig-spawner-tests-")) / "kubeconfig"
+_TMP = tempfile.mkdtemp(prefix="mig-spawner-tests-")
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
+_KUBECONFIG = Path(_TMP) / "kubeconfig"
 _KUBECONFIG.write_text(
     """apiVersion: v1
 kind: Config
