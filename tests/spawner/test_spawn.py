@@ -262,3 +262,24 @@ async def test_spawn_from_the_form_submits_tier_and_team(hub):
         "profile": "notebook",
         "team": "nlp",
     }
+
+
+async def test_a_failed_start_releases_its_reservation(hub):
+    """The API refuses the pod: the spawn fails, and its slice and quota are given back."""
+    spec = {"nodes": [{"name": "h", "gpu": H100, "strategy": "mixed", "mig": [["1g.10gb"]]}]}
+    app, cluster = await hub(spec=spec, team_quotas={"vision": {"compute_slices": 1}})
+    cluster.inject_faults(path_prefix="/api/v1/namespaces/jhub/pods", status=403, method="POST")
+    await spawn(app, "bob", {"tier": "notebook"})
+    spawner = app.users["bob"].spawners[""]
+    for _ in range(200):
+        if spawner._spawn_future is not None and spawner._spawn_future.done():
+            break
+        await asyncio.sleep(0.05)
+    assert spawner._spawn_future.exception() is not None
+    view = spawner.cluster_view()
+    assert not view.state.reservations
+    assert view.state.usage("vision", "bob").compute_slices == 0
+    # ... so the only slice and the whole quota are free for the next try
+    r = await spawn(app, "alice", {"tier": "notebook", "team": "vision"})
+    assert r.status_code in (201, 202), r.text
+    await wait_ready(app, "alice")
