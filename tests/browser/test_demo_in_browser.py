@@ -134,12 +134,23 @@ def test_alice_sees_tiers_with_live_availability_and_reaches_jupyterlab(browser,
 
 
 def test_bob_is_told_his_notebook_falls_back_to_a_larger_slice(browser, demo):
-    # carol (team nlp) takes the second and last 1g.10gb slice
+    # erin keeps the form open while carol (team nlp) takes the last 1g.10gb slice
+    erin = login(browser, demo, "erin")
+    erin.wait_for_url("**/hub/spawn**")
+    expect(tier(erin, "notebook")).to_contain_text("1 of 2 free")
     carol = login(browser, demo, "carol")
     carol.wait_for_url("**/hub/spawn**")
     expect(tier(carol, "notebook")).to_contain_text("1 of 2 free")
     start_and_reach_lab(carol, "carol", "03-carol-jupyterlab.png")
     carol.context.close()
+    # erin's open form updates by itself (it refreshes its figures every 15 s)
+    expect(tier(erin, "notebook")).to_contain_text("0 of 2 free", timeout=40_000)
+    # ... and for erin (personal quota: 1 slice) the 2g fallback would cost too much
+    expect(tier(erin, "notebook")).to_contain_text(
+        "would exceed your personal GPU quota: 0 of 1 compute slices in use; this needs 2 more"
+    )
+    expect(erin.locator("#profile-item-notebook")).to_be_disabled()
+    erin.context.close()
 
     bob = login(browser, demo, "bob")
     bob.wait_for_url("**/hub/spawn**")
