@@ -272,6 +272,10 @@ def _quota(where: str, data: Any) -> Quota:
     )
 
 
+def _without_nulls(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in mapping.items() if value is not None}
+
+
 def build_policy(
     *,
     tiers: Mapping[str, Any],
@@ -280,7 +284,14 @@ def build_policy(
     default_quota: Mapping[str, Any] | None = None,
     charge: str = "granted",
 ) -> Policy:
-    """Validate the admin's settings and return an immutable :class:`Policy`."""
+    """Validate the admin's settings and return an immutable :class:`Policy`.
+
+    An entry whose value is ``None`` in ``tiers``, ``fallback_chains`` or ``team_quotas``
+    is treated as absent: that is how a Helm values overlay removes an entry (``vision:
+    null``), and a removed team must fall back to the default quota, never to no limit.
+    """
+    if isinstance(tiers, Mapping):
+        tiers = _without_nulls(tiers)
     if not isinstance(tiers, Mapping) or not tiers:
         raise ConfigError(
             "MIGSpawner.tiers must be a non-empty mapping of tier slug to settings,"
@@ -289,6 +300,7 @@ def build_policy(
     chains = fallback_chains or {}
     if not isinstance(chains, Mapping):
         raise ConfigError("MIGSpawner.fallback_chains must map tier slugs to lists of profiles")
+    chains = _without_nulls(chains)
     for slug in chains:
         if slug not in tiers:
             raise ConfigError(
@@ -310,7 +322,7 @@ def build_policy(
     if not isinstance(team_quotas or {}, Mapping):
         raise ConfigError("MIGSpawner.team_quotas must map JupyterHub group names to quotas")
     quotas = {}
-    for team, data in (team_quotas or {}).items():
+    for team, data in _without_nulls(team_quotas or {}).items():
         if not isinstance(team, str) or not team:
             raise ConfigError(f"MIGSpawner.team_quotas: {team!r} is not a group name")
         quotas[team] = _quota(f"MIGSpawner.team_quotas[{team!r}]", data)

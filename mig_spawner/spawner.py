@@ -117,7 +117,8 @@ class MIGSpawner(KubeSpawner):
         (each optional): ``compute_slices`` (sum of "g" over the team's servers),
         ``memory_gb``, ``servers``, ``per_user_compute_slices``. Usage is counted from
         the pods' labels, so it survives hub restarts. A user in several teams picks one
-        in the form (by default the first listed here with room).
+        in the form (by default the first listed here with room). A team set to ``None``
+        (a Helm ``null``) is removed: its members get ``default_quota``.
         """,
     )
     default_quota = Dict(

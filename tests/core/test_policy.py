@@ -94,3 +94,19 @@ def test_bad_config_gets_a_specific_error(kwargs, fragment):
     with pytest.raises(ConfigError) as err:
         build_policy(**kwargs)
     assert fragment in str(err.value)
+
+
+def test_null_entries_are_removed_not_unlimited():
+    """A Helm overlay removes an entry with null; a removed team gets the default quota."""
+    policy = build_policy(
+        tiers={"a": {}, "b": None},
+        fallback_chains={"a": ["1g.10gb"], "b": None},
+        team_quotas={"vision": None, "nlp": {"servers": 2}},
+        default_quota={"servers": 1},
+    )
+    assert list(policy.tiers) == ["a"]
+    assert list(policy.team_quotas) == ["nlp"]
+    assert policy.teams_for({"vision"}) == []  # vision users are on the default quota
+    assert policy.quota_for(None) == Quota(servers=1)
+    with pytest.raises(ConfigError, match="non-empty"):
+        build_policy(tiers={"a": None})
