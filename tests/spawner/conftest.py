@@ -37,9 +37,12 @@ async def hub(make_cluster, hub_app, tmp_path):
     while the cluster still answers), then make_cluster stops watches and clusters.
     """
 
-    async def start(spec=TWO_H100, teams=None, **mig):
+    async def start(spec=TWO_H100, teams=None, extra=None, **mig):
         cluster = await make_cluster(spec)
-        app = await hub_app(hub_config(cluster.url, tmp_path, teams=teams, **mig))
+        config = hub_config(cluster.url, tmp_path, teams=teams, **mig)
+        for section, values in (extra or {}).items():
+            config.setdefault(section, {}).update(values)
+        app = await hub_app(config)
         for users in (TEAMS if teams is None else teams).values():
             for name in users:
                 add_user(app.db, app, name=name)

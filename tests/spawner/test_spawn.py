@@ -7,6 +7,8 @@ import json
 
 import aiohttp
 from hub_harness import H100, pods_of, spawn, stop, wait_ready
+from jupyterhub.httpclient import JupyterHubHTTPClient
+from jupyterhub.tests.mocking import MockHub
 from jupyterhub.tests.utils import api_request, get_page
 
 from mig_spawner import MIGSpawner
@@ -171,20 +173,42 @@ async def test_twenty_concurrent_spawns_never_overshoot_the_quota(hub):
     assert len(pods_of(cluster, team="vision")) == 8
 
 
-async def test_hub_restart_rebuilds_usage_from_pod_labels(hub):
-    app, _cluster = await hub(team_quotas={"vision": {"compute_slices": 3}})
+async def test_hub_restart_rebuilds_usage_from_pod_labels(hub, tmp_path, monkeypatch):
+    """Stop the hub (servers keep running, as in Z2JH), start a new one on the same database:
+    the new hub knows nothing but what it lists, and still counts the team's usage."""
+    monkeypatch.setenv("JUPYTERHUB_TEST_DB_URL", f"sqlite:///{tmp_path / 'hub.sqlite'}")
+    keep = {"JupyterHub": {"cleanup_servers": False}}
+    app, cluster = await hub(team_quotas={"vision": {"compute_slices": 3}}, extra=keep)
     await spawn(app, "bob", {"tier": "notebook"})
     await spawn(app, "alice", {"tier": "notebook", "team": "vision"})
     await asyncio.gather(wait_ready(app, "bob"), wait_ready(app, "alice"))
-    # A restarted hub has no memory: drop every view; the next one lists the cluster.
-    await MIGSpawner.stop_cluster_views()
-    r = await spawn(app, "bob", {"tier": "notebook"}, server="second")
-    assert r.status_code in (201, 202)
-    await wait_ready(app, "bob", "second")
-    view = app.users["bob"].spawners["second"].cluster_view()
-    assert view.stats()["relists"] == {"nodes": 1, "pods": 1}
+    config = app.config
+
+    # The first hub goes away; its pods stay. (Not app.stop(): in one test process that
+    # also cancels every task on the loop, the emulated cluster's included.)
+    for user in app.users.values():
+        for spawner in user.spawners.values():
+            spawner.stop_polling()
+    app.http_server.stop()
+    await app.cleanup()  # cleanup_servers=False: stops the proxy, leaves the servers
+    JupyterHubHTTPClient.clear_instance()  # closed by that hub; a new process has its own
+    await MIGSpawner.stop_cluster_views()  # ... and so is everything it held in memory
+    await MIGSpawner._stop_all_reflectors()
+    assert len(pods_of(cluster, team="vision")) == 2
+    MockHub.clear_instance()
+    app2 = MockHub.instance(config=config)
+    app2.test_clean_db = False  # keep the users and their servers' state (not configurable)
+    await app2.initialize()
+    await app2.start()
+
+    assert app2.users["bob"].spawners[""].ready  # the server survived the restart
+    r = await spawn(app2, "bob", {"tier": "notebook"}, server="second")
+    assert r.status_code in (201, 202), r.text
+    await wait_ready(app2, "bob", "second")
+    view = app2.users["bob"].spawners["second"].cluster_view()
+    assert view.stats()["relists"] == {"nodes": 1, "pods": 1}  # a fresh view, built by listing
     assert view.state.usage("vision", "bob").compute_slices == 3
-    r = await spawn(app, "bob", {"tier": "notebook"}, server="third")
+    r = await spawn(app2, "alice", {"tier": "notebook", "team": "vision"}, server="third")
     assert r.status_code == 403 and "3 of 3 compute slices in use" in r.json()["message"]
 
 
