@@ -127,7 +127,8 @@ async def _wait_http(url: str, proc: asyncio.subprocess.Process, timeout: float)
             await asyncio.sleep(0.25)
 
 
-def banner(url: str, cluster_file: Path) -> str:
+def banner(url: str, cluster_file: Path, pod_logs: Path) -> str:
+    width = max(len(", ".join(m)) for m in [*TEAMS.values(), [LONER]]) + 2
     lines = [
         "",
         "mig-spawner demo is running",
@@ -136,9 +137,10 @@ def banner(url: str, cluster_file: Path) -> str:
     ]
     for team, members in TEAMS.items():
         limits = ", ".join(f"{k} {v}" for k, v in QUOTAS[team].items())
-        lines.append(f"  team {team:<7} {', '.join(members):<14} quota: {limits}")
-    lines.append(f"  no team      {LONER:<14} default quota: 1 compute slice, 1 server")
+        lines.append(f"  team {team:<7} {', '.join(members):<{width}} quota: {limits}")
+    lines.append(f"  no team      {LONER:<{width}} default quota: 1 compute slice, 1 server")
     lines.append(f"  cluster:   {cluster_file}")
+    lines.append(f"  pod logs:  {pod_logs}")
     lines.append("Press Ctrl-C to stop (stops the hub and every notebook).")
     return "\n".join(lines)
 
@@ -180,8 +182,7 @@ async def run(port: int = 8000, cluster_file: str | os.PathLike | None = None) -
         )
         url = f"http://127.0.0.1:{port}/hub/login"
         await _wait_http(url, proc, timeout=60)
-        print(banner(url, cluster_path), flush=True)
-        print(f"  pod logs:  {workdir / 'pods'}", flush=True)
+        print(banner(url, cluster_path, workdir / "pods"), flush=True)
         hub_exit = asyncio.ensure_future(proc.wait())
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait({hub_exit, stopped}, return_when=asyncio.FIRST_COMPLETED)
