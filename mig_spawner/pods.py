@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .catalog import parse_profile_name, profile_from_resource
+from .nodes import parse_count
 from .policy import MAX_COMPUTE_SLICES, WHOLE_GPU
 
 LABEL_PREFIX = "mig-spawner/"
@@ -72,14 +73,6 @@ class PodInfo:
         return self.user is not None
 
 
-def _count(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return max(value, 0)
-    if isinstance(value, str) and value.strip().isdecimal():
-        return int(value.strip())
-    return 0
-
-
 def _container_requests(container: Any) -> dict[str, int]:
     """Extended resources of one container: requests, defaulting to limits."""
     if not isinstance(container, Mapping):
@@ -93,7 +86,7 @@ def _container_requests(container: Any) -> dict[str, int]:
         if isinstance(values, Mapping):
             for name, qty in values.items():
                 if isinstance(name, str) and name.startswith("nvidia.com/"):
-                    out[name] = _count(qty)
+                    out[name] = parse_count(qty) or 0
     return out
 
 
