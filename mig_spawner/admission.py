@@ -156,8 +156,7 @@ def decide(request: SpawnRequest, policy: Policy, state: ClusterState) -> Decisi
     elif not teams:
         teams = [""]
 
-    kinds = [k for k in state.slice_types() if reachable(tier, state.nodes_offering(k))]
-    steps = resolve_chain(tier, kinds)
+    steps = tier_chain(tier, state)
     if not steps:
         return _refuse(
             request,
@@ -175,6 +174,12 @@ def decide(request: SpawnRequest, policy: Policy, state: ClusterState) -> Decisi
         refusals.append(decision)
     # Prefer a team that was refused for capacity (quota was fine) when reporting.
     return next((d for d in refusals if d.code == CAPACITY), refusals[0])
+
+
+def tier_chain(tier: Tier, state: ClusterState) -> list[list[SliceType]]:
+    """The tier's chain over the slice types its nodes (by selector and taints) offer."""
+    kinds = [k for k in state.slice_types() if reachable(tier, state.nodes_offering(k))]
+    return resolve_chain(tier, kinds)
 
 
 def _free_nodes(state: ClusterState, tier: Tier, kind: SliceType):
@@ -333,9 +338,8 @@ def admit(request: SpawnRequest, policy: Policy, state: ClusterState, *, pod_key
 
 def availability(state: ClusterState, tier: Tier) -> list[tuple[SliceType, int, int]]:
     """(slice type, free, total) for each type of the tier's chain, for the spawn form."""
-    kinds = [k for k in state.slice_types() if reachable(tier, state.nodes_offering(k))]
     out = []
-    for step in resolve_chain(tier, kinds):
+    for step in tier_chain(tier, state):
         for kind in step:
             _, total, free_nodes = _free_nodes(state, tier, kind)
             out.append((kind, sum(f for f, _ in free_nodes), total))
