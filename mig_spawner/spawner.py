@@ -205,8 +205,7 @@ class MIGSpawner(KubeSpawner):
 
     def cluster_view(self) -> ClusterView:
         """The hub-wide view for this API server, started on first use."""
-        loop = asyncio.get_running_loop()
-        key = (loop, Configuration.get_default_copy().host)
+        key = _view_key()
         views = MIGSpawner._views
         for stale in [k for k in views if k[0].is_closed()]:
             del views[stale]
@@ -338,10 +337,9 @@ class MIGSpawner(KubeSpawner):
 
     def _current_view(self) -> ClusterView | None:
         try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+            return MIGSpawner._views.get(_view_key())
+        except RuntimeError:  # no running loop: no view can exist
             return None
-        return MIGSpawner._views.get((loop, Configuration.get_default_copy().host))
 
     async def progress(self):
         """Our decision first; on a fallback, every later line keeps saying so."""
@@ -357,6 +355,11 @@ class MIGSpawner(KubeSpawner):
             if note and event.get("message"):
                 event = {**event, "message": event["message"] + note}
             yield event
+
+
+def _view_key() -> tuple:
+    """One view per event loop and API server (tests run several hubs in one process)."""
+    return (asyncio.get_running_loop(), Configuration.get_default_copy().host)
 
 
 def _options_handled_in_load_user_options(spawner, user_options):
