@@ -59,6 +59,31 @@ def _tier_view(tier: Tier, decision: Decision, state: ClusterState, known: bool)
     return view
 
 
+def tier_profiles(policy: Policy, groups) -> list[dict[str, Any]]:
+    """The static profile_list: what KubeSpawner needs to apply a tier, no live figures.
+
+    One profile per tier the user may see, with the tier's ``kubespawner_override`` and,
+    for a user in several teams, a ``team`` choice. ``load_user_options`` uses this alone;
+    the form adds the live view (:func:`build_profile_list`).
+    """
+    groups = tuple(sorted(groups))
+    teams = policy.teams_for(groups)
+    profiles = []
+    for tier in policy.visible_tiers(groups):
+        profile: dict[str, Any] = {
+            "slug": tier.slug,
+            "display_name": tier.display_name,
+            "description": tier.description,
+            "default": tier.default,
+            "kubespawner_override": dict(tier.kubespawner_override),
+        }
+        if len(teams) > 1:
+            choices = {team: {"display_name": team} for team in teams}
+            profile["profile_options"] = {"team": {"display_name": "Team", "choices": choices}}
+        profiles.append(profile)
+    return profiles
+
+
 def build_profile_list(
     policy: Policy,
     state: ClusterState,
@@ -68,37 +93,26 @@ def build_profile_list(
     known: bool = True,
     problem: str = "",
 ) -> list[dict[str, Any]]:
-    """The profile_list for ``user``: one profile per tier they may see."""
+    """The form's profile_list for ``user``: :func:`tier_profiles` plus live figures."""
     groups = tuple(sorted(groups))
-    teams = policy.teams_for(groups)
-    profiles = []
-    for tier in policy.visible_tiers(groups):
+    profiles = tier_profiles(policy, groups)
+    for profile in profiles:
+        tier = policy.tiers[profile["slug"]]
         decision = decide(SpawnRequest(user=user, tier=tier.slug, groups=groups), policy, state)
         view = _tier_view(tier, decision, state, known)
         if not known and problem:
             view["reason"] = problem
-        profile: dict[str, Any] = {
-            "slug": tier.slug,
-            "display_name": tier.display_name,
-            "description": tier.description,
-            "default": tier.default,
-            "kubespawner_override": dict(tier.kubespawner_override),
-            "mig": view,
-        }
-        if len(teams) > 1:
-            chosen = decision.team if decision.team in teams else teams[0]
-            choices = {}
-            for team in teams:
+        profile["mig"] = view
+        if "profile_options" in profile:
+            choices = profile["profile_options"]["team"]["choices"]
+            chosen = decision.team if decision.team in choices else next(iter(choices))
+            for team, choice in choices.items():
                 per_team = decide(
                     SpawnRequest(user=user, tier=tier.slug, groups=groups, team=team), policy, state
                 )
                 usage = _quota_line(per_team).removeprefix(f"team {team}: ")
-                choices[team] = {
-                    "display_name": f"{team} ({usage})" if usage else team,
-                    "default": team == chosen,
-                }
-            profile["profile_options"] = {"team": {"display_name": "Team", "choices": choices}}
-        profiles.append(profile)
+                choice["display_name"] = f"{team} ({usage})" if usage else team
+                choice["default"] = team == chosen
     # The default tier should be one the user can start now.
     enabled = [p for p in profiles if not p["mig"]["disabled"]]
     if enabled and not any(p["default"] for p in enabled):

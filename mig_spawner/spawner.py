@@ -20,7 +20,7 @@ from tornado import web
 from traitlets import CaselessStrEnum, Dict, Float, Integer, default
 
 from . import admission
-from .form import build_profile_list
+from .form import build_profile_list, tier_profiles
 from .kube import ClusterView
 from .options import OptionsError, parse_options
 from .pods import (
@@ -254,7 +254,13 @@ class MIGSpawner(KubeSpawner):
         except OptionsError as e:
             raise _refusal(str(e), reason="invalid-options", status=e.status) from None
         self.user_options = options.as_user_options()
-        await super().load_user_options()  # the tier's kubespawner_override, via profile_list
+        # KubeSpawner applies the tier's kubespawner_override via profile_list; it needs
+        # only the static profiles, not the form's live figures (decided below, once).
+        self._mig_static_profiles = True
+        try:
+            await super().load_user_options()
+        finally:
+            self._mig_static_profiles = False
 
         view = self.cluster_view()
         if not await view.wait_known(self.cluster_sync_timeout):
@@ -367,12 +373,14 @@ def _options_handled_in_load_user_options(spawner, user_options):
 
 
 async def _profile_list(spawner: MIGSpawner) -> list[dict[str, Any]]:
-    """KubeSpawner calls this for the form and again in load_user_options."""
+    """KubeSpawner calls this for the form (live figures) and in load_user_options (static)."""
     try:
         policy = spawner.policy
     except ConfigError as e:
         spawner.log.error("mig-spawner is misconfigured: %s", e)
         return []
+    if getattr(spawner, "_mig_static_profiles", False):
+        return tier_profiles(policy, spawner._groups())
     view = spawner.cluster_view()
     known = await view.wait_known(min(spawner.cluster_sync_timeout, 3))
     return build_profile_list(

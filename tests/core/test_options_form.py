@@ -119,3 +119,18 @@ def test_unknown_availability_is_said_not_guessed():
     assert profiles[0]["mig"]["available"] == "availability unknown"
     assert profiles[0]["mig"]["reason"] == "the hub cannot read the cluster"
     assert not profiles[0]["mig"]["disabled"]
+
+
+def test_static_tier_profiles_carry_overrides_and_team_choices_without_live_figures():
+    from mig_spawner.form import tier_profiles
+
+    policy = build_policy(
+        tiers={"t": {"kubespawner_override": {"image": "x:1"}}, "v": {"groups": ["vision"]}},
+        team_quotas={"nlp": {}, "vision": {}},
+    )
+    (t,) = tier_profiles(policy, ["nlp"])
+    assert t["kubespawner_override"] == {"image": "x:1"} and "mig" not in t
+    assert "profile_options" not in t  # one team: nothing to pick
+    both = tier_profiles(policy, ["vision", "nlp"])
+    assert [p["slug"] for p in both] == ["t", "v"]
+    assert list(both[0]["profile_options"]["team"]["choices"]) == ["nlp", "vision"]

@@ -72,6 +72,7 @@ async def test_tier_selector_and_tolerations_reach_the_pod(hub):
             "display_name": "research pool",
             "compute_slices": 1,
             "node_selector": {"pool": "research"},
+            "kubespawner_override": {"image": "example.org/research-notebook:1"},
             "tolerations": [
                 {
                     "key": "dedicated",
@@ -89,6 +90,7 @@ async def test_tier_selector_and_tolerations_reach_the_pod(hub):
     manifest = await manifest_of(app, "bob")
     validate(manifest)
     assert manifest["spec"]["nodeSelector"] == {"pool": "research", "nvidia.com/gpu.product": H100}
+    assert manifest["spec"]["containers"][0]["image"] == "example.org/research-notebook:1"
     assert {
         "key": "dedicated",
         "operator": "Equal",
