@@ -1,6 +1,6 @@
 """Helpers for the CLI tests: the snapshot fixtures, the test config, and two ways to run.
 
-``conftest.py``'s ``cli`` fixture calls :func:`mig_spawner.cli.main` in-process (fast,
+``conftest.py``'s ``cli`` fixture calls :func:`mig_spawner.cli.main.main` in-process (fast,
 most tests); :func:`run_exe` runs the installed ``mig-spawner`` console script in a
 subprocess, the way users do.
 """

@@ -41,7 +41,7 @@ def write_config(tmp_path):
 @pytest.fixture
 def cli(capsys):
     """Run ``mig-spawner ARGS`` in-process; returns a :class:`Result`."""
-    from mig_spawner.cli import main
+    from mig_spawner.cli.main import main
 
     def run(*argv: str) -> Result:
         capsys.readouterr()

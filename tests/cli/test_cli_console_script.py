@@ -12,7 +12,7 @@ from cli_helpers import EXE, SNAPSHOTS, TEAMS_CONFIG, assert_one_error_line, run
 
 
 def test_console_script_is_installed_next_to_the_interpreter():
-    assert EXE.is_file(), f"{EXE} missing: pip install -e . declares mig_spawner.cli:main"
+    assert EXE.is_file(), f"{EXE} missing: pip install -e . declares mig_spawner.cli.main:main"
     r = run_exe("--help")
     assert r.code == 0
     assert "catalog" in r.out and "explain" in r.out
@@ -34,7 +34,7 @@ def test_catalog_json_via_the_console_script():
 
 
 def test_catalog_json_is_exactly_the_catalogs_to_json(cli):
-    from mig_spawner.catalog import default_catalog
+    from mig_spawner.core.catalog import default_catalog
 
     r = cli("catalog", "--json")
     assert r.code == 0
@@ -42,7 +42,7 @@ def test_catalog_json_is_exactly_the_catalogs_to_json(cli):
 
 
 def test_catalog_table_lists_models_products_and_profiles(cli):
-    from mig_spawner.catalog import default_catalog
+    from mig_spawner.core.catalog import default_catalog
 
     r = cli("catalog")
     assert r.code == 0 and r.err == ""
@@ -118,12 +118,12 @@ def test_bad_input_via_the_console_script_is_one_line_without_traceback(tmp_path
 
 
 def test_internal_errors_are_one_line_too(cli, monkeypatch):
-    import mig_spawner.explain
+    import mig_spawner.cli.explain
 
     def boom(**kwargs):
         raise RuntimeError("unexpected\nstate")
 
-    monkeypatch.setattr(mig_spawner.explain, "explain", boom)
+    monkeypatch.setattr(mig_spawner.cli.explain, "explain", boom)
     r = cli("explain", "--cluster", "x", "--config", "y", "--user", "u", "--tier", "t")
     assert r.code == 1 and r.out == ""
     assert r.err_lines == [
@@ -134,11 +134,11 @@ def test_internal_errors_are_one_line_too(cli, monkeypatch):
 
 def test_demo_subcommand_is_registered_when_the_demo_module_exists(cli, monkeypatch):
     calls = []
-    fake = types.ModuleType("mig_spawner.demo")
-    fake.__spec__ = importlib.machinery.ModuleSpec("mig_spawner.demo", loader=None)
+    fake = types.ModuleType("mig_spawner.demo.command")
+    fake.__spec__ = importlib.machinery.ModuleSpec("mig_spawner.demo.command", loader=None)
     fake.main = lambda args: calls.append((args.port, args.cluster)) or 0
-    monkeypatch.setitem(sys.modules, "mig_spawner.demo", fake)
-    assert importlib.util.find_spec("mig_spawner.demo") is fake.__spec__
+    monkeypatch.setitem(sys.modules, "mig_spawner.demo.command", fake)
+    assert importlib.util.find_spec("mig_spawner.demo.command") is fake.__spec__
     assert cli("demo", "--port", "9001", "--cluster", "lab.yaml").code == 0
     assert cli("demo").code == 0
     assert calls == [(9001, "lab.yaml"), (8000, None)]
@@ -146,9 +146,9 @@ def test_demo_subcommand_is_registered_when_the_demo_module_exists(cli, monkeypa
 
 
 def test_without_the_demo_module_the_cli_still_works(cli, monkeypatch):
-    import mig_spawner.cli
+    import mig_spawner.cli.main
 
-    monkeypatch.setattr(mig_spawner.cli, "_demo_available", lambda: False)
+    monkeypatch.setattr(mig_spawner.cli.main, "_demo_available", lambda: False)
     help_text = cli("--help").out
     assert "catalog" in help_text and "demo" not in help_text
     r = cli("demo")

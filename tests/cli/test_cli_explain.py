@@ -370,7 +370,7 @@ def test_explain_accepts_the_other_snapshot_shapes(explain, write_json):
 
 
 def test_root_jupyterhub_config_loads_and_decides(explain):
-    from mig_spawner.explain import groups_from_config, load_config, policy_from_config
+    from mig_spawner.cli.explain import groups_from_config, load_config, policy_from_config
 
     config = load_config(str(ROOT_CONFIG))
     policy = policy_from_config(config, source=str(ROOT_CONFIG))

@@ -7,8 +7,8 @@ import importlib.util
 import pytest
 from cli_helpers import SNAPSHOTS, items_of, snapshot
 
-from mig_spawner.nodes import parse_node
-from mig_spawner.pods import parse_pod
+from mig_spawner.core.nodes import parse_node
+from mig_spawner.core.pods import parse_pod
 
 
 def _generator():

@@ -1,6 +1,6 @@
 """Node and Pod dicts shaped exactly as the Kubernetes API returns them, for core tests.
 
-Labels follow NVIDIA GPU Feature Discovery (see ../shared/reference/mig-profiles.md §5):
+Labels follow NVIDIA GPU Feature Discovery and the device plugin:
 mixed strategy exposes ``nvidia.com/mig-<profile>`` with per-profile labels; single
 strategy exposes ``nvidia.com/gpu`` and a ``-MIG-<profile>`` product label.
 """

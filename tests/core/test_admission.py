@@ -3,10 +3,10 @@
 import pytest
 from k8s_factories import A100_40, H100, node, pod
 
-from mig_spawner import admission as adm
-from mig_spawner.admission import SpawnRequest, admit, availability, decide
-from mig_spawner.cluster import ADDED, ClusterState
-from mig_spawner.policy import build_policy
+from mig_spawner.core import admission as adm
+from mig_spawner.core.admission import SpawnRequest, admit, availability, decide
+from mig_spawner.core.cluster import ADDED, ClusterState
+from mig_spawner.core.policy import build_policy
 
 TIERS = {
     "notebook": {

@@ -1,4 +1,4 @@
-"""Tests for mig_spawner.catalog and the shipped data/catalog.json.
+"""Tests for mig_spawner.core.catalog and the shipped data/catalog.json.
 
 The reference under ../shared is read at test time as an independent truth: the NVML readings of
 a real H100 80GB HBM3 and H200 must match the catalog exactly, and mig-profiles.yaml must agree
@@ -23,7 +23,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mig_spawner.catalog import (
+from mig_spawner.core.catalog import (
     MIG_RESOURCE_PREFIX,
     PROFILE_SUFFIXES,
     WHOLE_GPU_RESOURCE,
@@ -41,7 +41,7 @@ from mig_spawner.catalog import (
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / ".." / "shared" / "reference"
-DATA_FILE = REPO / "mig_spawner" / "data" / "catalog.json"
+DATA_FILE = REPO / "mig_spawner" / "core" / "data" / "catalog.json"
 NVML_FILES = {"h100-80gb": "h100-80gb-hbm3.json", "h200-141gb": "h200.json"}
 YAML_KEYS = {
     "a100-40gb": "a100-40gb",
@@ -902,7 +902,7 @@ def test_load_catalog_accepts_minimal_data_without_provenance_or_resource():
 
 def test_catalog_module_is_pure():
     code = (
-        "import sys, mig_spawner.catalog as c; c.default_catalog();"
+        "import sys, mig_spawner.core.catalog as c; c.default_catalog();"
         "bad = {'kubespawner', 'kubernetes_asyncio', 'aiohttp', 'tornado', 'jupyterhub'};"
         "print(sorted(bad & set(sys.modules)))"
     )

@@ -3,8 +3,8 @@
 import pytest
 from k8s_factories import node, pod
 
-from mig_spawner.cluster import ADDED, DELETED, MODIFIED, ClusterState, Reservation
-from mig_spawner.pods import Charge
+from mig_spawner.core.cluster import ADDED, DELETED, MODIFIED, ClusterState, Reservation
+from mig_spawner.core.pods import Charge
 
 MIG1 = "nvidia.com/mig-1g.10gb"
 
@@ -130,7 +130,7 @@ def test_replace_resyncs_after_a_relist(state):
 
 
 def test_names_that_are_not_label_values_still_match_their_pods(state):
-    from mig_spawner.pods import label_value
+    from mig_spawner.core.pods import label_value
 
     user, team = "alice@example.com", "Data Science"
     assert label_value(user) != user and label_value(label_value(user)) == label_value(user)

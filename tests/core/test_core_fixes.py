@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from k8s_factories import node, pod
 
-from mig_spawner.cluster import ADDED, DELETED, MODIFIED, ClusterState
-from mig_spawner.nodes import parse_node
-from mig_spawner.pods import parse_pod
+from mig_spawner.core.cluster import ADDED, DELETED, MODIFIED, ClusterState
+from mig_spawner.core.nodes import parse_node
+from mig_spawner.core.pods import parse_pod
 
 MIG1 = "nvidia.com/mig-1g.10gb"
 
@@ -94,8 +94,8 @@ UNREACHABLE_TAINTS = [
 
 
 def _decide(*nodes, tier="t"):
-    from mig_spawner.admission import SpawnRequest, decide
-    from mig_spawner.policy import build_policy
+    from mig_spawner.core.admission import SpawnRequest, decide
+    from mig_spawner.core.policy import build_policy
 
     state = ClusterState()
     for n in nodes:
@@ -112,7 +112,7 @@ def test_a_cordoned_node_with_its_taint_is_reported_cordoned():
     assert [(c.slice_type.profile, c.outcome, c.reason) for c in d.candidates] == [
         ("1g.10gb", "unusable", "its node(s) are cordoned")
     ]
-    from mig_spawner.admission import availability
+    from mig_spawner.core.admission import availability
 
     assert [(k.profile, free, total) for k, free, total in availability(state, pol.tiers["t"])] == [
         ("1g.10gb", 0, 7)
@@ -154,8 +154,8 @@ def test_condition_taints_still_block_a_node_that_looks_usable():
 
 
 def _respawn_setup(uid: str | None):
-    from mig_spawner.admission import SpawnRequest, admit
-    from mig_spawner.policy import build_policy
+    from mig_spawner.core.admission import SpawnRequest, admit
+    from mig_spawner.core.policy import build_policy
 
     pol = build_policy(
         tiers={"nb": {"compute_slices": 1}}, team_quotas={"vision": {"compute_slices": 1}}
@@ -206,8 +206,8 @@ def test_a_terminating_old_pod_still_running_is_told_apart_by_uid():
     state, old, _ = _respawn_setup("uid-old")
     old["status"]["phase"] = "Running"
     state.apply_pod_event(MODIFIED, old)  # the previous server is still shutting down
-    from mig_spawner.admission import SpawnRequest, admit
-    from mig_spawner.policy import build_policy
+    from mig_spawner.core.admission import SpawnRequest, admit
+    from mig_spawner.core.policy import build_policy
 
     pol = build_policy(tiers={"nb": {"compute_slices": 1}})
     assert admit(
@@ -232,8 +232,8 @@ def test_a_terminating_old_pod_still_running_is_told_apart_by_uid():
 
 
 def test_a_pod_bound_elsewhere_moves_the_displaced_reservation_to_the_freed_node():
-    from mig_spawner.admission import SpawnRequest, admit
-    from mig_spawner.policy import build_policy
+    from mig_spawner.core.admission import SpawnRequest, admit
+    from mig_spawner.core.policy import build_policy
 
     pol = build_policy(tiers={"nb": {"compute_slices": 1, "fallback": False}})
     state = ClusterState()
@@ -261,8 +261,8 @@ def test_a_foreign_pod_on_a_reserved_slice_pushes_the_reservation_to_a_free_node
     state.apply_node_event(ADDED, node("a", mig=["1g.10gb"]))
     state.apply_node_event(ADDED, node("b", mig=["1g.10gb"] * 2))
     kind = next(iter(state.nodes["a"].offers))
-    from mig_spawner.cluster import Reservation
-    from mig_spawner.pods import Charge
+    from mig_spawner.core.cluster import Reservation
+    from mig_spawner.core.pods import Charge
 
     state.reserve(Reservation("jhub/u", "u", "", kind, "a", Charge(1, 10)))
     state.apply_pod_event(ADDED, pod("batch", namespace="ml", node="a", resources={MIG1: 1}))
@@ -282,8 +282,8 @@ def test_a_foreign_pod_on_a_reserved_slice_pushes_the_reservation_to_a_free_node
 
 
 def test_figures_do_not_depend_on_the_order_nodes_arrived_in():
-    from mig_spawner.admission import SpawnRequest, decide
-    from mig_spawner.policy import build_policy
+    from mig_spawner.core.admission import SpawnRequest, decide
+    from mig_spawner.core.policy import build_policy
 
     a = node("a", mig=["1g.10gb"])
     b = node("b", mig=["1g.10gb"] * 2)

@@ -3,10 +3,10 @@
 import pytest
 from k8s_factories import node, pod
 
-from mig_spawner.cluster import ADDED, ClusterState
-from mig_spawner.form import build_profile_list
-from mig_spawner.options import OptionsError, SpawnOptions, parse_options
-from mig_spawner.policy import build_policy
+from mig_spawner.core.cluster import ADDED, ClusterState
+from mig_spawner.core.form import build_profile_list
+from mig_spawner.core.options import OptionsError, SpawnOptions, parse_options
+from mig_spawner.core.policy import build_policy
 
 POLICY = build_policy(
     tiers={
@@ -122,7 +122,7 @@ def test_unknown_availability_is_said_not_guessed():
 
 
 def test_static_tier_profiles_carry_overrides_and_team_choices_without_live_figures():
-    from mig_spawner.form import tier_profiles
+    from mig_spawner.core.form import tier_profiles
 
     policy = build_policy(
         tiers={"t": {"kubespawner_override": {"image": "x:1"}}, "v": {"groups": ["vision"]}},

@@ -44,7 +44,7 @@ def test_explain_config_written_by_the_guide_matches_the_deployment(name):
 
 
 def test_rbac_checks_cover_every_call_the_watcher_makes():
-    from mig_spawner.kube import CLUSTER_API_CALLS
+    from mig_spawner.hub.watch import CLUSTER_API_CALLS
 
     doc = DOC.read_text()
     for _group, resource, verb in CLUSTER_API_CALLS:

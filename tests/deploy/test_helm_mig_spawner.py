@@ -1,6 +1,6 @@
 """The hub configuration each deployment produces loads through mig-spawner itself.
 
-(b) the MIGSpawner settings pass the core's validation (mig_spawner.policy.build_policy);
+(b) the MIGSpawner settings pass the core's validation (mig_spawner.core.policy.build_policy);
 (c) a MIGSpawner built from the chart-generated Config exposes exactly those settings, and
     JupyterHub resolves `spawner_class: mig` to it.
 """
@@ -25,7 +25,7 @@ def helm_config(name: str):
 
 @pytest.mark.parametrize("name", DEPLOYMENTS)
 def test_policy_builds_from_the_helm_values(name):
-    from mig_spawner.policy import ConfigError, build_policy
+    from mig_spawner.core.policy import ConfigError, build_policy
 
     settings = mig_settings(helm_config(name))
     policy = build_policy(**settings)

@@ -17,7 +17,7 @@ Set them in `jupyterhub_config.py` as `c.MIGSpawner.<name> = ...`, or under
 `hub.config.MIGSpawner` in Z2JH Helm values. Every `KubeSpawner` setting keeps working too.
 A complete, commented example: [`jupyterhub_config.py`](../jupyterhub_config.py).
 
-<!-- Generated from the traitlets in mig_spawner/spawner.py by
+<!-- Generated from the traitlets in mig_spawner/hub/spawner.py by
      tests/docs/test_config_reference.py; edit the help strings there, not this file. -->
 """
 

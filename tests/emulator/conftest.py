@@ -8,7 +8,7 @@ import pytest
 from emu_helpers import THREE_NODES
 from kubernetes_asyncio import client
 
-from mig_spawner.emulator import EmulatedCluster, load_cluster_file, shipped_cluster_file
+from mig_spawner.demo.emulator import EmulatedCluster, load_cluster_file, shipped_cluster_file
 
 
 @pytest.fixture

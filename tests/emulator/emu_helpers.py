@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from mig_spawner.emulator import EmulatedCluster
+from mig_spawner.demo.emulator import EmulatedCluster
 
 #: The cluster most tests run on (independent of the shipped demo file, which may change):
 #: two H100 80GB nodes, one with 7 x 1g.10gb, one balanced (2 x 1g.10gb, 2g.20gb, 3g.40gb),

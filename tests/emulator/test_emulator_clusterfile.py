@@ -7,8 +7,8 @@ import pytest
 from emu_helpers import THREE_NODES
 from kubernetes_asyncio import client
 
-from mig_spawner.catalog import default_catalog
-from mig_spawner.emulator import (
+from mig_spawner.core.catalog import default_catalog
+from mig_spawner.demo.emulator import (
     ClusterSpecError,
     EmulatedCluster,
     load_cluster_file,
@@ -16,7 +16,7 @@ from mig_spawner.emulator import (
     node_object,
     shipped_cluster_file,
 )
-from mig_spawner.emulator.clusterfile import fit_layout, named_config
+from mig_spawner.demo.emulator.clusterfile import fit_layout, named_config
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 

@@ -14,7 +14,7 @@ import pytest
 from emu_helpers import THREE_NODES, make_pod, wait_phase
 from kubernetes_asyncio import watch
 
-from mig_spawner.emulator.podenv import container_port, rewrite_for_pod_ip
+from mig_spawner.demo.emulator.podenv import container_port, rewrite_for_pod_ip
 
 
 def is_pod_loopback(ip: str) -> bool:

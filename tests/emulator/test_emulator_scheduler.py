@@ -8,7 +8,7 @@ from fractions import Fraction
 
 from emu_helpers import make_pod, wait_phase
 
-from mig_spawner.emulator.scheduler import pod_requests
+from mig_spawner.demo.emulator.scheduler import pod_requests
 
 MIG_1G = "nvidia.com/mig-1g.10gb"
 MIG_3G = "nvidia.com/mig-3g.40gb"

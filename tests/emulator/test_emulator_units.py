@@ -6,10 +6,10 @@ from fractions import Fraction
 
 import pytest
 
-from mig_spawner.emulator import ApiError
-from mig_spawner.emulator.patch import apply_patch, json_patch, strategic_merge_patch
-from mig_spawner.emulator.quantity import parse_quantity
-from mig_spawner.emulator.selectors import Selector, parse_field_selector
+from mig_spawner.demo.emulator import ApiError
+from mig_spawner.demo.emulator.patch import apply_patch, json_patch, strategic_merge_patch
+from mig_spawner.demo.emulator.quantity import parse_quantity
+from mig_spawner.demo.emulator.selectors import Selector, parse_field_selector
 
 POD = {
     "metadata": {"name": "p", "namespace": "jhub", "labels": {"app": "nb", "tier": "small"}},

@@ -7,7 +7,7 @@ from hub_harness import TEAMS, TWO_H100, hub_config
 from jupyterhub.tests.utils import add_user
 
 from mig_spawner import MIGSpawner
-from mig_spawner.emulator import EmulatedCluster, load_cluster_spec
+from mig_spawner.demo.emulator import EmulatedCluster, load_cluster_spec
 
 
 @pytest.fixture

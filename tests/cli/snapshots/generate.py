@@ -19,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
-from mig_spawner.catalog import default_catalog  # noqa: E402
+from mig_spawner.core.catalog import default_catalog  # noqa: E402
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 A100_40 = "NVIDIA-A100-SXM4-40GB"

@@ -376,8 +376,10 @@ def load_catalog(data: list[dict]) -> Catalog:
 
 @functools.cache
 def default_catalog() -> Catalog:
-    """The catalog shipped in ``mig_spawner/data/catalog.json``, loaded once."""
-    text = (resources.files("mig_spawner") / "data" / "catalog.json").read_text(encoding="utf-8")
+    """The catalog shipped in ``mig_spawner/core/data/catalog.json``, loaded once."""
+    text = (resources.files("mig_spawner.core") / "data" / "catalog.json").read_text(
+        encoding="utf-8"
+    )
     return load_catalog(json.loads(text))
 
 

@@ -5,7 +5,7 @@
 synchronous step -- no ``await`` between them -- so concurrent spawns on one event loop
 can never double-book a slice or overshoot a quota.
 
-The spawn form, ``MIGSpawner.start()``, ``mig-spawner explain`` and the benchmarks all
+The spawn form, ``MIGSpawner.start()`` and ``mig-spawner explain`` all
 call this module; none of them re-implements any part of it.
 """
 

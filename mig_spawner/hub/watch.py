@@ -2,7 +2,7 @@
 
 One :class:`ClusterView` per hub process (per API server), shared by every spawner. It
 lists, then watches from the list's resourceVersion, applying each event to the pure
-:class:`~mig_spawner.cluster.ClusterState`. A dropped watch resumes from the last
+:class:`~mig_spawner.core.cluster.ClusterState`. A dropped watch resumes from the last
 resourceVersion; a 410 Gone or any error relists. Repeated API failure is logged with
 backoff and surfaced as "availability unknown" -- it never exits the hub (KubeSpawner's
 ``ResourceReflector`` does ``sys.exit`` on repeated failure, and keys objects by
@@ -24,7 +24,7 @@ from typing import Any
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.watch import Watch
 
-from .cluster import ClusterState
+from ..core.cluster import ClusterState
 
 #: Every Kubernetes API call mig-spawner adds to KubeSpawner's: (api group, resource, verb).
 #: The ClusterRole in helm-values/rbac grants exactly these; tests hold both to this list.
@@ -35,7 +35,7 @@ CLUSTER_API_CALLS: tuple[tuple[str, str, str], ...] = (
     ("", "pods", "watch"),
 )
 
-log = logging.getLogger("mig_spawner.kube")
+log = logging.getLogger("mig_spawner.hub.watch")
 
 
 class _Feed:

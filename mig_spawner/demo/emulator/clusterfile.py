@@ -48,7 +48,7 @@ from typing import Any
 
 import yaml
 
-from mig_spawner.catalog import GPUModel, Profile, default_catalog, parse_profile_name
+from mig_spawner.core.catalog import GPUModel, Profile, default_catalog, parse_profile_name
 
 STRATEGIES = ("mixed", "single", "none")
 _NODE_FIELDS = {
@@ -367,7 +367,7 @@ def load_cluster_file(path: str | Path) -> ClusterSpec:
 
 def shipped_cluster_file(name: str) -> Path:
     """The path of a cluster file shipped with the package (``demo`` or ``single``)."""
-    path = Path(__file__).with_name("clusters") / f"{name.removesuffix('.yaml')}.yaml"
+    path = Path(__file__).parent.parent / "clusters" / f"{name.removesuffix('.yaml')}.yaml"
     if not path.exists():
         raise ClusterSpecError(f"no shipped cluster file {name!r}")
     return path

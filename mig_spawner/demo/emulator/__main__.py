@@ -1,4 +1,4 @@
-"""Run an emulated cluster in the foreground: ``python -m mig_spawner.emulator [CLUSTER.yaml]``.
+"""Run an emulated cluster in the foreground: ``python -m mig_spawner.demo.emulator [FILE]``.
 
 Prints the API URL, writes a kubeconfig (``--kubeconfig``), and runs until interrupted.
 """
@@ -32,7 +32,9 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mig_spawner.emulator", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m mig_spawner.demo.emulator", description=__doc__
+    )
     parser.add_argument("cluster", nargs="?", help="cluster YAML file (default: the shipped demo)")
     parser.add_argument("--kubelet", choices=("stub", "process"), default="process")
     parser.add_argument("--host", default="127.0.0.1")

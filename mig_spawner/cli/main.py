@@ -1,7 +1,7 @@
 """The ``mig-spawner`` command: ``catalog``, ``explain`` (and ``demo`` once it is installed).
 
 Thin on purpose: argument parsing and printing. Loading snapshots and configs, deciding
-and rendering live in :mod:`mig_spawner.explain`. Exit status: 0 when a decision was made
+and rendering live in :mod:`mig_spawner.cli.explain`. Exit status: 0 when a decision was made
 (admitted or refused), 2 for unusable input or arguments (one ``mig-spawner: error: ...``
 line on stderr), 1 for an internal error; never a traceback unless ``MIG_SPAWNER_DEBUG``
 is set.
@@ -32,7 +32,7 @@ def _warn(message: str) -> None:
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
-    from .catalog import default_catalog
+    from ..core.catalog import default_catalog
     from .explain import render_catalog
 
     if args.json:
@@ -66,9 +66,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- demo
-# ``mig_spawner.demo`` is written separately; its subcommand appears once the module exists.
+# The demo lives in ``mig_spawner.demo`` (it may import anything; nothing imports it back).
 
-DEMO_MODULE = "mig_spawner.demo"
+DEMO_MODULE = "mig_spawner.demo.command"
 
 
 def _demo_available() -> bool:
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Hand out NVIDIA MIG slices on Kubernetes by tier: inspect and dry-run.",
     )
-    from . import __version__
+    from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -6,7 +6,7 @@ the team's quota, and -- when the decision is a refusal -- why it is disabled. A
 several teams picks the team through a ``profile_options`` choice, so KubeSpawner's own
 form parsing returns ``{"profile": tier, "team": team}``.
 
-Every figure comes from :func:`mig_spawner.admission.decide`, the same function
+Every figure comes from :func:`mig_spawner.core.admission.decide`, the same function
 ``start()`` calls, so the form can never promise what start() would refuse.
 """
 

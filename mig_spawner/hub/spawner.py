@@ -1,8 +1,8 @@
 """MIGSpawner: KubeSpawner that hands out MIG slices by tier, with fallback and team quotas.
 
-A thin shell. The decision comes from :mod:`mig_spawner.admission`; the cluster state
-from the hub-wide :class:`~mig_spawner.kube.ClusterView`; the form from KubeSpawner's
-own ``profile_list`` machinery fed by :mod:`mig_spawner.form`. What this class adds is
+A thin shell. The decision comes from :mod:`mig_spawner.core.admission`; the cluster state
+from the hub-wide :class:`~mig_spawner.hub.watch.ClusterView`; the form from KubeSpawner's
+own ``profile_list`` machinery fed by :mod:`mig_spawner.core.form`. What this class adds is
 the wiring: traitlets, the spawn-time decision and reservation, the pod's GPU request,
 labels and annotations, progress messages and releasing reservations.
 """
@@ -19,11 +19,10 @@ from kubespawner.clients import shared_client
 from tornado import web
 from traitlets import CaselessStrEnum, Dict, Float, Integer, default
 
-from . import admission
-from .form import build_profile_list, tier_profiles
-from .kube import ClusterView
-from .options import OptionsError, parse_options
-from .pods import (
+from ..core import admission
+from ..core.form import build_profile_list, tier_profiles
+from ..core.options import OptionsError, parse_options
+from ..core.pods import (
     CHARGE_MEMORY_LABEL,
     CHARGE_SLICES_LABEL,
     PROFILE_LABEL,
@@ -32,7 +31,8 @@ from .pods import (
     USER_LABEL,
     label_value,
 )
-from .policy import ConfigError, Policy, build_policy
+from ..core.policy import ConfigError, Policy, build_policy
+from .watch import ClusterView
 
 try:  # JupyterHub >= 6: no traceback logged, the message goes to the user
     from jupyterhub.spawner import SpawnException

@@ -2,7 +2,7 @@
 
 :func:`load_config` executes the file with ``get_config`` and ``c`` bound, and
 :func:`policy_from_config` / :func:`groups_from_config` read mig-spawner's settings and
-the hub's ``load_groups`` from it. Errors are :class:`~mig_spawner.snapshot.InputError`
+the hub's ``load_groups`` from it. Errors are :class:`~mig_spawner.cli.snapshot.InputError`
 naming ``file:line``.
 """
 
@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
-from .policy import ConfigError, Policy, build_policy
+from ..core.policy import ConfigError, Policy, build_policy
 from .snapshot import InputError, one_line
 
 #: The ``c.MIGSpawner`` settings that make up the policy, with their defaults.

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from .cluster import ADDED, ClusterState
+from ..core.cluster import ADDED, ClusterState
 
 #: What to run to get a snapshot; quoted in error messages.
 SNAPSHOT_HINT = "kubectl get nodes,pods -A -o json"

@@ -1,7 +1,7 @@
 """``mig-spawner explain``: a decision from files, not a live hub, and its rendering.
 
-The loaders live in :mod:`mig_spawner.snapshot` (cluster snapshots) and
-:mod:`mig_spawner.hubconfig` (``jupyterhub_config.py``); both are re-exported here.
+The loaders live in :mod:`mig_spawner.cli.snapshot` (cluster snapshots) and
+:mod:`mig_spawner.cli.hubconfig` (``jupyterhub_config.py``); both are re-exported here.
 :func:`render_report` and :func:`render_catalog` produce the CLI's human-readable text.
 Nothing here prints or exits.
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .admission import (
+from ..core.admission import (
     FORBIDDEN_TIER,
     NO_MATCHING_GPU,
     UNKNOWN_TIER,
@@ -20,8 +20,9 @@ from .admission import (
     SpawnRequest,
     decide,
 )
-from .catalog import Catalog
-from .cluster import ClusterState
+from ..core.catalog import Catalog
+from ..core.cluster import ClusterState
+from ..core.policy import Policy, Tier
 from .hubconfig import (
     POLICY_SETTINGS,
     groups_from_config,
@@ -30,7 +31,6 @@ from .hubconfig import (
     parse_groups,
     policy_from_config,
 )
-from .policy import Policy, Tier
 from .snapshot import (
     SNAPSHOT_HINT,
     InputError,

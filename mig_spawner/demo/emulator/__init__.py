@@ -1,4 +1,4 @@
-"""An emulated Kubernetes cluster with NVIDIA MIG GPU nodes, for tests, the demo and benchmarks.
+"""An emulated Kubernetes cluster with NVIDIA MIG GPU nodes, for tests and the demo.
 
 It is a real HTTP API server (aiohttp, plain HTTP on a loopback address, no auth) that the
 real ``kubernetes_asyncio`` client, KubeSpawner and our cluster watcher talk to, plus the
@@ -22,7 +22,7 @@ parts of a control plane and of the nodes that they can observe:
   deletion; events aggregated as client-go's recorder does;
 * ``clusterfile`` and ``nodelabels``: cluster YAML files turned into Node objects labelled as
   GPU Feature Discovery and the NVIDIA device plugin label real nodes (mixed, single and none
-  MIG strategies), with layouts checked against :mod:`mig_spawner.catalog`.
+  MIG strategies), with layouts checked against :mod:`mig_spawner.core.catalog`.
 
 Why our own server and not ``kmock``: kmock (0.8) is a request/response mock DSL with basic
 Kubernetes CRUD. We need far more Kubernetes *behaviour* than routing: watches that resume
@@ -34,7 +34,7 @@ behaviour is ours is simpler to reason about and to keep deterministic.
 
 Public API::
 
-    from mig_spawner.emulator import EmulatedCluster, load_cluster_file, ClusterSpecError
+    from mig_spawner.demo.emulator import EmulatedCluster, load_cluster_file, ClusterSpecError
     async with EmulatedCluster(load_cluster_file(path), kubelet="stub") as cluster:
         cluster.url                               # http://127.0.0.1:PORT
         cluster.write_kubeconfig(tmp / "kubeconfig")
@@ -46,7 +46,7 @@ Public API::
         cluster.requests, cluster.inject_faults(...), cluster.break_watches(),
         cluster.compact_history(), cluster.pod_log(name, ns)
 
-Run one by hand with ``python -m mig_spawner.emulator [cluster.yaml] --kubeconfig PATH``.
+Run one by hand with ``python -m mig_spawner.demo.emulator [cluster.yaml] --kubeconfig PATH``.
 """
 
 from __future__ import annotations

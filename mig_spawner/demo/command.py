@@ -26,7 +26,7 @@ from .emulator import EmulatedCluster, load_cluster_file
 PASSWORD = "mig-demo"
 TEAMS = {"vision": ["alice", "bob"], "nlp": ["carol", "dave", "alice"]}
 LONER = "erin"  # in no team: the default quota applies
-DEFAULT_CLUSTER = Path(__file__).parent / "emulator" / "clusters" / "demo.yaml"
+DEFAULT_CLUSTER = Path(__file__).parent / "clusters" / "demo.yaml"
 TIERS = {
     "notebook": {
         "display_name": "1g notebook",
@@ -108,7 +108,7 @@ def hub_config(*, cluster_url: str, port: int, workdir: Path) -> str:
 
 
 def _node_bin() -> str | None:
-    here = Path(__file__).resolve().parents[1] / ".node" / "node_modules" / ".bin"
+    here = Path(__file__).resolve().parents[2] / ".node" / "node_modules" / ".bin"
     return str(here) if here.is_dir() else None
 
 

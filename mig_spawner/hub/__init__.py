@@ -1,0 +1,11 @@
+"""The JupyterHub shell: :class:`~.spawner.MIGSpawner` and the cluster watch that feeds it.
+
+May import :mod:`mig_spawner.core`, JupyterHub, KubeSpawner, kubernetes_asyncio and
+tornado; never :mod:`mig_spawner.cli` or :mod:`mig_spawner.demo` (a production hub
+ships none of the demo).
+
+- :mod:`.spawner`   ``MIGSpawner``: traitlets, the form, decide-and-reserve at ``start()``.
+- :mod:`.watch`     ``ClusterView``: one hub-wide list+watch of Nodes and Pods per API
+  server, applied event by event to a :class:`~mig_spawner.core.cluster.ClusterState`.
+- ``templates/``    the spawn form.
+"""

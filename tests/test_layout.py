@@ -1,0 +1,88 @@
+"""The package's folders are its architecture: each folder's name tells what it may import.
+
+- ``core``  imports no other folder (its purity is checked in ``tests/core``);
+- ``hub``   imports ``core``, never ``cli`` or ``demo`` (a production hub ships no demo);
+- ``cli``   imports ``core`` and ``hub`` facts, and ``demo`` only inside a function;
+- ``demo``  may import anything; nothing outside it imports it at module level.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "mig_spawner"
+FOLDERS = ("core", "hub", "cli", "demo")
+MAY_IMPORT = {
+    "core": set(),
+    "hub": {"core"},
+    "cli": {"core", "hub"},
+    "demo": {"core", "hub", "cli"},
+}
+
+
+def _imports(path: Path, source: str | None = None):
+    """(folder imported, line, at module level?) for every import of another package folder."""
+    folder = path.relative_to(PKG).parts[0]
+    tree = ast.parse(path.read_text() if source is None else source)
+    top_level = {id(n) for n in tree.body}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom | ast.Import):
+            continue
+        if isinstance(node, ast.Import):
+            mods = [a.name for a in node.names]
+        elif node.level == 0:
+            mods = [node.module or ""]
+        else:
+            # Resolve a relative import against the file's package.
+            base = list(path.relative_to(PKG).parent.parts)
+            base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+            target = [*base, *(node.module.split(".") if node.module else [])]
+            if not target:  # from .. import x (the package root): x names the folder
+                target = [node.names[0].name]
+            mods = ["mig_spawner." + ".".join(target)]
+        for mod in mods:
+            parts = mod.split(".")
+            if parts[0] == "mig_spawner" and len(parts) > 1 and parts[1] in FOLDERS:
+                if parts[1] == folder:
+                    continue
+                yield parts[1], node.lineno, id(node) in top_level
+
+
+def _package_files():
+    return sorted(p for f in FOLDERS for p in (PKG / f).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", _package_files(), ids=lambda p: str(p.relative_to(PKG)))
+def test_a_module_imports_only_what_its_folder_may(path):
+    folder = path.relative_to(PKG).parts[0]
+    bad = []
+    for target, line, top in _imports(path):
+        lazy_demo_from_cli = folder == "cli" and target == "demo" and not top
+        if target not in MAY_IMPORT[folder] and not lazy_demo_from_cli:
+            bad.append(f"line {line}: imports {target}")
+    assert bad == []
+
+
+def test_the_rule_sees_every_way_of_writing_an_import():
+    """Relative, absolute and lazy imports all resolve to the folder they name."""
+    hub_file = PKG / "hub" / "spawner.py"
+    src = (
+        "from ..demo.emulator import EmulatedCluster\n"
+        "import mig_spawner.cli.main\n"
+        "from .. import core\n"
+        "from .watch import ClusterView\n"
+        "def f():\n"
+        "    from mig_spawner.demo import command\n"
+    )
+    assert list(_imports(hub_file, src)) == [
+        ("demo", 1, True),
+        ("cli", 2, True),
+        ("core", 3, True),
+        ("demo", 6, False),
+    ]
+
+
+def test_no_module_outside_the_folders_but_the_package_root():
+    loose = sorted(p.name for p in PKG.glob("*.py") if p.name != "__init__.py")
+    assert loose == []
