@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .chains import reachable, resolve_chain
+from .chains import reachable, tier_chain
 from .cluster import ClusterState, Reservation
 from .nodes import NodeInfo, SliceType
 from .pods import Charge
@@ -174,12 +174,6 @@ def decide(request: SpawnRequest, policy: Policy, state: ClusterState) -> Decisi
         refusals.append(decision)
     # Prefer a team that was refused for capacity (quota was fine) when reporting.
     return next((d for d in refusals if d.code == CAPACITY), refusals[0])
-
-
-def tier_chain(tier: Tier, state: ClusterState) -> list[list[SliceType]]:
-    """The tier's chain over the slice types its nodes (by selector and taints) offer."""
-    kinds = [k for k in state.slice_types() if reachable(tier, state.nodes_offering(k))]
-    return resolve_chain(tier, kinds)
 
 
 def _free_nodes(state: ClusterState, tier: Tier, kind: SliceType):

@@ -20,6 +20,10 @@ from typing import Any
 
 MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
 WHOLE_GPU_RESOURCE = "nvidia.com/gpu"
+#: The slice-type name (and chain entry) of a whole, non-MIG GPU (``nvidia.com/gpu``).
+WHOLE_GPU = "whole-gpu"
+#: Compute slices of a whole GPU: no MIG-capable GPU has more than seven.
+MAX_COMPUTE_SLICES = 7
 
 #: Attribute suffixes in NVIDIA form, in the order the catalog sorts them.
 PROFILE_SUFFIXES: tuple[str, ...] = ("", "+me", "+me.all", "+gfx", "-me")

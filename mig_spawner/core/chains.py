@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .cluster import ClusterState
 from .nodes import NodeInfo, SliceType
 from .policy import Tier
 
@@ -48,3 +49,9 @@ def resolve_chain(tier: Tier, kinds: Iterable[SliceType]) -> list[list[SliceType
         else:
             steps.append([kind])
     return steps
+
+
+def tier_chain(tier: Tier, state: ClusterState) -> list[list[SliceType]]:
+    """The tier's chain over the slice types its nodes (by selector and taints) offer."""
+    kinds = [k for k in state.slice_types() if reachable(tier, state.nodes_offering(k))]
+    return resolve_chain(tier, kinds)

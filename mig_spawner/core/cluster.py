@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .nodes import NodeInfo, SliceType, parse_node
 from .pods import Charge, PodInfo, label_value, parse_pod
+from .quota import Usage
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
@@ -35,18 +36,6 @@ class Reservation:
     charge: Charge
     server_name: str = ""
     tier: str = ""
-
-
-@dataclass
-class Usage:
-    """What a quota scope (a team, or one user on the default quota) holds right now."""
-
-    compute_slices: int = 0
-    memory_gb: float = 0
-    servers: int = 0
-    user_compute_slices: int = 0
-    #: (server name, profile) of the asking user's own servers, for refusal messages
-    own_servers: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _add(counter: dict[str, int], requests: Mapping[str, int], sign: int) -> None:

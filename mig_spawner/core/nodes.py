@@ -23,14 +23,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import (
+    MAX_COMPUTE_SLICES,
     MIG_RESOURCE_PREFIX,
+    WHOLE_GPU,
     WHOLE_GPU_RESOURCE,
     default_catalog,
     parse_profile_name,
     profile_from_resource,
     short_gpu_name,
 )
-from .policy import MAX_COMPUTE_SLICES, WHOLE_GPU
 
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 STRATEGY_LABEL = "nvidia.com/mig.strategy"

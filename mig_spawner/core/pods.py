@@ -14,9 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import parse_profile_name, profile_from_resource
+from .catalog import MAX_COMPUTE_SLICES, WHOLE_GPU, parse_profile_name, profile_from_resource
 from .nodes import parse_count
-from .policy import MAX_COMPUTE_SLICES, WHOLE_GPU
 
 LABEL_PREFIX = "mig-spawner/"
 TEAM_LABEL = LABEL_PREFIX + "team"

@@ -14,10 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import parse_profile_name
-
-#: The chain entry that stands for a whole, non-MIG GPU (``nvidia.com/gpu``).
-WHOLE_GPU = "whole-gpu"
+from .catalog import MAX_COMPUTE_SLICES, WHOLE_GPU, parse_profile_name
 
 CHARGE_MODES = ("granted", "requested")
 QUOTA_KEYS = ("compute_slices", "memory_gb", "servers", "per_user_compute_slices")
@@ -40,7 +37,6 @@ FORBIDDEN_OVERRIDES = frozenset(
     {"extra_resource_limits", "extra_resource_guarantees", "node_selector", "tolerations"}
 )
 TOLERATION_KEYS = frozenset({"key", "operator", "value", "effect", "tolerationSeconds"})
-MAX_COMPUTE_SLICES = 7
 
 
 class ConfigError(ValueError):

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .cluster import Usage
 from .pods import Charge
 from .policy import Quota
+
+
+@dataclass
+class Usage:
+    """What a quota scope (a team, or one user on the default quota) holds right now."""
+
+    compute_slices: int = 0
+    memory_gb: float = 0
+    servers: int = 0
+    user_compute_slices: int = 0
+    #: (server name, profile) of the asking user's own servers, for refusal messages
+    own_servers: list[tuple[str, str]] = field(default_factory=list)
+
 
 UNITS = ("compute_slices", "memory_gb", "servers", "per_user_compute_slices")
 

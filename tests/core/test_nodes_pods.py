@@ -3,9 +3,9 @@
 import pytest
 from k8s_factories import A100_40, H100, node, pod
 
+from mig_spawner.core.catalog import WHOLE_GPU
 from mig_spawner.core.nodes import Taint, parse_node, tolerates
 from mig_spawner.core.pods import Charge, effective_requests, parse_pod
-from mig_spawner.core.policy import WHOLE_GPU
 
 
 def offers(info):

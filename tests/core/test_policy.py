@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from traitlets.config import Config
 
-from mig_spawner.core.policy import WHOLE_GPU, ConfigError, Quota, build_policy
+from mig_spawner.core.catalog import WHOLE_GPU
+from mig_spawner.core.policy import ConfigError, Quota, build_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 

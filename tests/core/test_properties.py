@@ -33,11 +33,12 @@ from k8s_factories import node, pod
 
 from mig_spawner.core import admission as adm
 from mig_spawner.core.admission import Decision, SpawnRequest, admit, availability, decide
+from mig_spawner.core.catalog import WHOLE_GPU
 from mig_spawner.core.chains import adequate
 from mig_spawner.core.cluster import ADDED, DELETED, MODIFIED, ClusterState
 from mig_spawner.core.nodes import NodeInfo, SliceType, parse_node
 from mig_spawner.core.pods import TERMINAL_PHASES, label_value
-from mig_spawner.core.policy import WHOLE_GPU, build_policy
+from mig_spawner.core.policy import build_policy
 
 # ----------------------------------------------------------------------------- clusters
 
