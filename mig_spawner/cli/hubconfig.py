@@ -15,18 +15,9 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
-from ..core.policy import ConfigError, Policy, build_policy
+from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
+from ..hub.config import policy_settings, setting
 from .snapshot import InputError, one_line
-
-#: The ``c.MIGSpawner`` settings that make up the policy, with their defaults.
-POLICY_SETTINGS: dict[str, Any] = {
-    "tiers": {},
-    "fallback_chains": {},
-    "team_quotas": {},
-    "default_quota": {},
-    "charge": "granted",
-}
-
 
 # --------------------------------------------------------------------------- config
 
@@ -98,30 +89,13 @@ def _exec_config(path: str, config, *, depth: int = 0) -> None:
         raise InputError(f"{where}: {_describe_exception(e)}") from None
 
 
-def _setting(section: Any, key: str, default: Any) -> Any:
-    from traitlets.config import LazyConfigValue
-
-    if section is None or key not in section:
-        return default
-    value = section[key]
-    if isinstance(value, LazyConfigValue):  # c.MIGSpawner.tiers.update({...})
-        value = value.get_value(default)
-    return value
-
-
-def _section(config: Any, name: str) -> Any:
-    return config.get(name)
+__all__ = ["POLICY_SETTINGS", "groups_from_config", "load_config", "load_groups", "parse_groups"]
 
 
 def policy_from_config(config: Any, *, source: str = "config") -> Policy:
-    """Build the policy from ``c.MIGSpawner.*``; :class:`InputError` if it is invalid."""
-    section = _section(config, "MIGSpawner")
-    settings = {key: _setting(section, key, default) for key, default in POLICY_SETTINGS.items()}
-    charge = settings["charge"]
-    if isinstance(charge, str):
-        settings["charge"] = charge.lower()  # MIGSpawner.charge is caseless
+    """Build the policy from ``c.MIGSpawner.*``, as the hub does; :class:`InputError` if invalid."""
     try:
-        return build_policy(**settings)
+        return policy_from_settings(policy_settings(config))
     except ConfigError as e:
         raise InputError(f"{source}: {one_line(e)}") from None
 
@@ -138,7 +112,7 @@ def _users_of(where: str, value: Any) -> list[str]:
 
 def load_groups(config: Any, *, source: str = "config") -> dict[str, list[str]]:
     """``c.JupyterHub.load_groups`` as ``{group: [users]}`` (either form JupyterHub accepts)."""
-    groups = _setting(_section(config, "JupyterHub"), "load_groups", {})
+    groups = setting(config.get("JupyterHub"), "load_groups", {})
     if not isinstance(groups, Mapping):
         raise InputError(f"{source}: JupyterHub.load_groups must map group names to members")
     return {

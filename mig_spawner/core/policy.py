@@ -330,3 +330,23 @@ def build_policy(
         default_quota=_quota("MIGSpawner.default_quota", default_quota),
         charge=charge,
     )
+
+
+#: The ``c.MIGSpawner`` settings that make up the policy, with their defaults. The hub
+#: (``MIGSpawner.policy``), the hub-start check and ``mig-spawner explain`` all build the
+#: policy from these through :func:`policy_from_settings`: one path, one set of rules.
+POLICY_SETTINGS: dict[str, Any] = {
+    "tiers": {},
+    "fallback_chains": {},
+    "team_quotas": {},
+    "default_quota": {},
+    "charge": "granted",
+}
+
+
+def policy_from_settings(settings: Mapping[str, Any]) -> Policy:
+    """The policy from ``{setting: value}`` (missing settings take their defaults)."""
+    values = {key: settings.get(key, default) for key, default in POLICY_SETTINGS.items()}
+    if isinstance(values["charge"], str):
+        values["charge"] = values["charge"].lower()  # MIGSpawner.charge is caseless
+    return build_policy(**values)

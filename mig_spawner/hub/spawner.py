@@ -31,7 +31,7 @@ from ..core.pods import (
     USER_LABEL,
     label_value,
 )
-from ..core.policy import ConfigError, Policy, build_policy
+from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
 from .watch import ClusterView
 
 try:  # JupyterHub >= 6: no traceback logged, the message goes to the user
@@ -168,23 +168,11 @@ class MIGSpawner(KubeSpawner):
     @property
     def policy(self) -> Policy:
         """The validated policy; rebuilt only when a setting changes."""
-        key = (
-            repr(self.tiers),
-            repr(self.fallback_chains),
-            repr(self.team_quotas),
-            repr(self.default_quota),
-            self.charge,
-        )
+        settings = {name: getattr(self, name) for name in POLICY_SETTINGS}
+        key = repr(settings)
         cached = getattr(self, "_mig_policy", None)
         if cached is None or cached[0] != key:
-            policy = build_policy(
-                tiers=self.tiers,
-                fallback_chains=self.fallback_chains,
-                team_quotas=self.team_quotas,
-                default_quota=self.default_quota,
-                charge=self.charge.lower(),
-            )
-            self._mig_policy = (key, policy)
+            self._mig_policy = (key, policy_from_settings(settings))
         return self._mig_policy[1]
 
     @default("profile_list")
