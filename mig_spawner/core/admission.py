@@ -325,6 +325,7 @@ def admit(request: SpawnRequest, policy: Policy, state: ClusterState, *, pod_key
                 charge=decision.charge or _charge(decision.granted),
                 server_name=request.server_name,
                 tier=decision.tier,
+                requested_profile=decision.requested.profile if decision.requested else "",
             )
         )
     return decision

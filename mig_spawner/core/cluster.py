@@ -36,6 +36,7 @@ class Reservation:
     charge: Charge
     server_name: str = ""
     tier: str = ""
+    requested_profile: str = ""  # the profile the tier asked for (differs on a fallback)
 
 
 def _add(counter: dict[str, int], requests: Mapping[str, int], sign: int) -> None:

@@ -25,6 +25,8 @@ PROFILE_LABEL = LABEL_PREFIX + "profile"
 CHARGE_SLICES_LABEL = LABEL_PREFIX + "charge-compute-slices"
 CHARGE_MEMORY_LABEL = LABEL_PREFIX + "charge-memory-gb"
 SERVER_NAME_ANNOTATION = "hub.jupyter.org/servername"
+#: The profile the tier asked for (set by the spawner; differs from the granted one on a fallback).
+REQUESTED_PROFILE_ANNOTATION = LABEL_PREFIX + "requested-profile"
 TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
@@ -66,6 +68,7 @@ class PodInfo:
     server_name: str = ""
     charge: Charge | None = None
     uid: str = ""  # metadata.uid: tells two pods of the same name apart
+    requested_profile: str = ""  # what the tier asked for ("" if not a mig-spawner pod)
 
     @property
     def managed(self) -> bool:
@@ -187,4 +190,5 @@ def parse_pod(obj: Any) -> PodInfo:
         server_name=str(annotations.get(SERVER_NAME_ANNOTATION) or ""),
         charge=charge,
         uid=meta["uid"] if isinstance(meta.get("uid"), str) else "",
+        requested_profile=str(annotations.get(REQUESTED_PROFILE_ANNOTATION) or ""),
     )
