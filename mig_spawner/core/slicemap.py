@@ -126,6 +126,35 @@ def capacity(state: ClusterState) -> list[CapacityRow]:
     return rows
 
 
+@dataclass(frozen=True)
+class TypeRow:
+    """One slice type summed over every node: the cluster-wide table."""
+
+    gpu: str
+    profile: str
+    total: int
+    free: int
+    nodes: int
+
+    @property
+    def held(self) -> int:
+        return self.total - self.free
+
+
+def by_type(rows: Iterable[CapacityRow]) -> list[TypeRow]:
+    """:func:`capacity` rows summed per (GPU model, profile), smallest slice first."""
+    sums: dict[SliceType, list[int]] = {}
+    for row in rows:
+        acc = sums.setdefault(row.slice_type, [0, 0, 0])
+        acc[0] += row.total
+        acc[1] += row.free
+        acc[2] += 1
+    return [
+        TypeRow(kind.gpu_name, kind.profile, total, free, nodes)
+        for kind, (total, free, nodes) in sorted(sums.items(), key=lambda kv: kv[0].sort_key)
+    ]
+
+
 def team_rows(policy: Policy, state: ClusterState) -> list[TeamRow]:
     """Every team of ``team_quotas``, in the admin's order, with usage against its limits.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
 from kubernetes_asyncio.client import Configuration
@@ -32,6 +33,7 @@ from ..core.pods import (
     label_value,
 )
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
+from . import metrics
 from .watch import ClusterView
 
 try:  # JupyterHub >= 6: no traceback logged, the message goes to the user
@@ -207,6 +209,11 @@ class MIGSpawner(KubeSpawner):
             )
             view.start()
             views[key] = view
+        try:
+            policy = self.policy
+        except ConfigError:
+            policy = None  # logged where spawns use it
+        metrics.set_current(view, policy)
         return view
 
     @classmethod
@@ -266,20 +273,15 @@ class MIGSpawner(KubeSpawner):
             team=options.team,
             server_name=self.name,
         )
+        started = time.perf_counter()
         decision = admission.admit(request, policy, view.state, pod_key=self._mig_pod_key)
+        elapsed = time.perf_counter() - started
         self._mig_decision = decision
-        if not decision.admitted:
-            self.log.info("Refused %s/%s: %s", self.user.name, options.tier, decision.message)
-            raise _refusal(decision.message, reason=decision.code, status=_STATUS[decision.code])
-        self.log.info(
-            "Admitted %s: tier %s -> %s on %s (team %s%s)",
-            self._log_name,
-            decision.tier,
-            decision.granted.profile,
-            decision.node,
-            decision.team or "-",
-            ", fallback" if decision.fallback else "",
+        metrics.record_decision(
+            decision, user=self.user.name, server=self.name, seconds=elapsed, logger=self.log
         )
+        if not decision.admitted:
+            raise _refusal(decision.message, reason=decision.code, status=_STATUS[decision.code])
         self._apply_decision(decision)
 
     def _apply_decision(self, decision: admission.Decision) -> None:

@@ -49,6 +49,8 @@ class _Feed:
         self.failures = 0
         self.last_error = ""
         self.relists = 0
+        #: time.monotonic() of the last list or watch event (bookmarks too); None: never
+        self.last_event_at: float | None = None
 
     @property
     def apply(self):
@@ -85,6 +87,7 @@ class _Feed:
         for problem in self.replace(items):
             log.warning("Ignoring a malformed object while listing %s: %s", self.kind, problem)
         self.relists += 1
+        self.last_event_at = time.monotonic()
         self._healthy()
         return str((body.get("metadata") or {}).get("resourceVersion") or "")
 
@@ -106,6 +109,7 @@ class _Feed:
             async with watch.stream(self.list_call, **kwargs) as stream:
                 async for event in stream:
                     version = watch.resource_version or version
+                    self.last_event_at = time.monotonic()
                     kind = event.get("type")
                     if kind == "BOOKMARK":
                         continue
@@ -193,6 +197,13 @@ class ClusterView:
         except asyncio.TimeoutError:
             return False
         return self.known
+
+    def seconds_since_last_event(self) -> dict[str, float | None]:
+        """Per resource ("nodes", "pods"): seconds since its last list or watch event."""
+        now = time.monotonic()
+        return {
+            f.kind: None if f.last_event_at is None else now - f.last_event_at for f in self._feeds
+        }
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -146,6 +146,11 @@ def test_capacity_rows_match_state_free():
         1,
     )
     assert rows["b", "7g.40gb"].free == 1
+    types = sm.by_type(sm.capacity(state))
+    one, a100 = types[0], types[-1]
+    assert [t.profile for t in types] == ["1g.10gb", "2g.20gb", "3g.40gb", "7g.40gb"]
+    assert (one.profile, one.total, one.free, one.held, one.nodes) == ("1g.10gb", 2, 1, 1, 1)
+    assert (a100.gpu, a100.profile, a100.free) == ("A100 40GB", "7g.40gb", 1)
 
 
 def test_team_rows_are_usage_against_each_limit():
