@@ -80,24 +80,29 @@ class Explanation:
 
 def explain(
     *,
-    cluster: str,
+    cluster: str | None = None,
     config: str,
     user: str,
     tier: str,
     groups: Sequence[str] | None = None,
     team: str | None = None,
     stdin: BinaryIO | None = None,
+    snapshot: Snapshot | None = None,
 ) -> Explanation:
     """Load ``cluster`` and ``config`` and decide what ``user`` would get for ``tier``.
 
     ``groups=None`` takes the user's groups from the config's ``load_groups``.
+    ``snapshot`` (e.g. :func:`mig_spawner.cli.live.load_live`) replaces the ``cluster`` file.
     Raises :class:`InputError` for unusable input; a refusal is a decision, not an error.
     """
     hub_config = load_config(config)
     policy = policy_from_config(hub_config, source=config)
     if groups is None:
         groups = groups_from_config(hub_config, user, source=config)
-    snapshot = load_snapshot(cluster, stdin=stdin)
+    if snapshot is None:
+        if cluster is None:
+            raise InputError("no cluster given: pass a snapshot file or read the live cluster")
+        snapshot = load_snapshot(cluster, stdin=stdin)
     state, warnings = build_state(snapshot)
     request = SpawnRequest(user=user, tier=tier, groups=tuple(groups), team=team or None)
     return Explanation(decide(request, policy, state), policy, request, warnings, state)

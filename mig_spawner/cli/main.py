@@ -1,4 +1,4 @@
-"""The ``mig-spawner`` command: ``catalog``, ``explain`` (and ``demo`` once it is installed).
+"""The ``mig-spawner`` command: ``catalog``, ``explain``, ``status`` (and ``demo`` if installed).
 
 Thin on purpose: argument parsing and printing. Loading snapshots and configs, deciding
 and rendering live in :mod:`mig_spawner.cli.explain`. Exit status: 0 when a decision was made
@@ -45,10 +45,56 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- explain
 
 
+def _live_snapshot(args: argparse.Namespace):
+    """The live cluster's snapshot when --kubeconfig/--in-cluster was given, else None."""
+    if args.kubeconfig is None and not args.in_cluster:
+        return None
+    from .live import load_live
+
+    return load_live(
+        kubeconfig=args.kubeconfig or None,
+        context=args.context,
+        in_cluster=args.in_cluster,
+        timeout=args.timeout,
+    )
+
+
+def _add_source(p: argparse.ArgumentParser) -> None:
+    """--cluster FILE | --kubeconfig [FILE] | --in-cluster (exactly one), plus --context."""
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--cluster", metavar="SNAPSHOT", help="a cluster snapshot JSON file ('-' for stdin)"
+    )
+    source.add_argument(
+        "--kubeconfig",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="read the live cluster (list only) with this kubeconfig; without FILE: "
+        "$KUBECONFIG or ~/.kube/config",
+    )
+    source.add_argument(
+        "--in-cluster",
+        action="store_true",
+        help="read the live cluster with the pod's service account (e.g. in the hub pod)",
+    )
+    p.add_argument("--context", metavar="NAME", help="the kubeconfig context (default: current)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30,
+        metavar="SECONDS",
+        help="per API request when reading the live cluster (default: 30)",
+    )
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from .explain import explain, parse_groups, render_report
 
+    if args.context and args.kubeconfig is None:
+        raise _usage("--context needs --kubeconfig")
     result = explain(
+        snapshot=_live_snapshot(args),
         cluster=args.cluster,
         config=args.config,
         user=args.user,
@@ -63,6 +109,40 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         print(render_report(result))
     return EXIT_OK
+
+
+# --------------------------------------------------------------------------- status
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .explain import build_state, load_snapshot
+    from .hubconfig import load_config, policy_from_config
+
+    if args.context and args.kubeconfig is None:
+        raise _usage("--context needs --kubeconfig")
+    policy = None
+    if args.config:
+        policy = policy_from_config(load_config(args.config), source=args.config)
+    snapshot = _live_snapshot(args) or load_snapshot(args.cluster)
+    state, warnings = build_state(snapshot)
+    from .status import build_status, render_status, status_dict
+
+    status = build_status(
+        state, policy, warnings=warnings, source=snapshot.source, nodes=args.nodes
+    )
+    if args.json:
+        print(json.dumps(status_dict(status), indent=2))
+        return EXIT_OK
+    from rich.console import Console
+
+    render_status(Console(highlight=False), status, show_map=args.map)
+    return EXIT_OK
+
+
+def _usage(message: str) -> Exception:
+    from .explain import InputError
+
+    return InputError(message)
 
 
 # --------------------------------------------------------------------------- demo
@@ -124,12 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="dry-run a spawn: what would USER get for TIER on this cluster, and why",
         description=(
             "Decide, exactly as the hub would, what a user gets for a tier on a cluster "
-            "snapshot. Exit status 0 when a decision was made (admitted or refused), "
-            "2 when the input cannot be used."
+            "snapshot or the live cluster (read-only: list only). Exit status 0 when a "
+            "decision was made (admitted or refused), 2 when the input cannot be used."
         ),
         epilog="SNAPSHOT is the output of `kubectl get nodes,pods -A -o json` ('-' for stdin).",
     )
-    p.add_argument("--cluster", required=True, metavar="SNAPSHOT", help="cluster snapshot JSON")
+    _add_source(p)
     p.add_argument("--config", required=True, metavar="CONFIG", help="a jupyterhub_config.py")
     p.add_argument("--user", required=True, metavar="NAME", help="the JupyterHub user name")
     p.add_argument(
@@ -141,6 +221,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tier", required=True, metavar="SLUG", help="the tier asked for")
     p.add_argument("--json", action="store_true", help="print the decision as one JSON object")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser(
+        "status",
+        help="the cluster's MIG slices, who holds them, and team quotas, as tables",
+        description=(
+            "Show every slice type's total, held and free counts, each team against its "
+            "quota (with --config), servers on a fallback slice and every node, from a "
+            "snapshot or the live cluster (read-only: list only). In-flight reservations "
+            "live in the hub's memory: see /hub/mig or /hub/metrics for those."
+        ),
+        epilog="SNAPSHOT is the output of `kubectl get nodes,pods -A -o json` ('-' for stdin).",
+    )
+    _add_source(p)
+    p.add_argument("--config", metavar="CONFIG", help="a jupyterhub_config.py, for team quotas")
+    p.add_argument("--nodes", metavar="GLOB", help="only nodes whose name matches, e.g. 'gpu-*'")
+    p.add_argument("--map", action="store_true", help="draw every GPU's MIG layout and holders")
+    p.add_argument("--json", action="store_true", help="print the status as one JSON object")
+    p.set_defaults(func=cmd_status)
 
     if _demo_available():
         _add_demo(sub)

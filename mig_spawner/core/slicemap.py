@@ -142,7 +142,7 @@ class TypeRow:
 
 
 def by_type(rows: Iterable[CapacityRow]) -> list[TypeRow]:
-    """:func:`capacity` rows summed per (GPU model, profile), smallest slice first."""
+    """:func:`capacity` rows summed per (GPU model, profile): by model, smallest slice first."""
     sums: dict[SliceType, list[int]] = {}
     for row in rows:
         acc = sums.setdefault(row.slice_type, [0, 0, 0])
@@ -151,7 +151,9 @@ def by_type(rows: Iterable[CapacityRow]) -> list[TypeRow]:
         acc[2] += 1
     return [
         TypeRow(kind.gpu_name, kind.profile, total, free, nodes)
-        for kind, (total, free, nodes) in sorted(sums.items(), key=lambda kv: kv[0].sort_key)
+        for kind, (total, free, nodes) in sorted(
+            sums.items(), key=lambda kv: (kv[0].gpu_name, kv[0].sort_key)
+        )
     ]
 
 

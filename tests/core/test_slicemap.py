@@ -147,8 +147,8 @@ def test_capacity_rows_match_state_free():
     )
     assert rows["b", "7g.40gb"].free == 1
     types = sm.by_type(sm.capacity(state))
-    one, a100 = types[0], types[-1]
-    assert [t.profile for t in types] == ["1g.10gb", "2g.20gb", "3g.40gb", "7g.40gb"]
+    a100, one = types[0], types[1]
+    assert [t.profile for t in types] == ["7g.40gb", "1g.10gb", "2g.20gb", "3g.40gb"]
     assert (one.profile, one.total, one.free, one.held, one.nodes) == ("1g.10gb", 2, 1, 1, 1)
     assert (a100.gpu, a100.profile, a100.free) == ("A100 40GB", "7g.40gb", 1)
 

@@ -1,0 +1,225 @@
+"""``mig-spawner status``: the cluster's MIG slices, who holds them and team quotas, as tables.
+
+The figures come from :mod:`mig_spawner.core.slicemap` over a ClusterState built from a
+snapshot file or the live cluster (:mod:`.live`), the same rows the hub's ``/hub/mig`` page
+and ``/hub/metrics`` show. Rendering uses ``rich``; :func:`status_dict` is the ``--json``
+form. Nothing here prints or exits: :func:`render_status` writes to the console it is given.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..core import slicemap
+from ..core.cluster import ClusterState
+from ..core.policy import Policy
+
+STYLES = {
+    slicemap.USED: "bold white on blue",
+    slicemap.RESERVED: "black on yellow",
+    slicemap.OTHER: "white on magenta",
+    slicemap.FREE: "green",
+    slicemap.UNUSABLE: "dim",
+}
+
+
+@dataclass
+class Status:
+    state: ClusterState
+    policy: Policy | None
+    warnings: list[str]
+    source: str
+    maps: list[slicemap.NodeMap]
+
+
+def build_status(
+    state: ClusterState,
+    policy: Policy | None,
+    *,
+    warnings: list[str],
+    source: str,
+    nodes: str | None = None,
+) -> Status:
+    """``nodes``: a glob (``gpu-h100-*``) limiting the per-node tables."""
+    maps = slicemap.node_maps(state)
+    if nodes:
+        maps = [m for m in maps if fnmatch.fnmatchcase(m.name, nodes)]
+    return Status(state, policy, warnings, source, maps)
+
+
+def _holder_text(cell: slicemap.Cell) -> str:
+    h = cell.holder
+    if h is None:
+        return cell.state
+    if not h.managed:
+        return f"{h.key} (not a hub server)"
+    server = f"/{h.server}" if h.server else ""
+    extra = " starting" if h.reserved else ""
+    fallback = f" ⤴{h.requested}" if h.fallback else ""
+    return f"{h.user}{server} [{h.team or 'personal'}·{h.tier}]{fallback}{extra}"
+
+
+def render_status(console: Console, status: Status, *, show_map: bool = False) -> None:
+    """Summary by type, teams, fallbacks, nodes (and with ``show_map`` every GPU's cells)."""
+    state = status.state
+    console.print(Text(f"Cluster: {status.source}", style="bold"))
+    types = Table(title="Slices by GPU model and profile", title_justify="left")
+    for col in ("GPU", "profile", "nodes", "total", "held", "free"):
+        types.add_column(
+            col, justify="right" if col in ("nodes", "total", "held", "free") else "left"
+        )
+    for t in slicemap.by_type(slicemap.capacity(state)):
+        free = Text(str(t.free), style="red" if t.free == 0 else "green")
+        types.add_row(t.gpu, t.profile, str(t.nodes), str(t.total), str(t.held), free)
+    console.print(types)
+
+    if status.policy is not None:
+        teams = Table(title="Teams against their quotas", title_justify="left")
+        for col in ("team", "limit", "used", ""):
+            teams.add_column(col)
+        for row in slicemap.team_rows(status.policy, state):
+            limited = [(u, used, cap) for u, used, cap in row.limits if cap is not None]
+            if not limited:
+                teams.add_row(row.team, "no limit", f"{row.servers} server(s)", "")
+            for i, (unit, used, cap) in enumerate(limited):
+                full = used >= cap
+                bar = _bar(used, cap)
+                teams.add_row(
+                    row.team if i == 0 else "",
+                    unit.replace("_", " "),
+                    Text(f"{used:g} of {cap:g}", style="bold red" if full else ""),
+                    Text(bar, style="red" if full else "green"),
+                )
+        console.print(teams)
+    else:
+        console.print(Text("Teams: pass --config jupyterhub_config.py to see quotas.", style="dim"))
+
+    fallbacks = slicemap.fallback_servers(status.maps)
+    if fallbacks:
+        table = Table(title="Servers on a fallback slice", title_justify="left")
+        for col in ("user", "server", "team", "tier", "asked", "running on", "node"):
+            table.add_column(col)
+        for node, h in fallbacks:
+            table.add_row(
+                h.user, h.server or "default", h.team or "-", h.tier, h.requested, h.profile, node
+            )
+        console.print(table)
+    else:
+        console.print(Text("Servers on a fallback slice: none.", style="dim"))
+
+    nodes = Table(title="Nodes", title_justify="left")
+    for col in ("node", "GPU", "GPUs", "state", "held", "free", "notes"):
+        nodes.add_column(col)
+    for m in status.maps:
+        held = m.count(slicemap.USED) + m.count(slicemap.OTHER) + m.count(slicemap.RESERVED)
+        free = m.count(slicemap.FREE)
+        nodes.add_row(
+            m.name,
+            m.gpu_name,
+            str(len(m.gpus)),
+            Text("usable" if m.usable else str(m.why_unusable), style="" if m.usable else "red"),
+            str(held),
+            str(free),
+            "; ".join(m.problems),
+        )
+    console.print(nodes)
+
+    if show_map:
+        for m in status.maps:
+            console.print(Text(f"{m.name} ({m.gpu_name})", style="bold"))
+            for gpu in m.gpus:
+                console.print(Text(f"  GPU {gpu.index}", style="bold"))
+                if not gpu.cells:
+                    console.print(Text("    no MIG instances", style="dim"))
+                for cell in gpu.cells:
+                    span = range(cell.start, cell.start + cell.size)
+                    where = "".join("█" if i in span else "·" for i in range(gpu.width))
+                    line = Text(f"    {where}  ")
+                    line.append(f"{cell.profile:<9}", style="bold")
+                    line.append(" ")
+                    line.append(_holder_text(cell), style=STYLES[cell.state])
+                    console.print(line)
+    for warning in status.warnings:
+        console.print(Text(f"warning: {warning}", style="yellow"))
+
+
+def _bar(used: float, limit: float, width: int = 20) -> str:
+    filled = min(width, round(width * used / limit)) if limit else 0
+    return "█" * filled + "░" * (width - filled)
+
+
+def status_dict(status: Status) -> dict[str, Any]:
+    """The ``--json`` form: the same rows as the tables, and every cell of every GPU."""
+    state = status.state
+    out: dict[str, Any] = {
+        "source": status.source,
+        "types": [
+            {
+                "gpu": t.gpu,
+                "profile": t.profile,
+                "nodes": t.nodes,
+                "total": t.total,
+                "held": t.held,
+                "free": t.free,
+            }
+            for t in slicemap.by_type(slicemap.capacity(state))
+        ],
+        "teams": None,
+        "nodes": [],
+        "warnings": list(status.warnings),
+    }
+    if status.policy is not None:
+        out["teams"] = [
+            {
+                "team": row.team,
+                "servers": row.servers,
+                "limits": {unit: {"used": used, "limit": cap} for unit, used, cap in row.limits},
+            }
+            for row in slicemap.team_rows(status.policy, state)
+        ]
+    for m in status.maps:
+        out["nodes"].append(
+            {
+                "name": m.name,
+                "gpu": m.gpu_name,
+                "usable": m.usable,
+                "why_unusable": m.why_unusable,
+                "problems": list(m.problems),
+                "gpus": [
+                    {
+                        "index": g.index,
+                        "width": g.width,
+                        "cells": [_cell_dict(c) for c in g.cells],
+                    }
+                    for g in m.gpus
+                ],
+            }
+        )
+    return out
+
+
+def _cell_dict(cell: slicemap.Cell) -> dict[str, Any]:
+    h = cell.holder
+    return {
+        "profile": cell.profile,
+        "start": cell.start,
+        "size": cell.size,
+        "state": cell.state,
+        "holder": None
+        if h is None
+        else {
+            "pod": h.key,
+            "user": h.user or None,
+            "team": h.team or None,
+            "server": h.server,
+            "tier": h.tier or None,
+            "requested": h.requested or None,
+            "fallback": h.fallback,
+        },
+    }
