@@ -90,6 +90,9 @@ def hub_config(*, cluster_url: str, port: int, workdir: Path) -> str:
         c.Authenticator.allowed_users = set({users!r})
         c.Authenticator.admin_users = {{"alice"}}
         c.JupyterHub.load_groups = {{team: {{"users": m}} for team, m in {TEAMS!r}.items()}}
+        # The admins' GPU slice page, /hub/mig (alice is an admin).
+        from mig_spawner.hub.adminpage import handlers
+        c.JupyterHub.extra_handlers = handlers()
 
         c.KubeSpawner.k8s_api_host = {cluster_url!r}
         c.KubeSpawner.namespace = "demo"
@@ -134,6 +137,7 @@ def banner(url: str, cluster_file: Path, pod_logs: Path) -> str:
         "mig-spawner demo is running",
         f"  open:      {url}",
         f"  password:  {PASSWORD}  (for every user)",
+        f"  GPU slices: {url.removesuffix('login')}mig  (admin page; alice is an admin)",
     ]
     for team, members in TEAMS.items():
         limits = ", ".join(f"{k} {v}" for k, v in QUOTAS[team].items())

@@ -189,3 +189,48 @@ def test_bob_over_quota_sees_the_refusal(browser, demo):
     expect(page.locator("#profile-item-full")).to_be_disabled()
     page.screenshot(path=str(ARTIFACTS / "06-bob-over-quota.png"), full_page=True)
     page.context.close()
+
+
+def test_admin_sees_the_slice_map_team_bars_fallback_and_refusals(browser, demo):
+    # bob forces the disabled training tier in his form: the hub refuses it at start.
+    bob = login(browser, demo, "bob")
+    bob.wait_for_url("**/user/bob/**")  # his running server opens first
+    bob.goto(f"{demo['url']}/hub/spawn/bob/third")
+    bob.evaluate(
+        """() => {
+            const choice = document.querySelector('#profile-item-training');
+            choice.disabled = false;
+            choice.checked = true;
+        }"""
+    )
+    bob.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
+    expect(bob.locator("body")).to_contain_text("would exceed team vision's GPU quota")
+    # bob is no admin: 403
+    assert bob.goto(f"{demo['url']}/hub/mig").status == 403
+    bob.context.close()
+
+    page = login(browser, demo, "alice")
+    page.goto(f"{demo['url']}/hub/mig")
+    expect(page.locator("#mig-health")).to_contain_text("Cluster view healthy")
+    # every GPU drawn; alice's, carol's and bob's servers on their slices
+    for node in ("gpu-h100-a", "gpu-h100-b", "gpu-a100-a"):
+        expect(page.locator(f'[data-node="{node}"]')).to_be_visible()
+    h100 = page.locator('[data-node="gpu-h100-a"]')
+    expect(h100.locator('.mig-cell[data-user="alice"]')).to_contain_text("vision · notebook")
+    expect(h100.locator('.mig-cell[data-user="carol"]')).to_contain_text("nlp · notebook")
+    bob_cell = page.locator('[data-node="gpu-a100-a"] .mig-cell[data-user="bob"]')
+    expect(bob_cell).to_contain_text("2g.10gb")
+    expect(bob_cell.locator(".mig-fallback-badge")).to_contain_text("1g.10gb")
+    expect(page.locator("#mig-fallbacks")).to_contain_text("bob")
+    # team bars against quota, and bob's refusal with its reason
+    expect(
+        page.locator('#mig-teams [data-team="vision"][data-unit="compute_slices"]')
+    ).to_contain_text("3 of 4")
+    refusal = page.locator("#mig-refusals .mig-refusal").first
+    expect(refusal).to_contain_text("bob")
+    expect(refusal).to_contain_text("quota")
+    expect(refusal).to_contain_text("would exceed team vision's GPU quota")
+    # the picture is JupyterHub's page: its navigation bar, with the admin link
+    expect(page.locator("nav.navbar")).to_contain_text("Admin")
+    page.screenshot(path=str(ARTIFACTS / "07-admin-slice-map.png"), full_page=True)
+    page.context.close()
