@@ -9,7 +9,7 @@ CHROMIUM ?= /usr/bin/chromium
 export PATH := $(BIN):$(NODE_BIN):$(PATH)
 export PLAYWRIGHT_CHROMIUM := $(CHROMIUM)
 
-.PHONY: demo test lint install chromium chp
+.PHONY: demo test lint install chromium chp docs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ chromium:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The documentation site (Sphinx + MyST), warnings as errors, as the test suite builds it.
+docs: install
+	$(BIN)/sphinx-build -W -b html docs docs/_build/html
 
 demo: install
 	$(BIN)/mig-spawner demo

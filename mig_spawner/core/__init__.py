@@ -16,4 +16,6 @@ here may import the standard library and other ``core`` modules only;
 - :mod:`.admission` :func:`~.admission.decide` / :func:`~.admission.admit`: the decision.
 - :mod:`.options`   the shape of a user's spawn options.
 - :mod:`.form`      the spawn form's data (KubeSpawner ``profile_list`` entries).
+- :mod:`.slicemap`  who holds which slice of which GPU (drawn at catalog placements), capacity
+  and team rows: the data of ``/hub/mig``, the metrics and ``mig-spawner status``.
 """

@@ -7,5 +7,8 @@ ships none of the demo).
 - :mod:`.spawner`   ``MIGSpawner``: traitlets, the form, decide-and-reserve at ``start()``.
 - :mod:`.watch`     ``ClusterView``: one hub-wide list+watch of Nodes and Pods per API
   server, applied event by event to a :class:`~mig_spawner.core.cluster.ClusterState`.
-- ``templates/``    the spawn form.
+- :mod:`.metrics`   Prometheus gauges computed at scrape time, decision counters, the
+  one log line per decision.
+- :mod:`.adminpage` ``/hub/mig``, the admins' GPU slice page (``extra_handlers``).
+- ``templates/``    the spawn form and the slice page.
 """
