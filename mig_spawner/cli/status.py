@@ -100,7 +100,8 @@ def render_status(console: Console, status: Status, *, show_map: bool = False) -
     else:
         console.print(Text("Teams: pass --config jupyterhub_config.py to see quotas.", style="dim"))
 
-    fallbacks = slicemap.fallback_servers(status.maps)
+    shown = {m.name for m in status.maps}
+    fallbacks = [(n, h) for n, h in slicemap.fallback_servers(state) if n in shown]
     if fallbacks:
         table = Table(title="Servers on a fallback slice", title_justify="left")
         for col in ("user", "server", "team", "tier", "asked", "running on", "node"):

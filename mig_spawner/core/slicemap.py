@@ -180,6 +180,7 @@ def team_rows(policy: Policy, state: ClusterState) -> list[TeamRow]:
 # --------------------------------------------------------------------------- layout
 
 
+@functools.lru_cache(maxsize=1024)
 def _geometry(kind: SliceType) -> tuple[int, int, tuple[int, ...]]:
     """(GPU width, slice size, allowed starts) in memory slices, from the catalog."""
     model = default_catalog().model_for_product(kind.product)
@@ -267,12 +268,13 @@ def _draw(node: NodeInfo) -> tuple[list[tuple[int, SliceType, int, int]], int, l
     return drawn, max(used_gpus, limit or 0), problems
 
 
-def _holders(state: ClusterState, by_node: dict[str, list]) -> None:
-    """Fill ``by_node[node]`` with (resource, Holder), pods first then reservations.
+def holders(state: ClusterState) -> dict[str, list[tuple[str, Holder]]]:
+    """Per node, (resource, Holder) of every slice held there: pods first, then reservations.
 
     A reservation still listed holds its own slice (the state counts it as held): either
     its pod is not bound yet, or the name's previous pod is still on the node.
     """
+    by_node: dict[str, list[tuple[str, Holder]]] = defaultdict(list)
     for key in sorted(state.pods):
         pod = state.pods[key]
         if not (pod.active and pod.node):
@@ -301,12 +303,12 @@ def _holders(state: ClusterState, by_node: dict[str, list]) -> None:
             reserved=True,
         )
         by_node[res.node].append((res.slice_type.resource, holder))
+    return by_node
 
 
 def node_maps(state: ClusterState, names: Iterable[str] | None = None) -> list[NodeMap]:
     """The slice map of the named nodes (default: every node with a GPU), by name."""
-    by_node: dict[str, list[tuple[str, Holder]]] = defaultdict(list)
-    _holders(state, by_node)
+    by_node = holders(state)
     wanted = sorted(state.nodes) if names is None else sorted(n for n in names if n in state.nodes)
     out = []
     for name in wanted:
@@ -354,12 +356,13 @@ def node_map(node: NodeInfo, holders: list[tuple[str, Holder]]) -> NodeMap:
     )
 
 
-def fallback_servers(maps: Iterable[NodeMap]) -> list[tuple[str, Holder]]:
-    """(node, holder) of every server on a larger slice than its tier asked for."""
-    return [
-        (m.name, c.holder)
-        for m in maps
-        for g in m.gpus
-        for c in g.cells
-        if c.holder is not None and c.holder.fallback
-    ]
+def fallback_servers(state: ClusterState) -> list[tuple[str, Holder]]:
+    """(node, holder) of every server on a larger slice than its tier asked for, by node."""
+    seen = set()
+    out = []
+    for node, held in sorted(holders(state).items()):
+        for _, holder in held:
+            if holder.fallback and holder.key not in seen:
+                seen.add(holder.key)
+                out.append((node, holder))
+    return out

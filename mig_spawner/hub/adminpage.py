@@ -74,8 +74,7 @@ def page_data(view, policy, *, query: str = "", page: int = 1, per_page: int = 2
     count = max(1, math.ceil(len(wanted) / per_page))
     page = min(page, count)
     shown = wanted[(page - 1) * per_page : page * per_page]
-    all_maps = slicemap.node_maps(state)
-    maps = [m for m in all_maps if m.name in set(shown)]
+    maps = slicemap.node_maps(state, shown)
     groups: dict[str, list[slicemap.NodeMap]] = defaultdict(list)
     for m in maps:
         groups[m.gpu_name].append(m)
@@ -86,13 +85,13 @@ def page_data(view, policy, *, query: str = "", page: int = 1, per_page: int = 2
         "since": {k: (None if v is None else round(v, 1)) for k, v in since.items()},
         "types": slicemap.by_type(slicemap.capacity(state)),
         "teams": slicemap.team_rows(policy, state),
-        "fallbacks": slicemap.fallback_servers(all_maps),
+        "fallbacks": slicemap.fallback_servers(state),
         "refusals": metrics.recent_refusals(20),
         "reservations": len(state.reservations),
         "groups": sorted(groups.items()),
         "page": Page(page, count, per_page, len(wanted), query),
         "node_count": len(gpu_nodes),
-        "unusable": sum(1 for m in all_maps if not m.usable),
+        "unusable": sum(1 for n in gpu_nodes if not state.nodes[n].usable),
         "now": time.time(),
     }
 
@@ -132,7 +131,7 @@ class MIGAdminHandler(BaseHandler):
         query = self.get_argument("q", "").strip()[:100]
         page = _int_arg(self, "page", 1, 1, 10**6)
         per_page = _int_arg(self, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
-        current = metrics.current() or self._start_view()
+        current = await self._view_and_policy()
         if current is None:
             html = await self.render_template(
                 PAGE_TEMPLATE,
@@ -163,10 +162,16 @@ class MIGAdminHandler(BaseHandler):
         )
         self.finish(html)
 
-    def _start_view(self):
-        """Before any spawn, start the hub-wide view through the admin's own spawner object."""
+    async def _view_and_policy(self):
+        """The hub-wide view spawners use (started if no spawn has yet), and the policy.
+
+        Reached through the admin's own (unstarted) spawner object, which JupyterHub builds
+        from the hub's configuration: the same view key and settings as every spawn.
+        """
         spawner = self.current_user.spawner
         if not hasattr(spawner, "cluster_view"):
             return None
-        spawner.cluster_view()
+        view = spawner.cluster_view()  # also points the metrics at this view and policy
+        # A view just started needs its first list: wait briefly, as the spawn form does.
+        await view.wait_known(min(spawner.cluster_sync_timeout, 3))
         return metrics.current()

@@ -262,6 +262,11 @@ def set_current(view: ClusterView, policy: Policy | None) -> None:
         _current["policy"] = policy or Policy(tiers={})
 
 
+def clear_current() -> None:
+    """Forget the view (hub shutdown, tests): the collector then exports health 0 only."""
+    _current.clear()
+
+
 def current() -> tuple[ClusterView, Policy] | None:
     view = _current.get("view")
     if view is None:

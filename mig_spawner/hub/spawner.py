@@ -220,6 +220,7 @@ class MIGSpawner(KubeSpawner):
     async def stop_cluster_views(cls) -> None:
         """Stop every watch (hub shutdown, tests)."""
         views, cls._views = dict(cls._views), {}
+        metrics.clear_current()
         for view in views.values():
             await view.stop()
 

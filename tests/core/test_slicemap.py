@@ -90,7 +90,7 @@ def test_holders_states_and_fallback_marking():
     assert held["jhub/alice"].tier == "notebook" and not held["jhub/alice"].fallback
     assert held["jhub/bob"].fallback and held["jhub/bob"].requested == "1g.10gb"
     assert not held["ml/batch"].managed
-    assert [h.key for _, h in sm.fallback_servers([m])] == ["jhub/bob"]
+    assert [(n, h.key) for n, h in sm.fallback_servers(state)] == [("a", "jhub/bob")]
     # The free count on the map is the state's own free count.
     kind = next(k for k in state.nodes["a"].offers if k.profile == "1g.10gb")
     assert m.count(sm.FREE) == state.free(state.nodes["a"], kind) == 1
