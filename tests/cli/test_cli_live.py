@@ -126,3 +126,21 @@ async def test_live_read_of_an_unreachable_or_failing_api_server_is_one_line(tmp
     # The cluster is gone now: connection refused.
     code, _, err = await run("status", "--kubeconfig", kubeconfig, "--timeout", "3")
     assert code == 2 and err.startswith("mig-spawner: error: cannot reach the API server at http")
+
+
+async def test_a_big_cluster_is_read_in_pages(tmp_path, monkeypatch):
+    from mig_spawner.cli import live
+
+    nodes = [
+        {"name": f"n{i}", "gpu": H100, "strategy": "mixed", "mig": [["7g.80gb"]]} for i in range(5)
+    ]
+    async with EmulatedCluster(load_cluster_spec({"nodes": nodes}), kubelet="stub") as cluster:
+        kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+        cluster.clear_requests()
+        monkeypatch.setattr(live, "PAGE_SIZE", 2)
+        # load_live runs its own event loop, as the command does: give it a thread.
+        snapshot = await asyncio.to_thread(live.load_live, kubeconfig=str(kubeconfig))
+        assert sorted(n["metadata"]["name"] for n in snapshot.nodes) == [f"n{i}" for i in range(5)]
+        node_lists = [q for _, path, q in cluster.requests if path == "/api/v1/nodes"]
+        assert len(node_lists) == 3 and all(q.get("limit") == "2" for q in node_lists)
+        assert "continue" not in node_lists[0] and all("continue" in q for q in node_lists[1:])
