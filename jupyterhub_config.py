@@ -39,10 +39,12 @@ c.KubeSpawner.start_timeout = 600  # first pulls of a CUDA image are slow
 # Each tier names a minimum (compute slices "g" and memory in GB), how far it may fall
 # back, and who may see it. The slice it resolves to depends on the GPUs present:
 # "1g, >= 10 GB" is 1g.10gb on an H100, 1g.18gb on an H200, 1g.10gb (2 memory slices)
-# on an A100-40GB.
+# on an A100-40GB. "order" is the tier's place in the form (lowest first); without it the
+# form follows this dict, but Helm values need it (Helm sorts map keys).
 c.MIGSpawner.tiers = {
     "notebook": {
         "display_name": "1g notebook",
+        "order": 1,
         "description": "A 1g slice for interactive work, plotting and small models.",
         "compute_slices": 1,
         "min_memory_gb": 10,
@@ -53,6 +55,7 @@ c.MIGSpawner.tiers = {
     },
     "training": {
         "display_name": "3g training",
+        "order": 2,
         "description": "Three compute slices and >= 40 GB for fine-tuning and training runs.",
         "compute_slices": 3,
         "min_memory_gb": 40,
@@ -62,6 +65,7 @@ c.MIGSpawner.tiers = {
     },
     "full": {
         "display_name": "7g full GPU",
+        "order": 3,
         "description": "A whole GPU (7g MIG slice or a non-MIG GPU) for large jobs.",
         "compute_slices": 7,
         "min_memory_gb": 40,
@@ -71,9 +75,11 @@ c.MIGSpawner.tiers = {
 }
 
 # --- quotas: per team, counted across all of the team's running servers -----------------
+# "order" ranks a user's teams: alice (vision and nlp) is charged to vision by default and
+# picks nlp in the form.
 c.MIGSpawner.team_quotas = {
-    "vision": {"compute_slices": 8, "servers": 6, "per_user_compute_slices": 4},
-    "nlp": {"compute_slices": 14, "memory_gb": 160, "per_user_compute_slices": 7},
+    "vision": {"order": 1, "compute_slices": 8, "servers": 6, "per_user_compute_slices": 4},
+    "nlp": {"order": 2, "compute_slices": 14, "memory_gb": 160, "per_user_compute_slices": 7},
 }
 # Users in none of the teams above get this, each on their own.
 c.MIGSpawner.default_quota = {"compute_slices": 1, "servers": 1}

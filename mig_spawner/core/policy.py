@@ -18,8 +18,11 @@ from .catalog import MAX_COMPUTE_SLICES, WHOLE_GPU, parse_profile_name
 
 CHARGE_MODES = ("granted", "requested")
 QUOTA_KEYS = ("compute_slices", "memory_gb", "servers", "per_user_compute_slices")
+#: A team quota may also carry ``order``: the team's place among a member's teams.
+TEAM_QUOTA_KEYS = (*QUOTA_KEYS, "order")
 TIER_KEYS = (
     "display_name",
+    "order",
     "description",
     "compute_slices",
     "min_memory_gb",
@@ -248,12 +251,12 @@ def _tier(slug: Any, data: Any, chain: tuple[str, ...] | None) -> Tier:
     )
 
 
-def _quota(where: str, data: Any) -> Quota:
+def _quota(where: str, data: Any, keys=QUOTA_KEYS) -> Quota:
     if data is None:
         return Quota()
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where} must be a mapping like {{'compute_slices': 8}}, not {data!r}")
-    _check_keys(where, data, QUOTA_KEYS)
+    _check_keys(where, data, keys)
 
     def opt_int(key):
         v = data.get(key)
@@ -270,6 +273,42 @@ def _quota(where: str, data: Any) -> Quota:
 
 def _without_nulls(mapping: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in mapping.items() if value is not None}
+
+
+def _in_order(where: str, entries: Mapping[str, Any], what: str) -> list[str]:
+    """The keys of ``entries`` sorted by their ``order`` setting, or as written if none has one.
+
+    Helm's ``toYaml`` sorts map keys, so a values file's order never reaches the hub: the
+    order an admin wants must be data. Either every entry sets ``order`` (a whole number,
+    lowest first, no two alike) or none does (a Python config's insertion order is kept).
+    """
+    orders: dict[str, int] = {}
+    for key, data in entries.items():
+        value = data.get("order") if isinstance(data, Mapping) else None
+        if value is not None:
+            orders[key] = _int(f"{where}[{key!r}].order", value, minimum=-(10**9))
+    if not orders:
+        return list(entries)
+    # (a non-mapping entry gets its own error when it is validated)
+    missing = [
+        key for key, data in entries.items() if key not in orders and isinstance(data, Mapping)
+    ]
+    if missing:
+        raise ConfigError(
+            f"{where}: {', '.join(map(repr, missing))} {'has' if len(missing) == 1 else 'have'} "
+            f"no order, but {', '.join(map(repr, orders))} {'does' if len(orders) == 1 else 'do'}:"
+            f" set order on every {what} or on none (Helm sorts map keys, so order is what"
+            " keeps the sequence you wrote)"
+        )
+    seen: dict[int, str] = {}
+    for key, value in orders.items():
+        if value in seen:
+            raise ConfigError(
+                f"{where}: {seen[value]!r} and {key!r} both have order {value};"
+                f" give each {what} its own"
+            )
+        seen[value] = key
+    return sorted(entries, key=lambda key: orders.get(key, 0))
 
 
 def build_policy(
@@ -305,23 +344,26 @@ def build_policy(
     built = {
         slug: _tier(
             slug,
-            data,
+            tiers[slug],
             _chain(f"MIGSpawner.fallback_chains[{slug!r}]", chains[slug])
             if slug in chains
             else None,
         )
-        for slug, data in tiers.items()
+        for slug in _in_order("MIGSpawner.tiers", tiers, "tier")
     }
     defaults = [t.slug for t in built.values() if t.default]
     if len(defaults) > 1:
         raise ConfigError(f"MIGSpawner.tiers: only one tier may be default, got {defaults}")
     if not isinstance(team_quotas or {}, Mapping):
         raise ConfigError("MIGSpawner.team_quotas must map JupyterHub group names to quotas")
-    quotas = {}
-    for team, data in _without_nulls(team_quotas or {}).items():
+    teams = _without_nulls(team_quotas or {})
+    for team in teams:
         if not isinstance(team, str) or not team:
             raise ConfigError(f"MIGSpawner.team_quotas: {team!r} is not a group name")
-        quotas[team] = _quota(f"MIGSpawner.team_quotas[{team!r}]", data)
+    quotas = {
+        team: _quota(f"MIGSpawner.team_quotas[{team!r}]", teams[team], TEAM_QUOTA_KEYS)
+        for team in _in_order("MIGSpawner.team_quotas", teams, "team")
+    }
     if charge not in CHARGE_MODES:
         raise ConfigError(f"MIGSpawner.charge must be 'granted' or 'requested', not {charge!r}")
     return Policy(

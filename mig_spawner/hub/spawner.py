@@ -77,11 +77,17 @@ class MIGSpawner(KubeSpawner):
     tiers = Dict(
         config=True,
         help="""
-        The tiers users choose from, as ``{slug: settings}``, shown in this order.
+        The tiers users choose from, as ``{slug: settings}``.
+
+        The form lists them by ``order``, or, when no tier sets one, in the order of the
+        mapping. Set ``order`` on every tier in Helm values: Helm sorts map keys, so the
+        order you write a values file in does not reach the hub.
 
         Settings of each tier (all optional but ``display_name``):
 
         - ``display_name`` (str): what users see, e.g. "1g notebook".
+        - ``order`` (int): the tier's place in the form, lowest first. Set it on every
+          tier or on none; no two tiers may share one.
         - ``description`` (str): one line under the name.
         - ``compute_slices`` (int, 1-7, default 1): the minimum MIG compute slices ("g").
         - ``min_memory_gb`` (number, default 0): the minimum GPU memory, in the GB of
@@ -119,8 +125,11 @@ class MIGSpawner(KubeSpawner):
         (each optional): ``compute_slices`` (sum of "g" over the team's servers),
         ``memory_gb``, ``servers``, ``per_user_compute_slices``. Usage is counted from
         the pods' labels, so it survives hub restarts. A user in several teams picks one
-        in the form (by default the first listed here with room). A team set to ``None``
-        (a Helm ``null``) is removed: its members get ``default_quota``.
+        in the form; by default the first team with room, by ``order`` (int, lowest
+        first; set it on every team or on none) or, when no team sets one, in the order
+        of the mapping. Set ``order`` in Helm values: Helm sorts map keys, so without it
+        teams come alphabetically. A team set to ``None`` (a Helm ``null``) is removed:
+        its members get ``default_quota``.
         """,
     )
     default_quota = Dict(
