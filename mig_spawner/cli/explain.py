@@ -28,6 +28,8 @@ from .hubconfig import (
     groups_from_config,
     load_config,
     load_groups,
+    load_helm_values,
+    load_hub_config,
     parse_groups,
     policy_from_config,
 )
@@ -51,6 +53,8 @@ __all__ = [
     "groups_from_config",
     "load_config",
     "load_groups",
+    "load_helm_values",
+    "load_hub_config",
     "load_snapshot",
     "parse_groups",
     "parse_snapshot",
@@ -81,7 +85,7 @@ class Explanation:
 def explain(
     *,
     cluster: str | None = None,
-    config: str,
+    config: str | Sequence[str],
     user: str,
     tier: str,
     groups: Sequence[str] | None = None,
@@ -91,14 +95,18 @@ def explain(
 ) -> Explanation:
     """Load ``cluster`` and ``config`` and decide what ``user`` would get for ``tier``.
 
+    ``config`` is a ``jupyterhub_config.py`` or a list of Helm values files, merged in
+    order and read as the chart's hub reads them (:func:`load_helm_values`).
     ``groups=None`` takes the user's groups from the config's ``load_groups``.
     ``snapshot`` (e.g. :func:`mig_spawner.cli.live.load_live`) replaces the ``cluster`` file.
     Raises :class:`InputError` for unusable input; a refusal is a decision, not an error.
     """
-    hub_config = load_config(config)
-    policy = policy_from_config(hub_config, source=config)
+    paths = [config] if isinstance(config, str) else list(config)
+    hub_config = load_hub_config(paths)
+    source = ", ".join(paths)
+    policy = policy_from_config(hub_config, source=source)
     if groups is None:
-        groups = groups_from_config(hub_config, user, source=config)
+        groups = groups_from_config(hub_config, user, source=source)
     if snapshot is None:
         if cluster is None:
             raise InputError("no cluster given: pass a snapshot file or read the live cluster")

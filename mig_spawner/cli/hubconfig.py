@@ -1,6 +1,8 @@
 """Reading a ``jupyterhub_config.py`` the way JupyterHub does, without starting a hub.
 
-:func:`load_config` executes the file with ``get_config`` and ``c`` bound, and
+:func:`load_config` executes the file with ``get_config`` and ``c`` bound (or, for Helm
+values files, :func:`load_helm_values` reads ``hub.config`` as a Zero to JupyterHub hub
+receives it), and
 :func:`policy_from_config` / :func:`groups_from_config` read mig-spawner's settings and
 the hub's ``load_groups`` from it. Errors are :class:`~mig_spawner.cli.snapshot.InputError`
 naming ``file:line``.
@@ -12,7 +14,7 @@ import contextlib
 import os
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
@@ -89,7 +91,109 @@ def _exec_config(path: str, config, *, depth: int = 0) -> None:
         raise InputError(f"{where}: {_describe_exception(e)}") from None
 
 
-__all__ = ["POLICY_SETTINGS", "groups_from_config", "load_config", "load_groups", "parse_groups"]
+# --------------------------------------------------------------------------- Helm values
+
+HELM_VALUES_SUFFIXES = (".yaml", ".yml")
+
+
+def is_helm_values(path: str) -> bool:
+    """A ``.yaml``/``.yml`` file is a Helm values file; anything else a jupyterhub_config.py."""
+    return path.lower().endswith(HELM_VALUES_SUFFIXES)
+
+
+def _helm_merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """``helm -f base -f overlay``: maps merge key by key, anything else is replaced.
+
+    A ``null`` is kept (Helm passes it on for keys the chart's defaults do not have, which
+    is every key under ``hub.config.MIGSpawner``); mig-spawner reads it as absent.
+    """
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _helm_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _sorted_maps(value: Any) -> Any:
+    """What Helm's ``toYaml`` writes: every map with its keys sorted (lists keep order)."""
+    if isinstance(value, Mapping):
+        return {str(k): _sorted_maps(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_sorted_maps(v) for v in value]
+    return value
+
+
+def load_helm_values(paths: Sequence[str]):
+    """The ``Config`` a Zero to JupyterHub hub builds from these values files, in order.
+
+    The files are merged as ``helm -f a.yaml -f b.yaml`` merges them; the hub then reads
+    them back from the chart's Secret, where ``toYaml`` has sorted every map by key, and
+    applies each ``hub.config`` section with ``c[Section].update(...)``. So this sees the
+    same tier order and team precedence as the hub. An umbrella chart's values (the Z2JH
+    values under a ``jupyterhub:`` key, with no ``hub:`` of their own) work too.
+    """
+    import yaml
+    from traitlets.config import Config
+
+    merged: dict[str, Any] = {}
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f)
+        except OSError as e:
+            raise InputError(f"cannot read values {path}: {e.strerror or one_line(e)}") from None
+        except yaml.YAMLError as e:
+            raise InputError(f"{path}: not valid YAML: {one_line(e)}") from None
+        if data is None:
+            continue
+        if not isinstance(data, Mapping):
+            raise InputError(f"{path}: a Helm values file must be a mapping at the top level")
+        merged = _helm_merge(merged, data)
+    if "hub" not in merged and isinstance(merged.get("jupyterhub"), Mapping):
+        merged = merged["jupyterhub"]  # an umbrella chart's values for the Z2JH subchart
+    hub = merged.get("hub")
+    hub_config = hub.get("config") if isinstance(hub, Mapping) else None
+    source = ", ".join(paths)
+    if hub_config is None:
+        hub_config = {}
+    if not isinstance(hub_config, Mapping):
+        raise InputError(f"{source}: hub.config must be a mapping of config sections")
+    config = Config()
+    for section, values in _sorted_maps(hub_config).items():
+        if not section[:1].isupper() or not isinstance(values, Mapping):
+            # the chart's jupyterhub_config.py exits on such a section; so do we
+            raise InputError(
+                f"{source}: hub.config.{section} is not a config section (sections are"
+                " Configurable class names such as MIGSpawner, each a mapping)"
+            )
+        config[section] = Config(values)
+    return config
+
+
+def load_hub_config(paths: Sequence[str]):
+    """One ``jupyterhub_config.py``, or one or more Helm values files (merged in order)."""
+    if not paths:
+        raise InputError("no config given")
+    if all(is_helm_values(p) for p in paths):
+        return load_helm_values(paths)
+    if len(paths) == 1:
+        return load_config(paths[0])
+    raise InputError(
+        "give one jupyterhub_config.py, or one or more Helm values files (.yaml), not both"
+    )
+
+
+__all__ = [
+    "POLICY_SETTINGS",
+    "groups_from_config",
+    "load_config",
+    "load_groups",
+    "load_helm_values",
+    "load_hub_config",
+    "parse_groups",
+]
 
 
 def policy_from_config(config: Any, *, source: str = "config") -> Policy:

@@ -210,7 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="SNAPSHOT is the output of `kubectl get nodes,pods -A -o json` ('-' for stdin).",
     )
     _add_source(p)
-    p.add_argument("--config", required=True, metavar="CONFIG", help="a jupyterhub_config.py")
+    p.add_argument(
+        "--config",
+        required=True,
+        action="append",
+        metavar="CONFIG",
+        help=(
+            "a jupyterhub_config.py, or a Zero to JupyterHub values file (.yaml); repeat it"
+            " for layered values files (--config values.yaml --config values-<variant>.yaml),"
+            " merged as helm -f merges them and read as the chart's hub reads them"
+        ),
+    )
     p.add_argument("--user", required=True, metavar="NAME", help="the JupyterHub user name")
     p.add_argument(
         "--groups",
