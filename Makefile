@@ -9,7 +9,20 @@ CHROMIUM ?= /usr/bin/chromium
 export PATH := $(BIN):$(NODE_BIN):$(PATH)
 export PLAYWRIGHT_CHROMIUM := $(CHROMIUM)
 
-.PHONY: demo test lint install chromium chp docs
+.PHONY: demo test lint install chromium chp docs helm z2jh-venv test-z2jh-pins
+
+# The Zero to JupyterHub hub image's exact packages (JupyterHub 5.5.0, KubeSpawner 7.0.0,
+# kubernetes-asyncio 36.1.0, ...): a second venv in which the hub-level suite and the chart
+# tests run, next to .venv (the newest releases pyproject.toml allows).
+Z2JH_PINS := $(CURDIR)/../shared/z2jh/hub-image-requirements.txt
+Z2JH_VENV := .venv-z2jh
+Z2JH_BIN := $(CURDIR)/$(Z2JH_VENV)/bin
+# Test tools for that venv, held to the image's pins by -c.
+Z2JH_TEST_TOOLS := pytest pytest-asyncio pytest-jupyterhub==0.1.0 hypothesis kubernetes-validate==1.37.0
+# A real helm, built once from the Go module proxy into ~/.cache/mig-spawner/helm-<version>/.
+HELM_VERSION := v3.22.0
+export MIG_SPAWNER_HELM ?= $(shell tests/tools/go-tool.sh --print helm helm.sh/helm/v3/cmd/helm@$(HELM_VERSION))
+export MIG_SPAWNER_Z2JH_PYTHON := $(Z2JH_BIN)/python
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +31,25 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed chp
+
+# pycurl (the chart's hub uses tornado's curl client) and psycopg2 build from source.
+$(Z2JH_VENV)/.installed: pyproject.toml $(Z2JH_PINS)
+	@command -v curl-config >/dev/null && command -v pg_config >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libcurl4-openssl-dev libpq-dev >/dev/null; }
+	$(PYTHON) -m venv $(Z2JH_VENV)
+	$(Z2JH_BIN)/python -m pip install -q --upgrade pip
+	$(Z2JH_BIN)/python -m pip install -q -r $(Z2JH_PINS)
+	$(Z2JH_BIN)/python -m pip install -q -c $(Z2JH_PINS) -e . $(Z2JH_TEST_TOOLS)
+	$(Z2JH_BIN)/python -m pip check
+	touch $@
+
+z2jh-venv: $(Z2JH_VENV)/.installed
+
+helm:
+	@tests/tools/go-tool.sh helm helm.sh/helm/v3/cmd/helm@$(HELM_VERSION) >/dev/null
+
+# The hub-level suite on the hub image's pins (the default run covers the newest releases).
+test-z2jh-pins: install z2jh-venv
+	$(Z2JH_BIN)/python -m pytest -q tests/spawner
 
 # JupyterHub's proxy (npm), pinned.
 chp: $(NODE_BIN)/configurable-http-proxy
@@ -39,5 +71,6 @@ docs: install
 demo: install
 	$(BIN)/mig-spawner demo
 
-test: install chromium lint
+test: install chromium lint helm z2jh-venv
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory test-z2jh-pins
