@@ -7,7 +7,11 @@ import json
 
 import aiohttp
 from hub_harness import H100, pods_of, spawn, stop, wait_ready
-from jupyterhub.httpclient import JupyterHubHTTPClient
+
+try:  # JupyterHub >= 6: one shared HTTP client singleton per process
+    from jupyterhub.httpclient import JupyterHubHTTPClient
+except ImportError:  # JupyterHub 5.5 (the Z2JH 4.4 hub image): tornado's per-loop client
+    JupyterHubHTTPClient = None
 from jupyterhub.tests.mocking import MockHub
 from jupyterhub.tests.utils import api_request, get_page
 
@@ -191,7 +195,8 @@ async def test_hub_restart_rebuilds_usage_from_pod_labels(hub, tmp_path, monkeyp
             spawner.stop_polling()
     app.http_server.stop()
     await app.cleanup()  # cleanup_servers=False: stops the proxy, leaves the servers
-    JupyterHubHTTPClient.clear_instance()  # closed by that hub; a new process has its own
+    if JupyterHubHTTPClient is not None:
+        JupyterHubHTTPClient.clear_instance()  # closed by that hub; a new process has its own
     await MIGSpawner.stop_cluster_views()  # ... and so is everything it held in memory
     await MIGSpawner._stop_all_reflectors()
     assert len(pods_of(cluster, team="vision")) == 2
