@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-
 import pytest
-from traitlets.config import Config
 from z2jh_values import (
     DEPLOYMENTS,
     HELM_VALUES,
@@ -21,26 +16,15 @@ from z2jh_values import (
 DOC = ROOT / "docs" / "deploy-z2jh.md"
 
 
-def explain_config_snippet() -> str:
-    """The Python the guide pipes into python3 to write mig-config.py for `explain`."""
-    (snippet,) = re.findall(r"> mig-config\.py <<'EOF'\n(.*?)\nEOF\n", DOC.read_text(), re.S)
-    return snippet
-
-
 @pytest.mark.parametrize("name", DEPLOYMENTS)
-def test_explain_config_written_by_the_guide_matches_the_deployment(name):
+def test_explain_on_the_deployed_values_files_sees_the_hubs_settings(name):
+    """Step 6 gives explain the values files themselves (tests/z2jh runs its commands)."""
+    from mig_spawner.cli.hubconfig import load_helm_values
+
     files = [str(p) for p in DEPLOYMENTS[name]]
-    out = subprocess.run(
-        [sys.executable, "-", *files],
-        input=explain_config_snippet(),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout
-    cfg = Config()
-    exec(compile(out, "mig-config.py", "exec"), {"get_config": lambda: cfg})
-    assert mig_settings(cfg) == mig_settings(hub_config(chart_values(*DEPLOYMENTS[name])))
+    helm = hub_config(chart_values(*DEPLOYMENTS[name]))
+    assert mig_settings(load_helm_values(files)) == mig_settings(helm)
+    assert "--config helm-values/values.yaml --config helm-values/values-" in DOC.read_text()
 
 
 def test_rbac_checks_cover_every_call_the_watcher_makes():

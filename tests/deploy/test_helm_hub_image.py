@@ -49,8 +49,11 @@ def test_hub_image_tag_is_package_version_dash_chart_version():
     assert [args for op, args in instructions() if op == "FROM"] == [
         f"quay.io/jupyterhub/k8s-hub:{CHART_VERSION}"
     ]
-    # The documented build command produces the image the values file deploys.
-    build = f"docker build -f helm-values/image/Dockerfile -t {image['name']}:{image['tag']} ."
+    # The documented build command produces the image the values file deploys, in the
+    # operator's own registry: the project publishes no image, so none is named as if it did.
+    registry, _, repo = image["name"].rpartition("/")
+    assert registry == "registry.example.org/your-team" and repo == "k8s-hub-mig"
+    build = f'docker build -f helm-values/image/Dockerfile -t "$REGISTRY/{repo}:{image["tag"]}" .'
     assert build in DOCKERFILE.read_text()
     assert build in (ROOT / "docs" / "deploy-z2jh.md").read_text()
 
