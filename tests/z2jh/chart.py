@@ -171,9 +171,15 @@ def _expand(args: list[str], env: dict[str, str]) -> list[str]:
     return out
 
 
-def hub_pod(manifests: list[dict], root: Path, *, namespace: str = "jupyterhub") -> HubPod:
-    """Lay out the rendered hub container's mounts under ``root``; return how to run it."""
-    objects = {(d["kind"], d["metadata"]["name"]): d for d in manifests}
+def hub_pod(
+    manifests: list[dict], root: Path, *, namespace: str = "jupyterhub", existing: list[dict] = ()
+) -> HubPod:
+    """Lay out the rendered hub container's mounts under ``root``; return how to run it.
+
+    ``existing``: objects the operator created beside the release (a Secret that
+    ``hub.extraEnv`` refers to, say), as the cluster would hold them.
+    """
+    objects = {(d["kind"], d["metadata"]["name"]): d for d in [*existing, *manifests]}
     deployment = find(manifests, "Deployment", "hub")
     spec = deployment["spec"]["template"]["spec"]
     container = next(c for c in spec["containers"] if c["name"] == "hub")

@@ -124,7 +124,6 @@ async def scenario(root: Path, cluster_file: Path, plan: dict, pod) -> dict:
             "HOME": str(pod["workdir"]),
             "KUBECONFIG": str(kubeconfig),  # no token file here: KubeSpawner falls back to it
             **pod["env"],
-            **plan.get("env", {}),
         }
         log = root / "hub.log"
         with open(log, "wb") as out:

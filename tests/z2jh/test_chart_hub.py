@@ -60,8 +60,18 @@ def written_tier_order(files: list[Path]) -> list[str]:
     return order
 
 
+#: values-oauth-teams.yaml reads the OAuth client from this Secret (hub.extraEnv), which the
+#: operator creates beside the release: kubectl create secret generic jupyterhub-oauth ...
+OAUTH_SECRET = {
+    "apiVersion": "v1",
+    "kind": "Secret",
+    "metadata": {"name": "jupyterhub-oauth", "namespace": "jupyterhub"},
+    "stringData": {"client_id": "chart-test", "client_secret": "chart-test-secret"},
+}
+
+
 def run_hub(manifests, cluster_file: Path, team: str, tmp_path: Path) -> dict:
-    pod = chart.hub_pod(manifests, tmp_path / "root")
+    pod = chart.hub_pod(manifests, tmp_path / "root", existing=[OAUTH_SECRET])
     values = pod.values
     limit = values["hub"]["consecutiveFailureLimit"]
     (pod.root / "pod.json").write_text(
@@ -86,7 +96,6 @@ def run_hub(manifests, cluster_file: Path, team: str, tmp_path: Path) -> dict:
         "spawns": [{"user": u, "tier": t} for u, t in zip(members, tiers, strict=True)],
         # more refusals in a row than the chart's consecutiveFailureLimit
         "refusals": {"user": "erin", "tier": "training", "count": limit + 2},
-        "env": {"OAUTH_CLIENT_ID": "chart-test", "OAUTH_CLIENT_SECRET": "chart-test"},
     }
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     out = tmp_path / "result.json"
@@ -164,7 +173,9 @@ def test_chart_hub_runs_mig_spawner(variant, tmp_path):
 
 
 def test_umbrella_chart_hub_runs_mig_spawner(tmp_path):
-    manifests = chart.render_umbrella(tmp_path / "chart", [TEST_VALUES])
+    nested = tmp_path / "values-chart-test.yaml"  # the subchart's values sit under jupyterhub:
+    nested.write_text(yaml.safe_dump({"jupyterhub": yaml.safe_load(TEST_VALUES.read_text())}))
+    manifests = chart.render_umbrella(tmp_path / "chart", [nested])
     # the umbrella's ClusterRoleBinding names the subchart's hub ServiceAccount
     sa = chart.find(manifests, "ServiceAccount", "hub")
     bindings = [
