@@ -196,6 +196,7 @@ async def scenario(root: Path, cluster_file: Path, plan: dict, pod) -> dict:
                             "user": user,
                             "tier": tier,
                             "status": status,
+                            "teams": spawn.get("teams"),
                             "ready": bool(server and server.get("ready")),
                             "hub_alive": hub.poll() is None,
                             "pod_labels": pods,

@@ -20,6 +20,8 @@ import chart
 import pytest
 import yaml
 
+from mig_spawner.cli.hubconfig import load_helm_values, policy_from_config
+
 HERE = Path(__file__).resolve().parent
 DEMO_CLUSTER = chart.ROOT / "mig_spawner" / "demo" / "clusters" / "demo.yaml"
 TEST_VALUES = HERE / "values-chart-test.yaml"
@@ -53,8 +55,11 @@ def written_tier_order(files: list[Path]) -> list[str]:
     """The tiers in the order the admin wrote them (first file that lists them, then new ones)."""
     order: list[str] = []
     for path in files:
-        tiers = (yaml.safe_load(path.read_text()) or {}).get("hub", {}).get("config", {})
-        for slug in tiers.get("MIGSpawner", {}).get("tiers", {}) or {}:
+        values = yaml.safe_load(path.read_text()) or {}
+        if "hub" not in values:  # an umbrella chart's values: Z2JH's under jupyterhub:
+            values = values.get("jupyterhub", {})
+        config = values.get("hub", {}).get("config", {})
+        for slug in config.get("MIGSpawner", {}).get("tiers", {}) or {}:
             if slug not in order:
                 order.append(slug)
     return order
@@ -87,13 +92,23 @@ def run_hub(manifests, cluster_file: Path, team: str, tmp_path: Path) -> dict:
     tiers = list(values["hub"]["config"]["MIGSpawner"]["tiers"])
     authenticator = values["hub"]["config"]["JupyterHub"]["authenticator_class"]
     members = [f"{team}-{slug}" for slug in tiers]
+    # a member of the two teams that rank first by `order` (not the first by key, which is
+    # what the hub would take from Helm's sorted maps without `order`)
+    quotas = values["hub"]["config"]["MIGSpawner"]["team_quotas"]
+    first, second = sorted((t for t in quotas if quotas[t]), key=lambda t: quotas[t]["order"])[:2]
+    groups = {team: list(members)}
+    for t in (first, second):
+        groups.setdefault(t, []).append("two-teams")
     plan = {
         "token": TOKEN,
-        "groups": {team: members},
+        "groups": groups,
         "users": ["erin"],  # in no team: default_quota (1 compute slice, 1 server)
         # the form, through the login page: only with the chart's default DummyAuthenticator
         "forms": [members[0]] if authenticator == "dummy" else [],
-        "spawns": [{"user": u, "tier": t} for u, t in zip(members, tiers, strict=True)],
+        "spawns": [
+            *({"user": u, "tier": t} for u, t in zip(members, tiers, strict=True)),
+            {"user": "two-teams", "tier": "notebook", "teams": [first, second]},
+        ],
         # more refusals in a row than the chart's consecutiveFailureLimit
         "refusals": {"user": "erin", "tier": "training", "count": limit + 2},
     }
@@ -130,7 +145,11 @@ def check_form(form: dict, written: list[str]) -> None:
     )
 
 
-def check_hub(result: dict, written: list[str]) -> None:
+def check_hub(result: dict, files: list[Path]) -> None:
+    written = written_tier_order(files)
+    # what `mig-spawner explain --config <files>` sees; the hub must see the same
+    explained = policy_from_config(load_helm_values([str(f) for f in files]))
+    assert list(explained.tiers) == written
     log = result["log_text"]
     # spawner_class: the chart sets kubespawner.KubeSpawner, hub.config's "mig" overrides it
     assert "Using Spawner: mig_spawner.hub.spawner.MIGSpawner" in log, log[-3000:]
@@ -141,13 +160,19 @@ def check_hub(result: dict, written: list[str]) -> None:
     for form in forms:
         check_form(form, written)
     # a REST spawn for each tier reaches admission and starts on the tier it asked for
-    assert [s["tier"] for s in result["spawns"]] == result["tiers"], result["spawns"]
+    *per_tier, two_teams = result["spawns"]
+    assert [s["tier"] for s in per_tier] == result["tiers"], result["spawns"]
     for spawn in result["spawns"]:
         assert spawn["status"] in (201, 202), spawn
         assert any(f"tier {spawn['tier']} ->" in line for line in spawn["admission"]), spawn
         assert spawn["ready"], spawn
         (labels,) = spawn["pod_labels"]
         assert labels["mig-spawner/tier"] == spawn["tier"]
+    # the two-team user is charged to the team explain names: the first by order
+    (team,) = explained.teams_for(set(two_teams["teams"]))[:1]
+    assert team == two_teams["teams"][0], (team, two_teams)
+    assert any(f"(team {team}" in line for line in two_teams["admission"]), two_teams
+    assert two_teams["pod_labels"][0]["mig-spawner/team"] == team
     # quota refusals, more in a row than consecutiveFailureLimit, do not stop the hub
     refusals = result["refusals"]
     assert len(refusals) == result["limit"] + 2, refusals[-1]
@@ -169,7 +194,7 @@ def test_chart_hub_runs_mig_spawner(variant, tmp_path):
     assert list(values["hub"]["config"]["MIGSpawner"]["tiers"]) == sorted(written_tier_order(files))
     assert values["hub"]["config"]["JupyterHub"]["spawner_class"] == "mig"
     assert values["hub"]["consecutiveFailureLimit"] == 5
-    check_hub(run_hub(manifests, cluster_file, team, tmp_path), written_tier_order(files))
+    check_hub(run_hub(manifests, cluster_file, team, tmp_path), files)
 
 
 def test_umbrella_chart_hub_runs_mig_spawner(tmp_path):
@@ -187,8 +212,9 @@ def test_umbrella_chart_hub_runs_mig_spawner(tmp_path):
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "jupyterhub"}
     ]
-    written = written_tier_order([chart.HELM_VALUES / "values.yaml"])
-    check_hub(run_hub(manifests, DEMO_CLUSTER, "nlp", tmp_path / "run"), written)
+    check_hub(
+        run_hub(manifests, DEMO_CLUSTER, "nlp", tmp_path / "run"), [chart.UMBRELLA / "values.yaml"]
+    )
 
 
 def test_unshare_is_available():
