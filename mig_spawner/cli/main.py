@@ -116,13 +116,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .explain import build_state, load_snapshot
-    from .hubconfig import load_config, policy_from_config
+    from .hubconfig import load_hub_config, policy_from_config
 
     if args.context and args.kubeconfig is None:
         raise _usage("--context needs --kubeconfig")
     policy = None
     if args.config:
-        policy = policy_from_config(load_config(args.config), source=args.config)
+        policy = policy_from_config(load_hub_config(args.config), source=", ".join(args.config))
     snapshot = _live_snapshot(args) or load_snapshot(args.cluster)
     state, warnings = build_state(snapshot)
     from .status import build_status, render_status, status_dict
@@ -244,7 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="SNAPSHOT is the output of `kubectl get nodes,pods -A -o json` ('-' for stdin).",
     )
     _add_source(p)
-    p.add_argument("--config", metavar="CONFIG", help="a jupyterhub_config.py, for team quotas")
+    p.add_argument(
+        "--config",
+        action="append",
+        metavar="CONFIG",
+        help="for team quotas: a jupyterhub_config.py, or Zero to JupyterHub values files"
+        " (repeat it in helm -f order)",
+    )
     p.add_argument("--nodes", metavar="GLOB", help="only nodes whose name matches, e.g. 'gpu-*'")
     p.add_argument("--map", action="store_true", help="draw every GPU's MIG layout and holders")
     p.add_argument("--json", action="store_true", help="print the status as one JSON object")

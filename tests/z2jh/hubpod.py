@@ -110,6 +110,11 @@ def form_tiers(html: str) -> list[str]:
     return re.findall(r'<input type="radio"\s+name="profile"\s+id="[^"]*"\s+value="([^"]+)"', html)
 
 
+def decision_lines(text: str, user: str) -> list[str]:
+    """The hub's one log line per spawn decision (``decision user=... outcome=...``)."""
+    return [line for line in text.splitlines() if f"decision user={user} " in line]
+
+
 def log_since(log: Path, offset: int) -> str:
     return log.read_bytes()[offset:].decode(errors="replace")
 
@@ -172,7 +177,7 @@ async def scenario(root: Path, cluster_file: Path, plan: dict, pod) -> dict:
                             "server": server,
                             "hub_alive": alive,
                             "api_status": api_status,
-                            "refused_line": [ln for ln in text.splitlines() if "Refused " in ln],
+                            "refused_line": decision_lines(text, refusal["user"]),
                         }
                     )
                 # JupyterHub stops itself a moment after the failure that reaches the limit
@@ -200,11 +205,7 @@ async def scenario(root: Path, cluster_file: Path, plan: dict, pod) -> dict:
                             "ready": bool(server and server.get("ready")),
                             "hub_alive": hub.poll() is None,
                             "pod_labels": pods,
-                            "admission": [
-                                line
-                                for line in text.splitlines()
-                                if f"Admitted {user}" in line or f"Refused {user}/" in line
-                            ],
+                            "admission": decision_lines(text, user),
                         }
                     )
         finally:

@@ -164,21 +164,23 @@ def check_hub(result: dict, files: list[Path]) -> None:
     assert [s["tier"] for s in per_tier] == result["tiers"], result["spawns"]
     for spawn in result["spawns"]:
         assert spawn["status"] in (201, 202), spawn
-        assert any(f"tier {spawn['tier']} ->" in line for line in spawn["admission"]), spawn
+        (line,) = spawn["admission"]  # the hub's decision line for this spawn
+        assert f"tier={spawn['tier']} " in line and "outcome=refused" not in line, spawn
         assert spawn["ready"], spawn
         (labels,) = spawn["pod_labels"]
         assert labels["mig-spawner/tier"] == spawn["tier"]
     # the two-team user is charged to the team explain names: the first by order
     (team,) = explained.teams_for(set(two_teams["teams"]))[:1]
     assert team == two_teams["teams"][0], (team, two_teams)
-    assert any(f"(team {team}" in line for line in two_teams["admission"]), two_teams
+    assert f" team={team} " in two_teams["admission"][0], two_teams
     assert two_teams["pod_labels"][0]["mig-spawner/team"] == team
     # quota refusals, more in a row than consecutiveFailureLimit, do not stop the hub
     refusals = result["refusals"]
     assert len(refusals) == result["limit"] + 2, refusals[-1]
     for r in refusals:
         assert r["hub_alive"] and r["api_status"] == 200, r
-        assert r["refused_line"] and "quota" in r["refused_line"][0].lower(), r
+        (line,) = r["refused_line"]
+        assert "outcome=refused" in line and "code=quota" in line, r
         assert not (r["server"] or {}).get("ready")
     assert result["alive_after_refusals"], log[-3000:]
     assert "consecutive spawn failures" not in log

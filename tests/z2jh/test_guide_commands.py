@@ -9,6 +9,7 @@ becomes a real ``helm template`` of the shared 4.4.0 chart with the same argumen
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -21,9 +22,11 @@ import chart
 import yaml
 
 from mig_spawner.cli.hubconfig import load_helm_values, policy_from_config
+from mig_spawner.demo.emulator import EmulatedCluster, load_cluster_file
 
 DOC = chart.ROOT / "docs" / "deploy-z2jh.md"
 SNAPSHOT = chart.ROOT / "tests" / "cli" / "snapshots" / "mixed-h100.json"
+DEMO_CLUSTER = chart.ROOT / "mig_spawner" / "demo" / "clusters" / "demo.yaml"
 
 
 def blocks(lang: str) -> list[str]:
@@ -194,18 +197,40 @@ def test_tier_images_are_pre_pulled(tmp_path):
     )
 
 
-def test_explain_commands_run_against_the_cluster_and_a_snapshot(tmp_path):
+async def test_explain_commands_run_against_the_live_cluster_and_a_snapshot(tmp_path):
+    """Step 6 verbatim: --kubeconfig reads a live API server (here the emulated cluster)."""
     work = workspace(tmp_path)
-    (work / "snapshot.json").write_text(SNAPSHOT.read_text())
-    script = block("bash", "mig-spawner explain --cluster <(kubectl")
-    done = bash(KUBECTL_STUB + script, work, OUT=str(work), SNAPSHOT=str(SNAPSHOT))
-    # the first command prints a report; the second (--json) one JSON document
-    report, _, second = done.stdout.partition("\n{")
+    script = block("bash", "mig-spawner explain --kubeconfig")
+    async with EmulatedCluster(load_cluster_file(DEMO_CLUSTER), kubelet="stub") as cluster:
+        kubeconfig = tmp_path / "kubeconfig"
+        cluster.write_kubeconfig(kubeconfig)
+        env = {**os.environ, "OUT": str(work), "SNAPSHOT": str(SNAPSHOT)}
+        env["PATH"] = os.pathsep.join([str(chart.ROOT / ".venv" / "bin"), os.environ["PATH"]])
+        env["KUBECONFIG"] = str(kubeconfig)
+        proc = await asyncio.create_subprocess_exec(
+            "bash",
+            "-euo",
+            "pipefail",
+            "-c",
+            KUBECTL_STUB + script,
+            cwd=work,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+        listed = [r for r in cluster.requests if r[0] == "GET" and r[1].endswith("/nodes")]
+    assert proc.returncode == 0, err.decode()
+    text = out.decode()
+    # 1: a report from the live cluster; 2: one JSON decision from the snapshot; 3: status
+    report, _, rest = text.partition("\n{")
     assert "alice" in report and "notebook" in report
-    decision = json.loads("{" + second)
-    assert (
-        decision["user"] == "carol" and decision["team"] == "nlp" and decision["tier"] == "training"
-    )
+    body, _, status = rest.partition("\n}\n")
+    decision = json.loads("{" + body + "\n}")
+    assert decision["user"] == "carol" and decision["team"] == "nlp"
+    assert decision["tier"] == "training"
+    assert "vision" in status and "nlp" in status
+    assert listed, "explain --kubeconfig never read the API server"
     calls = [p.read_text().split() for p in work.glob("*.args")]
     assert ["kubectl", "get", "nodes,pods", "-A", "-o", "json"] in calls
 
