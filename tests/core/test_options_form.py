@@ -86,7 +86,7 @@ def test_profile_list_fallback_note_and_disabled_tier():
     nb, training = profiles[0]["mig"], profiles[1]["mig"]
     assert nb["available"] == "0 of 2 free"
     assert nb["fallback_note"] == "none free: starts on 2g.20gb on H100 80GB"
-    assert training["disabled"] and "No GPU slice for '3g training' is free" in training["reason"]
+    assert training["disabled"] and "No slice for '3g training' is free" in training["reason"]
 
 
 def test_user_in_two_teams_picks_the_team_and_default_is_first_with_room():
