@@ -9,7 +9,7 @@ CHROMIUM ?= /usr/bin/chromium
 export PATH := $(BIN):$(NODE_BIN):$(PATH)
 export PLAYWRIGHT_CHROMIUM := $(CHROMIUM)
 
-.PHONY: demo test lint install chromium chp docs
+.PHONY: demo test lint install chromium chp docs kubespawner-suite
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,5 +39,18 @@ docs: install
 demo: install
 	$(BIN)/mig-spawner demo
 
+# KubeSpawner 7.1.0's own test suite, with MIGSpawner in KubeSpawner's place, in a venv
+# with that suite's own pins (a second pytest run: its pins differ from ours).
+KS_VENV := .venv-kubespawner
+$(KS_VENV)/.installed: tests/dropin/kubespawner-suite-requirements.txt
+	$(PYTHON) -m venv $(KS_VENV)
+	$(KS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(KS_VENV)/bin/python -m pip install -q -r $<
+	touch $@
+
+kubespawner-suite: $(KS_VENV)/.installed
+	$(KS_VENV)/bin/python tests/dropin/run_kubespawner_suite.py
+
 test: install chromium lint
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory kubespawner-suite
