@@ -182,6 +182,7 @@ def _decide_for_team(
     requested = steps[0][0]
     reports: list[CandidateReport] = []
     last_check: QuotaCheck | None = None
+    first_refusal: QuotaCheck | None = None  # the smallest candidate the quota refused
     common = dict(
         team=team or None,
         requested=requested,
@@ -215,6 +216,7 @@ def _decide_for_team(
             charge = _charge(kind if policy.charge == "granted" else requested)
             last_check = check_quota(quota, usage, charge)
             if not last_check.ok:
+                first_refusal = first_refusal or last_check
                 report(OVER_QUOTA, last_check.reason)
                 continue
             # Most free slices first (spreads spawns), then by name: deterministic.
@@ -237,7 +239,9 @@ def _decide_for_team(
             )
     quota_blocked = any(r.outcome == OVER_QUOTA for r in reports)
     code = QUOTA if quota_blocked else CAPACITY
-    if last_check is None:
+    if first_refusal is not None:
+        last_check = first_refusal  # the figures of the candidate the message names
+    elif last_check is None:
         last_check = check_quota(quota, usage, _charge(requested))
     message = (
         messages.quota(tier, team, reports, last_check, usage)

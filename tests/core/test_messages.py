@@ -105,3 +105,30 @@ def test_amounts_are_singular_and_plural_right():
     assert messages.amount("compute_slices", 2) == "2 compute slices"
     assert messages.amount("memory_gb", 20) == "20 GB of GPU memory"
     assert messages.amount("servers", 1) == "1 server"
+
+
+def test_quota_figures_are_those_of_the_slice_the_message_names():
+    """Found by the browser walk: a 3g refused by quota whose 7g fallback was refused too
+    read 'needs 7 compute slices (3g.40gb ...)' -- the figures of the wrong candidate."""
+    state = make_state(
+        node("h1", mig=["3g.40gb", "1g.10gb"], product=H100),
+        node("h2", mig=[], product=H100, whole_gpus=1),
+        pods=[
+            pod(
+                "bob-1",
+                node="h1",
+                resources={"nvidia.com/mig-1g.10gb": 1},
+                user="bob",
+                team="vision",
+                charge=(3, 10),
+            ),
+        ],
+    )
+    pol = build_policy(tiers={"training": TRAINING}, team_quotas={"vision": {"compute_slices": 4}})
+    d = decide(SpawnRequest(user="alice", tier="training", groups=("vision",)), pol, state)
+    assert [c.outcome for c in d.candidates] == ["quota", "quota"]
+    assert d.message.startswith(
+        "'3g training' needs 3 compute slices (3g.40gb on H100 80GB); team vision's GPU quota "
+        "has 3 of 4 compute slices in use, 1 left."
+    )
+    assert d.quota.needed == 3
