@@ -208,6 +208,12 @@ class MIGSpawner(KubeSpawner):
             return super()._options_form_default()
         return render_form
 
+    @default("apply_user_options")
+    def _mig_apply_user_options_default(self):
+        # With tiers, load_user_options validates and applies every option; JupyterHub's
+        # generic hook would only warn that 'tier'/'team' are unhandled.
+        return _handled_in_load_user_options if self.tiers else None
+
     async def _mig_profiles(self, policy: Policy, live: bool = False) -> list[dict[str, Any]]:
         """The admin's own profiles and the tiers, initialised as KubeSpawner does.
 
@@ -444,12 +450,21 @@ class MIGSpawner(KubeSpawner):
             return None
 
     async def progress(self):
-        """Our decision first: it names the slice (and, once, why it is a fallback)."""
+        """Our decision first (the slice, and once, why it is a fallback); then every
+        line, which the progress page shows as its headline, names the slice."""
         decision = getattr(self, "_mig_decision", None)
+        label = ""
         if decision is not None and decision.admitted:
             yield {"progress": 2, "message": decision.message}
+            label = decision.granted.label
         async for event in super().progress():
+            if label and event.get("message"):
+                event = {**event, "message": f"{label}: {event['message']}"}
             yield event
+
+
+def _handled_in_load_user_options(spawner, user_options):
+    return None
 
 
 def _view_key() -> tuple:
