@@ -365,6 +365,11 @@ class MIGSpawner(KubeSpawner):
         """What this server got: in user_options (REST, admin page), state and env vars."""
         self._mig_record = record
         self.user_options = {**self.user_options, RECORD_KEY: record}
+        if record.get("slice"):
+            # JupyterHub's admin page shows user_options["profile"]: say what it got.
+            fallback = f" (fallback from {record['requested']})" if record["fallback"] else ""
+            shown = f"{record['profile']}: {record['slice']} on {record['gpu']}{fallback}"
+            self.user_options["profile"] = shown
         env = {
             "MIG_SPAWNER_PROFILE": record.get("profile") or "",
             "MIG_SPAWNER_TIER": record.get("tier") or "",
@@ -436,7 +441,15 @@ class MIGSpawner(KubeSpawner):
 
     async def stop(self, now=False):
         self._release("stopped")
-        return await super().stop(now=now)
+        result = await super().stop(now=now)
+        record = getattr(self, "_mig_record", None)
+        if record and record.get("profile") and isinstance(self.user_options, dict):
+            # Stopped: the form pre-selects the profile by its slug again.
+            self.user_options = {
+                **{k: v for k, v in self.user_options.items() if k != RECORD_KEY},
+                "profile": record["profile"],
+            }
+        return result
 
     def _release(self, why: str) -> None:
         view = self._current_view()

@@ -136,7 +136,7 @@ async def test_rest_tier_selects_the_profile_that_asks_for_it(hub):
     (pod,) = pods_of(cluster, user="bob")
     # the GPU profile's default image choice applied, on the notebook tier's slice
     assert pod["spec"]["containers"][0]["image"] == "quay.io/jupyter/pytorch-notebook:cuda12"
-    assert app.users["bob"].spawners[""].user_options["profile"] == "gpu"
+    assert app.users["bob"].spawners[""].user_options["mig"]["profile"] == "gpu"
 
 
 async def test_form_lists_own_profiles_then_the_tiers_no_profile_asks_for(hub):

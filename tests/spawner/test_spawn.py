@@ -116,6 +116,12 @@ async def test_fallback_when_the_slice_type_is_full_and_the_user_is_told(hub):
     assert record["slice"] == "2g.20gb" and record["requested"] == "1g.10gb"
     assert record["fallback"] is True and record["tier_name"] == "1g notebook"
     assert spawner.get_state()["mig"] == record
+    # the admin page's "Profile" column shows user_options["profile"]: what it got
+    assert (
+        model["user_options"]["profile"] == "notebook: 2g.20gb on H100 80GB (fallback from 1g.10gb)"
+    )
+    await stop(app, "bob")
+    assert spawner.user_options["profile"] == "notebook"  # the form pre-selects it again
 
 
 async def _first_progress(spawner):
@@ -300,7 +306,7 @@ async def test_spawn_from_the_form_submits_tier_and_team(hub):
     assert pod["metadata"]["labels"]["mig-spawner/team"] == "nlp"
     options = json.loads(json.dumps(app.users["alice"].spawners[""].user_options))
     record = options.pop("mig")
-    assert options == {"profile": "notebook", "team": "nlp"}
+    assert options == {"profile": "notebook: 1g.10gb on H100 80GB", "team": "nlp"}
     assert record["team"] == "nlp" and record["slice"] == "1g.10gb" and not record["fallback"]
 
 
