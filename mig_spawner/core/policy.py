@@ -201,6 +201,7 @@ def _tier(slug: Any, data: Any, chain: tuple[str, ...] | None) -> Tier:
         raise ConfigError(f"{where}: a tier slug must be letters, digits, '-' or '_'")
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where} must be a mapping of settings, not {data!r}")
+    data = _deep_without_nulls(data)  # a Helm null anywhere inside means absent
     _check_keys(where, data, TIER_KEYS)
     g = _int(f"{where}.compute_slices", data.get("compute_slices", 1), minimum=1, maximum=7)
     fallback = _bool(f"{where}.fallback", data.get("fallback", True))
@@ -270,6 +271,15 @@ def _quota(where: str, data: Any) -> Quota:
 
 def _without_nulls(mapping: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in mapping.items() if value is not None}
+
+
+def _deep_without_nulls(value: Any) -> Any:
+    """``value`` with every None left out of its mappings and lists, at any depth."""
+    if isinstance(value, Mapping):
+        return {k: _deep_without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_deep_without_nulls(v) for v in value if v is not None]
+    return value
 
 
 def build_policy(

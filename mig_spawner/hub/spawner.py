@@ -393,9 +393,9 @@ class MIGSpawner(KubeSpawner):
 
     def load_state(self, state):
         super().load_state(state)
-        if state.get(RECORD_KEY):
-            self._mig_record = dict(state[RECORD_KEY])
-            self.user_options = {**(self.user_options or {}), RECORD_KEY: self._mig_record}
+        if state.get(RECORD_KEY):  # a hub restart: the running server's record is back
+            self.user_options = dict(self.user_options or {})
+            self._set_record(dict(state[RECORD_KEY]))
 
     def clear_state(self):
         super().clear_state()
