@@ -267,7 +267,10 @@ def test_admin_sees_the_slice_map_team_bars_fallback_and_refusals(browser, demo)
         }"""
     )
     bob.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
-    expect(bob.locator("body")).to_contain_text("would exceed team vision's GPU quota")
+    # (dave holds the 3g.40gb now: the 7g fallback is over vision's whole quota)
+    expect(bob.locator("body")).to_contain_text(
+        "more than the whole of team vision's GPU quota (4 compute slices)"
+    )
     # bob is no admin: 403
     assert bob.goto(f"{demo['url']}/hub/mig").status == 403
     bob.context.close()
@@ -292,7 +295,7 @@ def test_admin_sees_the_slice_map_team_bars_fallback_and_refusals(browser, demo)
     refusal = page.locator("#mig-refusals .mig-refusal").first
     expect(refusal).to_contain_text("bob")
     expect(refusal).to_contain_text("quota")
-    expect(refusal).to_contain_text("would exceed team vision's GPU quota")
+    expect(refusal).to_contain_text("team vision's GPU quota")
     # the picture is JupyterHub's page: its navigation bar, with the admin link
     expect(page.locator("nav.navbar")).to_contain_text("Admin")
     page.screenshot(path=str(ARTIFACTS / "07-admin-slice-map.png"), full_page=True)
