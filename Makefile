@@ -9,7 +9,7 @@ CHROMIUM ?= /usr/bin/chromium
 export PATH := $(BIN):$(NODE_BIN):$(PATH)
 export PLAYWRIGHT_CHROMIUM := $(CHROMIUM)
 
-.PHONY: demo test lint install chromium chp docs helm z2jh-venv test-z2jh-pins
+.PHONY: demo test lint install chromium chp docs helm z2jh-venv test-z2jh-pins kubespawner-suite
 
 # The Zero to JupyterHub hub image's exact packages (JupyterHub 5.5.0, KubeSpawner 7.0.0,
 # kubernetes-asyncio 36.1.0, ...): a second venv in which the hub-level suite and the chart
@@ -71,6 +71,19 @@ docs: install
 demo: install
 	$(BIN)/mig-spawner demo
 
+# KubeSpawner 7.1.0's own test suite, with MIGSpawner in KubeSpawner's place, in a venv
+# with that suite's own pins (a second pytest run: its pins differ from ours).
+KS_VENV := .venv-kubespawner
+$(KS_VENV)/.installed: tests/dropin/kubespawner-suite-requirements.txt
+	$(PYTHON) -m venv $(KS_VENV)
+	$(KS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(KS_VENV)/bin/python -m pip install -q -r $<
+	touch $@
+
+kubespawner-suite: $(KS_VENV)/.installed
+	$(KS_VENV)/bin/python tests/dropin/run_kubespawner_suite.py
+
 test: install chromium lint helm z2jh-venv
 	$(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory test-z2jh-pins
+	$(MAKE) --no-print-directory kubespawner-suite

@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import messages
 from .chains import reachable, tier_chain
 from .cluster import ClusterState, Reservation
 from .nodes import NodeInfo, SliceType
 from .pods import Charge
 from .policy import Policy, Tier
-from .quota import QuotaCheck, check_quota, describe_usage
+from .quota import QuotaCheck, check_quota
 
 # Decision codes (stable: shells and tests switch on them).
 ADMITTED = "admitted"
@@ -122,10 +123,6 @@ def _charge(kind: SliceType) -> Charge:
     return Charge(kind.compute_slices, kind.memory_gb)
 
 
-def _team_label(team: str) -> str:
-    return f"Team {team}" if team else "Your personal quota"
-
-
 def _refuse(request: SpawnRequest, code: str, message: str, **kw) -> Decision:
     return Decision(False, code, request.user, request.tier, kw.pop("team", None), message, **kw)
 
@@ -134,24 +131,15 @@ def decide(request: SpawnRequest, policy: Policy, state: ClusterState) -> Decisi
     """Decide, without side effects, what ``request`` gets right now."""
     tier = policy.tier(request.tier)
     if tier is None:
-        names = ", ".join(policy.tiers) or "none"
-        return _refuse(
-            request, UNKNOWN_TIER, f"There is no tier {request.tier!r} (tiers: {names})."
-        )
+        return _refuse(request, UNKNOWN_TIER, messages.unknown_tier(request.tier, policy.tiers))
     groups = frozenset(request.groups)
     if not tier.visible_to(groups):
-        return _refuse(
-            request,
-            FORBIDDEN_TIER,
-            f"Tier {tier.display_name!r} is only for members of {', '.join(sorted(tier.groups))}.",
-        )
+        return _refuse(request, FORBIDDEN_TIER, messages.forbidden_tier(tier))
     teams = policy.teams_for(groups)
     if request.team is not None:
         if request.team not in teams:
-            why = "you are not a member" if request.team not in groups else "it has no GPU quota"
-            return _refuse(
-                request, NOT_IN_TEAM, f"You cannot spawn for team {request.team!r}: {why}."
-            )
+            message = messages.not_in_team(request.team, member=request.team in groups)
+            return _refuse(request, NOT_IN_TEAM, message)
         teams = [request.team]
     elif not teams:
         teams = [""]
@@ -161,9 +149,7 @@ def decide(request: SpawnRequest, policy: Policy, state: ClusterState) -> Decisi
         return _refuse(
             request,
             NO_MATCHING_GPU,
-            f"No GPU in this cluster fits tier {tier.display_name!r} (it needs "
-            f"{tier.compute_slices}g to {tier.max_compute_slices}g with at least "
-            f"{tier.min_memory_gb:g} GB). Ask your hub admin.",
+            messages.no_matching_gpu(tier),
             team=teams[0] or None,
         )
     refusals = []
@@ -196,6 +182,7 @@ def _decide_for_team(
     requested = steps[0][0]
     reports: list[CandidateReport] = []
     last_check: QuotaCheck | None = None
+    first_refusal: QuotaCheck | None = None  # the smallest candidate the quota refused
     common = dict(
         team=team or None,
         requested=requested,
@@ -229,6 +216,7 @@ def _decide_for_team(
             charge = _charge(kind if policy.charge == "granted" else requested)
             last_check = check_quota(quota, usage, charge)
             if not last_check.ok:
+                first_refusal = first_refusal or last_check
                 report(OVER_QUOTA, last_check.reason)
                 continue
             # Most free slices first (spreads spawns), then by name: deterministic.
@@ -240,7 +228,7 @@ def _decide_for_team(
                 ADMITTED,
                 request.user,
                 tier.slug,
-                message=_admitted_message(tier, team, granted, step, reports, last_check),
+                message=messages.admitted(team, granted, reports, last_check),
                 granted=granted,
                 node=node.name,
                 step=step,
@@ -251,12 +239,14 @@ def _decide_for_team(
             )
     quota_blocked = any(r.outcome == OVER_QUOTA for r in reports)
     code = QUOTA if quota_blocked else CAPACITY
-    if last_check is None:
+    if first_refusal is not None:
+        last_check = first_refusal  # the figures of the candidate the message names
+    elif last_check is None:
         last_check = check_quota(quota, usage, _charge(requested))
     message = (
-        _quota_message(tier, team, reports, last_check, usage.own_servers)
+        messages.quota(tier, team, reports, last_check, usage)
         if quota_blocked
-        else _capacity_message(tier, reports)
+        else messages.capacity(tier, reports)
     )
     return Decision(
         False,
@@ -267,45 +257,6 @@ def _decide_for_team(
         candidates=tuple(reports),
         quota=last_check,
         **common,
-    )
-
-
-# ---------------------------------------------------------------------- messages
-
-
-def _admitted_message(tier, team, kind, step, reports, check) -> str:
-    quota_note = f" {_team_label(team)}: {describe_usage(check)} before this server."
-    if step == 0:
-        return f"Starting on {kind.describe()}.{quota_note}"
-    first = reports[0]
-    passed = first.reason if first.outcome != GRANTED else ""
-    return (
-        f"{first.slice_type.profile} is not available ({passed}); starting on the larger "
-        f"{kind.describe()} instead.{quota_note}"
-    )
-
-
-def _capacity_message(tier: Tier, reports: list[CandidateReport]) -> str:
-    seen = []
-    for r in reports:
-        if r.outcome in (FULL, UNUSABLE):
-            seen.append(f"{r.slice_type.label}: {r.reason}")
-    detail = "; ".join(seen) if seen else "nothing suitable"
-    hint = "" if tier.fallback else " This tier does not fall back to larger slices."
-    return (
-        f"No GPU slice for {tier.display_name!r} is free right now ({detail}).{hint} "
-        "Try again in a few minutes, or pick another tier."
-    )
-
-
-def _quota_message(tier, team, reports, check, own_servers) -> str:
-    blocked = next(r for r in reports if r.outcome == OVER_QUOTA)
-    who = f"team {team}'s GPU quota" if team else "your personal GPU quota"
-    mine = ", ".join(f"{name or 'default server'} ({profile})" for name, profile in own_servers)
-    servers = f" Your running servers: {mine}." if mine else " You have no server running."
-    return (
-        f"{tier.display_name!r} would exceed {who}: {blocked.reason}.{servers} "
-        "Stop a server or ask your hub admin for a larger quota."
     )
 
 

@@ -1,6 +1,7 @@
-"""The spawn form's data: a KubeSpawner ``profile_list`` generated from tiers and live state.
+"""The spawn form's data: a KubeSpawner ``profile_list`` of the admin's profiles and the tiers.
 
-Each visible tier becomes one profile (slug = tier slug) carrying, under ``"mig"``, what
+The admin's own profiles and the tiers combine as :mod:`.profiles` says. Each profile
+that needs a GPU carries, under ``"mig"``, what
 the form shows: what the tier gives, how many are free, what happens when none is free,
 the team's quota, and -- when the decision is a refusal -- why it is disabled. A user in
 several teams picks the team through a ``profile_options`` choice, so KubeSpawner's own
@@ -12,11 +13,13 @@ Every figure comes from :func:`mig_spawner.core.admission.decide`, the same func
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .admission import Decision, SpawnRequest, availability, decide
 from .cluster import ClusterState
 from .policy import Policy, Tier
+from .profiles import TEAM_OPTION, TIER_KEY, combine, tier_of
 from .quota import describe_usage
 
 
@@ -59,29 +62,17 @@ def _tier_view(tier: Tier, decision: Decision, state: ClusterState, known: bool)
     return view
 
 
-def tier_profiles(policy: Policy, groups) -> list[dict[str, Any]]:
-    """The static profile_list: what KubeSpawner needs to apply a tier, no live figures.
+def tier_profiles(policy: Policy, groups, own: Sequence[Mapping[str, Any]] = ()) -> list[dict]:
+    """The static profile_list: the admin's own profiles and the tiers, no live figures.
 
-    One profile per tier the user may see, with the tier's ``kubespawner_override`` and,
-    for a user in several teams, a ``team`` choice. ``load_user_options`` uses this alone;
-    the form adds the live view (:func:`build_profile_list`).
+    See :mod:`mig_spawner.core.profiles` for how they combine. ``load_user_options`` uses
+    this alone; the form adds the live view (:func:`build_profile_list`).
     """
-    groups = tuple(sorted(groups))
-    teams = policy.teams_for(groups)
-    profiles = []
-    for tier in policy.visible_tiers(groups):
-        profile: dict[str, Any] = {
-            "slug": tier.slug,
-            "display_name": tier.display_name,
-            "description": tier.description,
-            "default": tier.default,
-            "kubespawner_override": dict(tier.kubespawner_override),
-        }
-        if len(teams) > 1:
-            choices = {team: {"display_name": team} for team in teams}
-            profile["profile_options"] = {"team": {"display_name": "Team", "choices": choices}}
-        profiles.append(profile)
-    return profiles
+    return combine(own, policy, groups)
+
+
+def _cpu_view() -> dict[str, Any]:
+    return {"gpu": False, "disabled": False, "reason": "", "quota": "", "chain": []}
 
 
 def build_profile_list(
@@ -92,30 +83,55 @@ def build_profile_list(
     groups,
     known: bool = True,
     problem: str = "",
+    own: Sequence[Mapping[str, Any]] = (),
 ) -> list[dict[str, Any]]:
-    """The form's profile_list for ``user``: :func:`tier_profiles` plus live figures."""
+    """The form's profile_list for ``user``: :func:`tier_profiles` plus live figures.
+
+    Every profile gets ``"mig"``: for a CPU profile ``{"gpu": False}``; for one that needs
+    a GPU, the figures of its tier (with the default choice). A choice that asks for a
+    tier carries its own ``"mig"`` figures; a team choice carries that team's quota line.
+    """
     groups = tuple(sorted(groups))
-    profiles = tier_profiles(policy, groups)
+    profiles = tier_profiles(policy, groups, own)
+    views: dict[tuple[str, str | None], tuple[Decision, dict]] = {}
+
+    def view_of(slug: str, team: str | None = None) -> tuple[Decision, dict]:
+        if (slug, team) not in views:
+            request = SpawnRequest(user=user, tier=slug, groups=groups, team=team)
+            decision = decide(request, policy, state)
+            view = _tier_view(policy.tiers[slug], decision, state, known)
+            view["gpu"] = True
+            if not known and problem:
+                view["reason"] = problem
+            views[slug, team] = (decision, view)
+        return views[slug, team]
+
     for profile in profiles:
-        tier = policy.tiers[profile["slug"]]
-        decision = decide(SpawnRequest(user=user, tier=tier.slug, groups=groups), policy, state)
-        view = _tier_view(tier, decision, state, known)
-        if not known and problem:
-            view["reason"] = problem
-        profile["mig"] = view
-        if "profile_options" in profile:
-            choices = profile["profile_options"]["team"]["choices"]
+        slug = tier_of(profile, {})
+        if slug is None:
+            profile["mig"] = _cpu_view()
+            continue
+        decision, view = view_of(slug)
+        profile["mig"] = dict(view)
+        for name, option in (profile.get("profile_options") or {}).items():
+            if name == TEAM_OPTION:
+                continue
+            for choice in (option.get("choices") or {}).values():
+                if choice.get(TIER_KEY):
+                    choice["mig"] = view_of(choice[TIER_KEY])[1]
+        team_option = (profile.get("profile_options") or {}).get(TEAM_OPTION)
+        if team_option:
+            choices = team_option["choices"]
             chosen = decision.team if decision.team in choices else next(iter(choices))
             for team, choice in choices.items():
-                per_team = decide(
-                    SpawnRequest(user=user, tier=tier.slug, groups=groups, team=team), policy, state
-                )
+                per_team, team_view = view_of(slug, team)
                 usage = _quota_line(per_team).removeprefix(f"team {team}: ")
                 choice["display_name"] = f"{team} ({usage})" if usage else team
                 choice["default"] = team == chosen
-    # The default tier should be one the user can start now.
+                choice["mig"] = team_view
+    # The default profile should be one the user can start now.
     enabled = [p for p in profiles if not p["mig"]["disabled"]]
-    if enabled and not any(p["default"] for p in enabled):
+    if enabled and not any(p.get("default") for p in enabled):
         for p in profiles:
             p["default"] = p is enabled[0]
     return profiles

@@ -1,20 +1,27 @@
-"""User options: what a spawn request may say, from the form or the REST API.
+"""User options: the shape of a spawn request, from the form or the REST API.
 
-The form sends ``{"profile": <tier>, "team": <team>}`` (KubeSpawner's profile_list
-machinery); REST clients send ``{"tier": ..., "team": ...}``. Nothing else is accepted:
-resources, node selectors and KubeSpawner overrides are the admin's to set, so a request
-that tries to pass them is refused rather than silently ignored.
+The form sends what KubeSpawner's form sends: ``{"profile": slug, <option>: choice,
+<option>--unlisted-choice: text, "team": team}``. REST clients may also name a tier,
+``{"tier": "notebook", "team": "vision"}``; it selects the profile that gives that tier.
+Anything else is refused rather than silently ignored: resources, node selectors and
+overrides are the admin's to set.
+
+Shape only. Whether the user may use that tier, or spawn for that team, is decided once,
+by :func:`mig_spawner.core.admission.decide`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from .policy import Policy
+from .profiles import TEAM_OPTION, find, profile_for_tier, tier_of
 
-ALLOWED_KEYS = ("tier", "profile", "team")
+#: Keys mig-spawner itself writes into a server's user_options (what it was given).
+RECORD_KEY = "mig"
+BASE_KEYS = ("profile", "tier", TEAM_OPTION)
 
 
 class OptionsError(ValueError):
@@ -27,53 +34,95 @@ class OptionsError(ValueError):
 
 @dataclass(frozen=True)
 class SpawnOptions:
-    tier: str
+    #: the chosen profile's slug; None when the tier asked for is not on the user's list
+    #: (hidden or unknown: decide() says which)
+    profile: str | None
+    #: the tier it needs, or None for a CPU-only profile
+    tier: str | None
     team: str | None = None
+    #: the profile's own option choices, as KubeSpawner reads them
+    choices: Mapping[str, str] = field(default_factory=dict)
 
     def as_user_options(self) -> dict[str, str]:
-        """The form of user_options KubeSpawner's profile machinery understands."""
-        out = {"profile": self.tier}
-        if self.team:
-            out["team"] = self.team
+        """The user_options KubeSpawner's profile machinery understands (no team)."""
+        out = {"profile": self.profile} if self.profile else {}
+        out.update(self.choices)
         return out
 
 
-def parse_options(options: Any, policy: Policy, groups) -> SpawnOptions:
-    """Validate ``options`` for a user in ``groups``; raise :class:`OptionsError` if invalid."""
+def parse_options(
+    options: Any, profiles: Sequence[Mapping[str, Any]], tiers: Sequence[str] = ()
+) -> SpawnOptions:
+    """Check ``options`` against the user's initialised ``profiles`` (see profiles.combine).
+
+    ``tiers`` are all the hub's tier slugs: a request naming one that is not on the
+    user's list is passed on for :func:`decide` to refuse with the reason.
+    """
     if options is None:
         options = {}
     if not isinstance(options, Mapping):
         raise OptionsError("user_options must be a JSON object like {'tier': 'notebook'}")
-    extra = sorted(str(k) for k in options if k not in ALLOWED_KEYS)
+    options = {k: v for k, v in options.items() if k != RECORD_KEY}
+    for key, value in options.items():
+        if not isinstance(value, str):
+            raise OptionsError(f"user_options[{key!r}] must be a string")
+    tier, slug, team = options.get("tier"), options.get("profile"), options.get("team") or None
+    preset: dict[str, str] = {}
+    if slug:
+        profile = find(profiles, slug)
+        if profile is None:
+            if slug in tiers and (not tier or tier == slug):
+                return SpawnOptions(None, slug, team)
+            names = ", ".join(repr(p.get("slug")) for p in profiles) or "none"
+            raise OptionsError(f"There is no profile {slug!r}; profiles you may use: {names}")
+    elif tier:
+        found = profile_for_tier(profiles, tier)
+        if found is None:
+            return SpawnOptions(None, tier, team)
+        profile, preset = found
+    else:
+        profile = next((p for p in profiles if p.get("default")), profiles[0] if profiles else None)
+        if profile is None:
+            raise OptionsError("There is nothing to start: this hub lists no profiles.", 403)
+    opts = profile.get("profile_options") or {}
+    allowed = set(BASE_KEYS)
+    for name in opts:
+        allowed.update((name, f"{name}--unlisted-choice"))
+    extra = sorted(str(k) for k in options if k not in allowed)
     if extra:
         raise OptionsError(
-            f"mig-spawner accepts only 'tier' and 'team' in user_options; refused: "
-            f"{', '.join(repr(k) for k in extra)}. Resources, node selectors and overrides "
-            "are set by the hub admin."
+            f"Profile {profile.get('display_name', profile['slug'])!r} accepts no "
+            f"{', '.join(repr(k) for k in extra)}; it accepts: "
+            f"{', '.join(repr(k) for k in sorted(allowed))}. Resources, node selectors and "
+            "overrides are set by the hub admin."
         )
-    for key in ALLOWED_KEYS:
-        if key in options and not isinstance(options[key], str):
-            raise OptionsError(f"user_options[{key!r}] must be a string")
-    tier = options.get("tier")
-    profile = options.get("profile")
-    if tier and profile and tier != profile:
-        raise OptionsError(f"'tier' ({tier!r}) and 'profile' ({profile!r}) disagree")
-    slug = tier or profile
-    groups = frozenset(groups)
-    visible = policy.visible_tiers(groups)
-    if not slug:
-        defaults = [t for t in visible if t.default] or visible
-        if not defaults:
-            raise OptionsError("No tier is available to you; ask your hub admin.", 403)
-        slug = defaults[0].slug
-    tier_obj = policy.tier(slug)
-    if tier_obj is None:
-        names = ", ".join(t.slug for t in visible) or "none"
-        raise OptionsError(f"There is no tier {slug!r}; tiers you may use: {names}")
-    if not tier_obj.visible_to(groups):
-        raise OptionsError(f"Tier {slug!r} is not available to you.", 403)
-    team = options.get("team") or None
-    if team is not None and team not in policy.teams_for(groups):
-        why = "you are not a member" if team not in groups else "it has no GPU quota"
-        raise OptionsError(f"You cannot spawn for team {team!r}: {why}.", 403)
-    return SpawnOptions(tier=slug, team=team)
+    choices = {**preset, **{k: v for k, v in options.items() if k not in BASE_KEYS}}
+    for name, option in opts.items():
+        if name == TEAM_OPTION:
+            continue
+        _check_choice(name, option, choices)
+    wanted = tier_of(profile, choices)
+    if tier and tier != wanted:
+        raise OptionsError(
+            f"'tier' ({tier!r}) and profile {profile['slug']!r} "
+            f"({'tier ' + repr(wanted) if wanted else 'no GPU'}) disagree"
+        )
+    return SpawnOptions(profile["slug"], wanted, team if wanted else None, choices)
+
+
+def _check_choice(name: str, option: Mapping[str, Any], choices: Mapping[str, str]) -> None:
+    label = option.get("display_name", name)
+    unlisted = choices.get(f"{name}--unlisted-choice")
+    if unlisted:
+        config = option.get("unlisted_choice") or {}
+        if not config.get("enabled"):
+            raise OptionsError(f"{label!r} accepts only its listed choices.")
+        regex = config.get("validation_regex")
+        if regex and not re.match(regex, unlisted):
+            why = config.get("validation_message") or f"it must match {regex}"
+            raise OptionsError(f"{unlisted!r} is not a valid {label!r}: {why}")
+        return
+    value = choices.get(name)
+    if value and value not in (option.get("choices") or {}):
+        names = ", ".join(repr(k) for k in option.get("choices") or {}) or "none"
+        raise OptionsError(f"{value!r} is not a choice for {label!r}; choices: {names}")

@@ -204,6 +204,7 @@ def _tier(slug: Any, data: Any, chain: tuple[str, ...] | None) -> Tier:
         raise ConfigError(f"{where}: a tier slug must be letters, digits, '-' or '_'")
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where} must be a mapping of settings, not {data!r}")
+    data = _deep_without_nulls(data)  # a Helm null anywhere inside means absent
     _check_keys(where, data, TIER_KEYS)
     g = _int(f"{where}.compute_slices", data.get("compute_slices", 1), minimum=1, maximum=7)
     fallback = _bool(f"{where}.fallback", data.get("fallback", True))
@@ -309,6 +310,15 @@ def _in_order(where: str, entries: Mapping[str, Any], what: str) -> list[str]:
             )
         seen[value] = key
     return sorted(entries, key=lambda key: orders.get(key, 0))
+
+
+def _deep_without_nulls(value: Any) -> Any:
+    """``value`` with every None left out of its mappings and lists, at any depth."""
+    if isinstance(value, Mapping):
+        return {k: _deep_without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_deep_without_nulls(v) for v in value if v is not None]
+    return value
 
 
 def build_policy(

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -59,6 +62,51 @@ QUOTAS = {
     "nlp": {"compute_slices": 8},
 }
 DEFAULT_QUOTA = {"compute_slices": 1, "servers": 1}
+ADMIN = "alice"
+#: The admin's own profiles beside the tiers: a CPU-only server, and the training tier
+#: with an image choice (and a free-text image). 1g notebook and 7g full GPU are listed
+#: after them as tiers of their own.
+PROFILES = [
+    {
+        "display_name": "CPU only",
+        "slug": "cpu",
+        "description": "2 CPUs and 4 GB, no GPU: data preparation, plotting, writing.",
+        "kubespawner_override": {"cpu_limit": 2.0, "mem_limit": "4G"},
+    },
+    {
+        "display_name": "3g training",
+        "slug": "training",
+        "mig_tier": "training",
+        "description": "Three compute slices and >= 40 GB for fine-tuning.",
+        "profile_options": {
+            "image": {
+                "display_name": "Image",
+                "choices": {
+                    "pytorch": {
+                        "display_name": "PyTorch",
+                        "default": True,
+                        "kubespawner_override": {
+                            "image": "quay.io/jupyter/pytorch-notebook:cuda12-2024-12-09"
+                        },
+                    },
+                    "tensorflow": {
+                        "display_name": "TensorFlow",
+                        "kubespawner_override": {
+                            "image": "quay.io/jupyter/tensorflow-notebook:cuda-2024-12-09"
+                        },
+                    },
+                },
+                "unlisted_choice": {
+                    "enabled": True,
+                    "display_name": "Other image (quay.io/...:tag)",
+                    "validation_regex": r"^quay\.io/[a-z0-9/_.-]+:[A-Za-z0-9_.-]+$",
+                    "validation_message": "an image on quay.io, with a tag",
+                    "kubespawner_override": {"image": "{value}"},
+                },
+            }
+        },
+    },
+]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -67,8 +115,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def hub_config(*, cluster_url: str, port: int, workdir: Path) -> str:
+def hub_config(*, cluster_url: str, port: int, workdir: Path, proxy_api: str = "") -> str:
     """The jupyterhub_config.py the demo hub runs with."""
+    proxy_api = proxy_api or f"http://127.0.0.1:{free_port()}"
     users = sorted({u for members in TEAMS.values() for u in members} | {LONER})
     return textwrap.dedent(
         f"""\
@@ -79,7 +128,7 @@ def hub_config(*, cluster_url: str, port: int, workdir: Path) -> str:
         c.JupyterHub.port = {port}
         c.JupyterHub.hub_ip = "127.0.0.1"
         c.JupyterHub.hub_port = {free_port()}
-        c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
+        c.ConfigurableHTTPProxy.api_url = {proxy_api!r}
         c.JupyterHub.db_url = "sqlite:///{workdir / "jupyterhub.sqlite"}"
         c.JupyterHub.cookie_secret_file = "{workdir / "cookie_secret"}"
         c.JupyterHub.pid_file = "{workdir / "jupyterhub.pid"}"
@@ -88,9 +137,9 @@ def hub_config(*, cluster_url: str, port: int, workdir: Path) -> str:
         c.JupyterHub.authenticator_class = "dummy"
         c.DummyAuthenticator.password = {PASSWORD!r}
         c.Authenticator.allowed_users = set({users!r})
-        c.Authenticator.admin_users = {{"alice"}}
+        c.Authenticator.admin_users = {{{ADMIN!r}}}
         c.JupyterHub.load_groups = {{team: {{"users": m}} for team, m in {TEAMS!r}.items()}}
-        # The admins' GPU slice page, /hub/mig (alice is an admin).
+        # The admins' GPU slice page, /hub/mig ({ADMIN} is an admin).
         from mig_spawner.hub.adminpage import handlers
         c.JupyterHub.extra_handlers = handlers()
 
@@ -102,6 +151,7 @@ def hub_config(*, cluster_url: str, port: int, workdir: Path) -> str:
         c.KubeSpawner.default_url = "/lab"
         c.KubeSpawner.start_timeout = 120
         c.KubeSpawner.http_timeout = 120
+        c.KubeSpawner.profile_list = {PROFILES!r}
 
         c.MIGSpawner.tiers = {TIERS!r}
         c.MIGSpawner.team_quotas = {QUOTAS!r}
@@ -115,18 +165,35 @@ def _node_bin() -> str | None:
     return str(here) if here.is_dir() else None
 
 
-async def _wait_http(url: str, proc: asyncio.subprocess.Process, timeout: float) -> None:
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            return e.errno in (errno.EADDRINUSE, errno.EACCES)
+    return False
+
+
+async def _wait_hub_route(
+    api_url: str, token: str, proc: asyncio.subprocess.Process, timeout: float
+) -> None:
+    """Wait until the hub has added its route to the proxy, asking the proxy's own API.
+
+    Asking the public URL instead makes the proxy log a red 404 (and a stack dump) for
+    every try before the hub is up.
+    """
     deadline = asyncio.get_running_loop().time() + timeout
+    headers = {"Authorization": f"token {token}"}
     async with aiohttp.ClientSession() as http:
         while True:
             if proc.returncode is not None:
                 raise RuntimeError(f"JupyterHub exited with code {proc.returncode}")
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with http.get(url) as r:
-                    if r.status == 200:
+            with contextlib.suppress(aiohttp.ClientError, OSError, json.JSONDecodeError):
+                async with http.get(f"{api_url}/api/routes", headers=headers) as r:
+                    if r.status == 200 and "/" in json.loads(await r.text()):
                         return
             if asyncio.get_running_loop().time() > deadline:
-                raise RuntimeError(f"JupyterHub did not answer at {url} in {timeout:.0f}s")
+                raise RuntimeError(f"JupyterHub did not start in {timeout:.0f}s")
             await asyncio.sleep(0.25)
 
 
@@ -137,7 +204,8 @@ def banner(url: str, cluster_file: Path, pod_logs: Path) -> str:
         "mig-spawner demo is running",
         f"  open:      {url}",
         f"  password:  {PASSWORD}  (for every user)",
-        f"  GPU slices: {url.removesuffix('login')}mig  (admin page; alice is an admin)",
+        f"  admin:     {ADMIN}  (admin page: {url.removesuffix('/login')}/admin)",
+        f"  GPU slices: {url.removesuffix('login')}mig  (the admins' slice page)",
     ]
     for team, members in TEAMS.items():
         limits = ", ".join(f"{k} {v}" for k, v in QUOTAS[team].items())
@@ -159,6 +227,13 @@ async def run(port: int = 8000, cluster_file: str | os.PathLike | None = None) -
             file=sys.stderr,
         )
         return 2
+    if port_in_use(port):
+        print(
+            f"mig-spawner: error: port {port} is in use (another hub or demo?); "
+            f"pick a free one with --port, e.g. --port {free_port()}",
+            file=sys.stderr,
+        )
+        return 2
     workdir = Path(tempfile.mkdtemp(prefix="mig-spawner-demo-"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -172,8 +247,16 @@ async def run(port: int = 8000, cluster_file: str | os.PathLike | None = None) -
         kubeconfig = workdir / "kubeconfig"
         cluster.write_kubeconfig(kubeconfig)
         config = workdir / "jupyterhub_config.py"
-        config.write_text(hub_config(cluster_url=cluster.url, port=port, workdir=workdir))
-        env = dict(os.environ, KUBECONFIG=str(kubeconfig), PATH=_path_with_node())
+        proxy_api, token = f"http://127.0.0.1:{free_port()}", secrets.token_hex(16)
+        config.write_text(
+            hub_config(cluster_url=cluster.url, port=port, workdir=workdir, proxy_api=proxy_api)
+        )
+        env = dict(
+            os.environ,
+            KUBECONFIG=str(kubeconfig),
+            PATH=_path_with_node(),
+            CONFIGPROXY_AUTH_TOKEN=token,
+        )
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -185,7 +268,7 @@ async def run(port: int = 8000, cluster_file: str | os.PathLike | None = None) -
             start_new_session=True,
         )
         url = f"http://127.0.0.1:{port}/hub/login"
-        await _wait_http(url, proc, timeout=60)
+        await _wait_hub_route(proxy_api, token, proc, timeout=60)
         print(banner(url, cluster_path, workdir / "pods"), flush=True)
         hub_exit = asyncio.ensure_future(proc.wait())
         stopped = asyncio.ensure_future(stop.wait())

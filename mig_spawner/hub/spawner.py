@@ -10,19 +10,19 @@ labels and annotations, progress messages and releasing reservations.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from typing import Any
 
+from jupyterhub.utils import maybe_future
 from kubernetes_asyncio.client import Configuration
 from kubespawner import KubeSpawner
 from kubespawner.clients import shared_client
 from tornado import web
 from traitlets import CaselessStrEnum, Dict, Float, Integer, default
 
-from ..core import admission
+from ..core import admission, messages
 from ..core.form import build_profile_list, tier_profiles
-from ..core.options import OptionsError, parse_options
+from ..core.options import RECORD_KEY, OptionsError, parse_options
 from ..core.pods import (
     CHARGE_MEMORY_LABEL,
     CHARGE_SLICES_LABEL,
@@ -34,6 +34,7 @@ from ..core.pods import (
 )
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
 from . import metrics
+from .formpage import render_form
 from .watch import ClusterView
 
 try:  # JupyterHub >= 6: no traceback logged, the message goes to the user
@@ -47,7 +48,6 @@ except ImportError:  # JupyterHub 5
             self.reason = reason
 
 
-TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
 ANNOTATION_PREFIX = "mig-spawner/"
 _STATUS = {
     admission.UNKNOWN_TIER: 400,
@@ -70,8 +70,10 @@ class MIGSpawner(KubeSpawner):
 
     Users choose a *tier*; mig-spawner maps it to a MIG resource present in the cluster,
     falls back to a larger compatible slice when that type is full, and enforces
-    per-team quotas (teams are JupyterHub groups). Every KubeSpawner setting still works;
-    ``profile_list`` is generated from ``tiers`` unless you set it yourself.
+    per-team quotas (teams are JupyterHub groups). Every KubeSpawner setting still works.
+    With no ``tiers`` it is KubeSpawner, unchanged. With tiers, the admin's own
+    ``profile_list`` (CPU profiles, image choices, ...) is kept and the tiers are added
+    after it; a profile or choice may ask for a tier with ``"mig_tier"``.
     """
 
     tiers = Dict(
@@ -107,6 +109,29 @@ class MIGSpawner(KubeSpawner):
         A tier resolves against the GPUs present: "1g, >= 10 GB" is 1g.10gb on an H100,
         1g.18gb on an H200. Whole non-MIG GPUs count as 7g. Check a configuration with
         ``mig-spawner explain``.
+
+        Tiers and your own ``profile_list`` combine: your profiles come first, unchanged
+        (CPU-only profiles get no GPU and charge no GPU quota); a profile, or one choice
+        of its ``profile_options``, that sets ``"mig_tier": "<slug>"`` needs that tier's
+        GPU, with its fallback and quota; every tier no profile asks for is listed
+        after yours as a profile of its own. ``profile_list = []`` (Z2JH's default
+        ``singleuser.profileList``) means "none of my own". Example, CPU and image
+        choices beside GPU tiers::
+
+            c.KubeSpawner.profile_list = [
+                {"display_name": "CPU only", "slug": "cpu",
+                 "kubespawner_override": {"cpu_limit": 2, "mem_limit": "4G"}},
+                {"display_name": "GPU notebook", "slug": "gpu", "mig_tier": "notebook",
+                 "profile_options": {"image": {"display_name": "Image", "choices": {
+                     "pytorch": {"display_name": "PyTorch",
+                                 "kubespawner_override": {"image": "pytorch:2"}},
+                     "r": {"display_name": "R",
+                           "kubespawner_override": {"image": "r-notebook:4"}}},
+                     "unlisted_choice": {"enabled": True, "display_name": "Other image",
+                                         "kubespawner_override": {"image": "{value}"}}}}},
+            ]
+
+        With no tiers (the default), MIGSpawner is KubeSpawner, unchanged.
         """,
     )
     fallback_chains = Dict(
@@ -186,19 +211,44 @@ class MIGSpawner(KubeSpawner):
             self._mig_policy = (key, policy_from_settings(settings))
         return self._mig_policy[1]
 
-    @default("profile_list")
-    def _default_profile_list(self):
-        return _profile_list
+    @default("options_form")
+    def _mig_options_form_default(self):
+        if not self.tiers:  # no tiers: KubeSpawner, unchanged
+            return super()._options_form_default()
+        return render_form
 
     @default("apply_user_options")
-    def _default_apply_user_options(self):
-        # JupyterHub's generic hook would warn about 'tier'/'team': load_user_options
-        # below validates and applies them.
-        return _options_handled_in_load_user_options
+    def _mig_apply_user_options_default(self):
+        # With tiers, load_user_options validates and applies every option; JupyterHub's
+        # generic hook would only warn that 'tier'/'team' are unhandled.
+        return _handled_in_load_user_options if self.tiers else None
 
-    @default("additional_profile_form_template_paths")
-    def _default_template_paths(self):
-        return [TEMPLATES]
+    async def _mig_profiles(self, policy: Policy, live: bool = False) -> list[dict[str, Any]]:
+        """The admin's own profiles and the tiers, initialised as KubeSpawner does.
+
+        ``live``: with the form's figures (one decision per GPU profile); else static.
+        Raises ConfigError for a profile_list that does not fit the tiers.
+        """
+        own = self.profile_list
+        if callable(own):
+            own = await maybe_future(own(self))
+        own = self._sorted_dict_values(own or [])
+        groups = self._groups()
+        if not live:
+            profiles = tier_profiles(policy, groups, own)
+        else:
+            view = self.cluster_view()
+            known = await view.wait_known(min(self.cluster_sync_timeout, 3))
+            profiles = build_profile_list(
+                policy,
+                view.state,
+                user=label_value(self.user.name),
+                groups=groups,
+                known=known,
+                problem="" if known else messages.availability_unknown(),
+                own=own,
+            )
+        return self._get_initialized_profile_list(profiles)
 
     # ---------------------------------------------------------------- cluster view
 
@@ -243,9 +293,13 @@ class MIGSpawner(KubeSpawner):
         return f"{self.namespace}/{self.pod_name}"
 
     async def load_user_options(self):
-        """Validate the request, apply the tier, then decide and reserve -- before any pod."""
+        """Validate the request, apply the profile, then decide and reserve -- before any pod."""
+        self._mig_decision = None
+        if not self.tiers:  # no tiers: KubeSpawner, unchanged
+            return await super().load_user_options()
         try:
             policy = self.policy
+            profiles = await self._mig_profiles(policy)
         except ConfigError as e:
             self.log.error("mig-spawner is misconfigured: %s", e)
             raise _refusal(
@@ -253,33 +307,52 @@ class MIGSpawner(KubeSpawner):
                 reason="config",
                 status=500,
             ) from None
-        groups = self._groups()
         try:
-            options = parse_options(self.user_options, policy, groups)
+            options = parse_options(self.user_options, profiles, tuple(policy.tiers))
         except OptionsError as e:
             raise _refusal(str(e), reason="invalid-options", status=e.status) from None
         self.user_options = options.as_user_options()
-        # KubeSpawner applies the tier's kubespawner_override via profile_list; it needs
-        # only the static profiles, not the form's live figures (decided below, once).
-        self._mig_static_profiles = True
-        try:
-            await super().load_user_options()
-        finally:
-            self._mig_static_profiles = False
+        if options.profile is not None:
+            # KubeSpawner's own validation and override layering (profile, then choices).
+            try:
+                self._validate_user_options(profiles)
+                self._load_profile(options.profile, profiles)
+            except (ValueError, KeyError) as e:
+                raise _refusal(str(e), reason="invalid-options", status=400) from None
+        if options.tier is None:
+            self.log.info("Starting %s on CPU profile %s", self._log_name, options.profile)
+            self._set_record({"profile": options.profile, "gpu": None})
+            return
+        decision = await self._admit(policy, options)
+        self._apply_decision(decision)
+        self._set_record(
+            {
+                "profile": options.profile,
+                "tier": decision.tier,
+                "tier_name": policy.tiers[decision.tier].display_name,
+                "slice": decision.granted.profile,
+                "resource": decision.granted.resource,
+                "gpu": decision.granted.gpu_name,
+                "node": decision.node,
+                "team": decision.team,
+                "fallback": decision.fallback,
+                "requested": decision.requested.profile,
+            }
+        )
+        if options.team:
+            self.user_options["team"] = options.team
 
+    async def _admit(self, policy: Policy, options) -> admission.Decision:
         view = self.cluster_view()
         if not await view.wait_known(self.cluster_sync_timeout):
             self.log.warning("Refusing spawn: cluster state unknown (%s)", view.problem)
             raise _refusal(
-                "GPU availability is unknown right now (the hub cannot read the cluster); "
-                "please try again in a minute.",
-                reason="availability-unknown",
-                status=503,
+                messages.availability_unknown(), reason="availability-unknown", status=503
             )
         request = admission.SpawnRequest(
             user=label_value(self.user.name),
             tier=options.tier,
-            groups=groups,
+            groups=self._groups(),
             team=options.team,
             server_name=self.name,
         )
@@ -287,12 +360,55 @@ class MIGSpawner(KubeSpawner):
         decision = admission.admit(request, policy, view.state, pod_key=self._mig_pod_key)
         elapsed = time.perf_counter() - started
         self._mig_decision = decision
+        # One line at info per decision (a refusal is an answer, not an error), no traceback.
         metrics.record_decision(
             decision, user=self.user.name, server=self.name, seconds=elapsed, logger=self.log
         )
         if not decision.admitted:
             raise _refusal(decision.message, reason=decision.code, status=_STATUS[decision.code])
-        self._apply_decision(decision)
+        return decision
+
+    # ---------------------------------------------------------------- which slice you got
+
+    def _set_record(self, record: dict[str, Any]) -> None:
+        """What this server got: in user_options (REST, admin page), state and env vars."""
+        self._mig_record = record
+        self.user_options = {**self.user_options, RECORD_KEY: record}
+        if record.get("slice"):
+            # JupyterHub's admin page shows user_options["profile"]: say what it got.
+            fallback = f" (fallback from {record['requested']})" if record["fallback"] else ""
+            shown = f"{record['profile']}: {record['slice']} on {record['gpu']}{fallback}"
+            self.user_options["profile"] = shown
+        env = {
+            "MIG_SPAWNER_PROFILE": record.get("profile") or "",
+            "MIG_SPAWNER_TIER": record.get("tier") or "",
+            "MIG_SPAWNER_SLICE": record.get("slice") or "",
+            "MIG_SPAWNER_RESOURCE": record.get("resource") or "",
+            "MIG_SPAWNER_GPU": record.get("gpu") or "",
+            "MIG_SPAWNER_NODE": record.get("node") or "",
+            "MIG_SPAWNER_TEAM": record.get("team") or "",
+            "MIG_SPAWNER_FALLBACK": "true" if record.get("fallback") else "false",
+        }
+        # Braces would be taken for KubeSpawner template fields: keep them out.
+        env = {k: v.replace("{", "(").replace("}", ")") for k, v in env.items()}
+        self.environment = {**self.environment, **env}
+
+    def get_state(self):
+        state = super().get_state()
+        record = getattr(self, "_mig_record", None)
+        if record:
+            state[RECORD_KEY] = record
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        if state.get(RECORD_KEY):  # a hub restart: the running server's record is back
+            self.user_options = dict(self.user_options or {})
+            self._set_record(dict(state[RECORD_KEY]))
+
+    def clear_state(self):
+        super().clear_state()
+        self._mig_record = None
 
     def _apply_decision(self, decision: admission.Decision) -> None:
         granted = decision.granted
@@ -334,7 +450,15 @@ class MIGSpawner(KubeSpawner):
 
     async def stop(self, now=False):
         self._release("stopped")
-        return await super().stop(now=now)
+        result = await super().stop(now=now)
+        record = getattr(self, "_mig_record", None)
+        if record and record.get("profile") and isinstance(self.user_options, dict):
+            # Stopped: the form pre-selects the profile by its slug again.
+            self.user_options = {
+                **{k: v for k, v in self.user_options.items() if k != RECORD_KEY},
+                "profile": record["profile"],
+            }
+        return result
 
     def _release(self, why: str) -> None:
         view = self._current_view()
@@ -348,50 +472,23 @@ class MIGSpawner(KubeSpawner):
             return None
 
     async def progress(self):
-        """Our decision first; on a fallback, every later line keeps saying so."""
+        """Our decision first (the slice, and once, why it is a fallback); then every
+        line, which the progress page shows as its headline, names the slice."""
         decision = getattr(self, "_mig_decision", None)
-        note = ""
+        label = ""
         if decision is not None and decision.admitted:
             yield {"progress": 2, "message": decision.message}
-            if decision.fallback:
-                note = (
-                    f" ({decision.requested.profile} was full: running on {decision.granted.label})"
-                )
+            label = decision.granted.label
         async for event in super().progress():
-            if note and event.get("message"):
-                event = {**event, "message": event["message"] + note}
+            if label and event.get("message"):
+                event = {**event, "message": f"{label}: {event['message']}"}
             yield event
+
+
+def _handled_in_load_user_options(spawner, user_options):
+    return None
 
 
 def _view_key() -> tuple:
     """One view per event loop and API server (tests run several hubs in one process)."""
     return (asyncio.get_running_loop(), Configuration.get_default_copy().host)
-
-
-def _options_handled_in_load_user_options(spawner, user_options):
-    return None
-
-
-async def _profile_list(spawner: MIGSpawner) -> list[dict[str, Any]]:
-    """KubeSpawner calls this for the form (live figures) and in load_user_options (static)."""
-    try:
-        policy = spawner.policy
-    except ConfigError as e:
-        spawner.log.error("mig-spawner is misconfigured: %s", e)
-        return []
-    if getattr(spawner, "_mig_static_profiles", False):
-        return tier_profiles(policy, spawner._groups())
-    view = spawner.cluster_view()
-    known = await view.wait_known(min(spawner.cluster_sync_timeout, 3))
-    return build_profile_list(
-        policy,
-        view.state,
-        user=label_value(spawner.user.name),
-        groups=spawner._groups(),
-        known=known,
-        problem=(
-            "GPU availability is unknown right now: the hub cannot read the cluster."
-            if not known
-            else ""
-        ),
-    )

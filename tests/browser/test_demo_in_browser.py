@@ -2,9 +2,11 @@
 
 Runs the real ``mig-spawner demo`` (emulated cluster, kubelet running real
 jupyterhub-singleuser processes, JupyterHub with MIGSpawner) and walks it as users:
-alice starts a 1g notebook and reaches JupyterLab; once the two 1g slices are taken,
-bob (same team) is told his notebook falls back to a larger slice; bob, his team's
-quota nearly used, sees the larger tiers refused with the reason. Screenshots go to
+alice sees CPU, GPU and image choices and starts a 1g notebook in JupyterLab; once the
+two 1g slices are taken, erin is told why (the fallback is over her whole quota) and bob
+(same team) that his notebook falls back to a larger slice; bob, his team's quota nearly
+used, sees the larger tiers refused with the reason and starts a CPU server instead;
+dave types his own image for the training tier. Screenshots go to
 ``test-artifacts/browser/``.
 
 The tests run in order and share one demo.
@@ -13,6 +15,7 @@ The tests run in order and share one demo.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -116,16 +119,42 @@ def start_and_reach_lab(page: Page, user: str, shot: str) -> str:
     return page.title()
 
 
-def test_alice_sees_tiers_with_live_availability_and_reaches_jupyterlab(browser, demo):
+def test_the_banner_names_the_admin(demo):
+    banner = "".join(demo["lines"])
+    assert "admin:     alice" in banner and "/hub/admin" in banner
+    # nothing from the proxy's start-up (its 404s and stack dumps) before the banner
+    before = banner.split("mig-spawner demo is running")[0]
+    assert "404 GET" not in before and "ECONNREFUSED" not in before
+
+
+def test_alice_sees_cpu_gpu_and_image_choices_and_reaches_jupyterlab(browser, demo):
     page = login(browser, demo, "alice")
     page.wait_for_url("**/hub/spawn**")
+    slugs = page.locator("#kubespawner-profiles-list label.js-profile-label")
+    expect(slugs).to_have_count(4)
+    assert [slugs.nth(i).get_attribute("data-tier") for i in range(4)] == [
+        "cpu",
+        "training",
+        "notebook",
+        "full",
+    ]
+    expect(tier(page, "cpu")).to_contain_text("No GPU")
     notebook = tier(page, "notebook")
     expect(notebook).to_contain_text("1 × 1g.10gb · 10 GB · 16 SMs on H100 80GB")
     expect(notebook).to_contain_text("2 of 2 free")
     expect(notebook).to_contain_text("team vision: 0 of 4 compute slices in use")
     expect(tier(page, "full")).to_contain_text("1 × 7g.80gb")
-    # alice is in two teams: she picks the team
-    expect(page.locator("#profile-option-notebook--team")).to_have_value("vision")
+    # the admin's image choice on the training tier, with a free-text "Other"
+    image = page.locator("#profile-option-training--image")
+    expect(image.locator("option")).to_have_text(["PyTorch", "TensorFlow", "Other..."])
+    # alice is in two teams: a real select (Bootstrap's form-select), figures follow it
+    team = page.locator("#profile-option-notebook--team")
+    expect(team).to_have_value("vision")
+    expect(team).to_have_class(re.compile(r"\bform-select\b"))
+    expect(team).to_have_accessible_name("Team")
+    team.select_option("nlp")
+    expect(notebook.locator(".mig-quota")).to_have_text("team nlp: 0 of 8 compute slices in use")
+    team.select_option("vision")
     page.screenshot(path=str(ARTIFACTS / "01-tier-picker-alice.png"), full_page=True)
     page.check("#profile-item-notebook")
     title = start_and_reach_lab(page, "alice", "02-alice-jupyterlab.png")
@@ -141,15 +170,25 @@ def test_bob_is_told_his_notebook_falls_back_to_a_larger_slice(browser, demo):
     carol = login(browser, demo, "carol")
     carol.wait_for_url("**/hub/spawn**")
     expect(tier(carol, "notebook")).to_contain_text("1 of 2 free")
+    carol.check("#profile-item-notebook")
     start_and_reach_lab(carol, "carol", "03-carol-jupyterlab.png")
     carol.context.close()
     # erin's open form updates by itself (it refreshes its figures every 15 s)
     expect(tier(erin, "notebook")).to_contain_text("0 of 2 free", timeout=40_000)
-    # ... and for erin (personal quota: 1 slice) the 2g fallback would cost too much
-    expect(tier(erin, "notebook")).to_contain_text(
-        "would exceed your personal GPU quota: 0 of 1 compute slices in use; this needs 2 more"
+    # ... and for erin (personal quota: 1 slice, no server) the cause, not "stop a server"
+    reason = tier(erin, "notebook").locator(".mig-reason")
+    expect(reason).to_have_text(
+        "Every 1g.10gb on H100 80GB is taken (0 of 2 free), and the fallback, 2g.10gb on "
+        "A100 40GB, needs 2 compute slices: more than the whole of your personal GPU quota "
+        "(1 compute slice). Try again when a 1g.10gb slice is free."
     )
+    expect(reason).to_have_css("color", "rgb(139, 26, 26)")  # full contrast, no opacity
+    expect(tier(erin, "notebook")).to_have_css("opacity", "1")
     expect(erin.locator("#profile-item-notebook")).to_be_disabled()
+    # the refresh left a startable option selected: the CPU server
+    expect(erin.locator("#profile-item-cpu")).to_be_checked()
+    expect(erin.locator("#spawn_form [type=submit]")).to_be_enabled()
+    erin.screenshot(path=str(ARTIFACTS / "04-erin-quota-reason.png"), full_page=True)
     erin.context.close()
 
     bob = login(browser, demo, "bob")
@@ -160,34 +199,58 @@ def test_bob_is_told_his_notebook_falls_back_to_a_larger_slice(browser, demo):
     bob.screenshot(path=str(ARTIFACTS / "04-bob-fallback-note.png"), full_page=True)
     bob.check("#profile-item-notebook")
     bob.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
-    # the progress page says what happened, before JupyterLab opens
+    # the progress page says what happened, once, before JupyterLab opens
     expect(bob.locator("#progress-log")).to_contain_text(
-        "1g.10gb is not available (none free (0 of 2)); starting on the larger "
-        "1 × 2g.10gb · 10 GB · 28 SMs on A100 40GB",
+        "Starting on the larger 1 × 2g.10gb · 10 GB · 28 SMs on A100 40GB: every 1g.10gb on "
+        "H100 80GB is taken (0 of 2 free).",
         timeout=60_000,
     )
-    # ... and keeps saying it on the line a person reads while the server starts
+    # ... and its headline names the slice on every line, without repeating the note
     expect(bob.locator("#progress-message")).to_contain_text(
-        "(1g.10gb was full: running on 2g.10gb on A100 40GB)", timeout=60_000
+        "2g.10gb on A100 40GB: ", timeout=60_000
     )
+    bob.locator("#progress-details summary").click()  # open the event log for the shot
     bob.screenshot(path=str(ARTIFACTS / "05-bob-progress.png"), full_page=True)
     bob.wait_for_url("**/user/bob/**", timeout=120_000)
     expect(bob.locator(".jp-Launcher")).to_be_visible(timeout=120_000)
     bob.context.close()
 
 
-def test_bob_over_quota_sees_the_refusal(browser, demo):
+def test_bob_over_quota_sees_the_refusal_and_starts_a_cpu_server(browser, demo):
     # vision now holds alice's 1g and bob's 2g: 3 of its 4 compute slices
     page = login(browser, demo, "bob")
     page.goto(f"{demo['url']}/hub/spawn/bob/second")
     training = tier(page, "training")
-    expect(training).to_contain_text(
-        "would exceed team vision's GPU quota: 3 of 4 compute slices in use; this needs 3 more"
+    expect(training.locator(".mig-reason")).to_have_text(
+        "'3g training' needs 3 compute slices (3g.40gb on H100 80GB); team vision's GPU "
+        "quota has 3 of 4 compute slices in use (2 compute slices of them yours), 1 left. "
+        "Stop one of your servers: default server (2g.10gb), or ask your hub admin for a "
+        "larger quota."
     )
-    expect(training).to_contain_text("Your running servers: default server (2g.10gb)")
     expect(page.locator("#profile-item-training")).to_be_disabled()
     expect(page.locator("#profile-item-full")).to_be_disabled()
     page.screenshot(path=str(ARTIFACTS / "06-bob-over-quota.png"), full_page=True)
+    # a CPU server needs no GPU and no quota: it starts
+    expect(tier(page, "cpu")).to_contain_text("No GPU")
+    page.check("#profile-item-cpu")
+    page.click("#spawn_form [type=submit]")
+    page.wait_for_url("**/user/bob/second/**", timeout=120_000)
+    expect(page.locator(".jp-Launcher")).to_be_visible(timeout=120_000)
+    page.context.close()
+
+
+def test_dave_types_his_own_image_for_the_training_tier(browser, demo):
+    page = login(browser, demo, "dave")
+    page.wait_for_url("**/hub/spawn**")
+    page.check("#profile-item-training")
+    page.select_option("#profile-option-training--image", "unlisted-choice")
+    other = page.locator("#profile-option-training--image--unlisted-choice")
+    expect(other).to_be_visible()
+    other.fill("quay.io/jupyter/scipy-notebook:2024-12-09")
+    page.screenshot(path=str(ARTIFACTS / "07-dave-image-choice.png"), full_page=True)
+    page.click("#spawn_form [type=submit]")
+    expect(page.locator("#progress-log")).to_contain_text("Starting on 1 × 3g.40gb", timeout=60_000)
+    page.wait_for_url("**/user/dave/**", timeout=120_000)
     page.context.close()
 
 
@@ -204,7 +267,10 @@ def test_admin_sees_the_slice_map_team_bars_fallback_and_refusals(browser, demo)
         }"""
     )
     bob.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
-    expect(bob.locator("body")).to_contain_text("would exceed team vision's GPU quota")
+    # (dave holds the 3g.40gb now: the 7g fallback is over vision's whole quota)
+    expect(bob.locator("body")).to_contain_text(
+        "more than the whole of team vision's GPU quota (4 compute slices)"
+    )
     # bob is no admin: 403
     assert bob.goto(f"{demo['url']}/hub/mig").status == 403
     bob.context.close()
@@ -229,7 +295,7 @@ def test_admin_sees_the_slice_map_team_bars_fallback_and_refusals(browser, demo)
     refusal = page.locator("#mig-refusals .mig-refusal").first
     expect(refusal).to_contain_text("bob")
     expect(refusal).to_contain_text("quota")
-    expect(refusal).to_contain_text("would exceed team vision's GPU quota")
+    expect(refusal).to_contain_text("team vision's GPU quota")
     # the picture is JupyterHub's page: its navigation bar, with the admin link
     expect(page.locator("nav.navbar")).to_contain_text("Admin")
     page.screenshot(path=str(ARTIFACTS / "07-admin-slice-map.png"), full_page=True)

@@ -111,7 +111,8 @@ def test_fallback_to_a_larger_slice_when_the_requested_type_is_full(explain):
     ]
     assert out["candidates"][0]["reason"] == "none free (0 of 7)"
     assert out["quota"]["needed"] == 2  # charged at the granted 2g
-    assert "1g.10gb is not available (none free (0 of 7)); starting on the larger" in out["message"]
+    assert "Starting on the larger 1 × 2g.20gb" in out["message"]
+    assert "every 1g.10gb on H100 80GB is taken (0 of 7 free)" in out["message"]
 
 
 def test_fallback_stops_at_max_fallback_steps_and_skips_other_teams_when_asked(explain):
@@ -237,11 +238,12 @@ def test_quota_refusal_is_a_decision_with_the_figures(explain):
         (0, "7g.80gb", "H100 80GB", 1, 1, "quota"),
         (1, "whole-gpu", "H100 80GB", 1, 1, "fallback-disabled"),
     ]
-    assert (
-        "team vision's GPU quota: 4 of 8 compute slices in use; this needs 7 more"
-        in (out["message"])
+    assert out["message"].startswith(
+        "'7g full GPU' needs 7 compute slices (7g.80gb on H100 80GB); team vision's GPU quota "
+        "has 4 of 8 compute slices in use (1 compute slice of them yours), 4 left."
     )
-    assert "Your running servers: default server (1g.10gb)." in out["message"]
+    # Stopping alice's 1g would leave 3 + 7 > 8: the message does not suggest it.
+    assert "stop one of your servers" not in out["message"].lower()
 
 
 def test_personal_default_quota_for_a_user_in_no_team(explain):
@@ -329,7 +331,7 @@ def test_text_report_shows_tier_team_chain_verdict_and_message(cli):
     assert "ADMITTED (fallback): 2g.20gb on H100 80GB (node gke-lab-h100-b)" in verdict
     assert "nvidia.com/mig-2g.20gb" in verdict
     assert any(line.startswith("Quota:    compute_slices: 1 used, limit 14") for line in lines)
-    assert lines[-1].startswith("Message:  1g.10gb is not available")
+    assert lines[-1].startswith("Message:  Starting on the larger 1 × 2g.20gb")
 
 
 def test_text_report_of_a_refusal(cli):

@@ -3,8 +3,9 @@
 import pytest
 from k8s_factories import node, pod
 
+from mig_spawner.core.admission import SpawnRequest, decide
 from mig_spawner.core.cluster import ADDED, ClusterState
-from mig_spawner.core.form import build_profile_list
+from mig_spawner.core.form import build_profile_list, tier_profiles
 from mig_spawner.core.options import OptionsError, SpawnOptions, parse_options
 from mig_spawner.core.policy import build_policy
 
@@ -24,39 +25,58 @@ POLICY = build_policy(
 )
 
 
+def parse(options, groups=()):
+    return parse_options(options, tier_profiles(POLICY, groups), POLICY.tiers)
+
+
 def test_form_and_rest_shapes_are_accepted():
-    assert parse_options({"profile": "notebook"}, POLICY, ["vision"]) == SpawnOptions("notebook")
-    assert parse_options({"tier": "full", "team": "vision"}, POLICY, ["vision"]) == SpawnOptions(
-        "full", "vision"
+    assert parse({"profile": "notebook"}, ["vision"]) == SpawnOptions("notebook", "notebook")
+    assert parse({"tier": "full", "team": "vision"}, ["vision"]) == SpawnOptions(
+        "full", "full", "vision"
     )
-    assert parse_options({}, POLICY, []).tier == "notebook"  # the default tier
-    assert parse_options(None, POLICY, []).as_user_options() == {"profile": "notebook"}
+    assert parse({}).tier == "notebook"  # the default tier
+    assert parse(None).as_user_options() == {"profile": "notebook"}
+    # the server record mig-spawner writes into user_options is not a request
+    assert parse({"profile": "notebook", "mig": {"slice": "1g.10gb"}}).tier == "notebook"
 
 
 @pytest.mark.parametrize(
-    "options, groups, status, fragment",
+    "options, fragment",
     [
         (
             {"tier": "notebook", "extra_resource_limits": {"nvidia.com/gpu": 8}},
-            [],
-            400,
-            "refused: 'extra_resource_limits'",
+            "must be a string",
         ),
-        ({"tier": "notebook", "node_selector": {"a": "b"}}, [], 400, "'node_selector'"),
-        ({"tier": "notebook", "kubespawner_override": {}}, [], 400, "overrides"),
-        ({"tier": "huge"}, [], 400, "There is no tier 'huge'"),
-        ({"tier": "full"}, ["nlp"], 403, "not available to you"),
-        ({"tier": "notebook", "team": "vision"}, ["nlp"], 403, "not a member"),
-        ({"tier": "notebook", "team": "misc"}, ["misc"], 403, "has no GPU quota"),
-        ({"tier": "notebook", "profile": "training"}, [], 400, "disagree"),
-        ({"tier": 3}, [], 400, "must be a string"),
-        (["notebook"], [], 400, "JSON object"),
+        ({"tier": "notebook", "node_selector": "a=b"}, "accepts no 'node_selector'"),
+        ({"tier": "notebook", "kubespawner_override": "x"}, "overrides are set by the hub"),
+        ({"profile": "huge"}, "There is no profile 'huge'"),
+        ({"tier": "notebook", "profile": "training"}, "disagree"),
+        ({"tier": 3}, "must be a string"),
+        (["notebook"], "JSON object"),
     ],
 )
-def test_forged_options_are_refused(options, groups, status, fragment):
+def test_forged_options_are_refused(options, fragment):
     with pytest.raises(OptionsError) as err:
-        parse_options(options, POLICY, groups)
-    assert err.value.status == status and fragment in str(err.value)
+        parse(options)
+    assert err.value.status == 400 and fragment in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "options, groups, code, fragment",
+    [
+        ({"tier": "huge"}, [], "unknown-tier", "There is no tier 'huge'"),
+        ({"tier": "full"}, ["nlp"], "forbidden-tier", "only for members of vision"),
+        ({"profile": "full"}, ["nlp"], "forbidden-tier", "only for members of vision"),
+        ({"tier": "notebook", "team": "vision"}, ["nlp"], "not-in-team", "not a member"),
+        ({"tier": "notebook", "team": "misc"}, ["misc"], "not-in-team", "has no GPU quota"),
+    ],
+)
+def test_visibility_and_membership_are_decided_once_by_decide(options, groups, code, fragment):
+    """options checks shape only; the same request reaches decide(), which refuses."""
+    opts = parse(options, groups)
+    request = SpawnRequest(user="u", tier=opts.tier, groups=tuple(groups), team=opts.team)
+    d = decide(request, POLICY, state_with())
+    assert not d.admitted and d.code == code and fragment in d.message
 
 
 def state_with(*pods):
@@ -86,7 +106,7 @@ def test_profile_list_fallback_note_and_disabled_tier():
     nb, training = profiles[0]["mig"], profiles[1]["mig"]
     assert nb["available"] == "0 of 2 free"
     assert nb["fallback_note"] == "none free: starts on 2g.20gb on H100 80GB"
-    assert training["disabled"] and "No GPU slice for '3g training' is free" in training["reason"]
+    assert training["disabled"] and "No slice for '3g training' is free" in training["reason"]
 
 
 def test_user_in_two_teams_picks_the_team_and_default_is_first_with_room():

@@ -111,3 +111,29 @@ def test_null_entries_are_removed_not_unlimited():
     assert policy.quota_for(None) == Quota(servers=1)
     with pytest.raises(ConfigError, match="non-empty"):
         build_policy(tiers={"a": None})
+
+
+def test_a_helm_null_anywhere_inside_a_tier_or_quota_means_absent():
+    """Helm overlays write `groups: null`; it used to refuse every spawn."""
+    from mig_spawner.core.policy import build_policy
+
+    policy = build_policy(
+        tiers={
+            "nb": {
+                "display_name": "1g notebook",
+                "groups": None,
+                "description": None,
+                "node_selector": {"pool": "gpu", "zone": None},
+                "tolerations": [None, {"key": "nvidia.com/gpu", "operator": "Exists"}],
+                "kubespawner_override": {"image": "x:1", "cpu_limit": None},
+            }
+        },
+        team_quotas={"vision": {"compute_slices": None, "servers": 2}},
+    )
+    tier = policy.tiers["nb"]
+    assert tier.groups == frozenset() and tier.visible_to(("anyone",))
+    assert dict(tier.node_selector) == {"pool": "gpu"}
+    assert [dict(t) for t in tier.tolerations] == [{"key": "nvidia.com/gpu", "operator": "Exists"}]
+    assert dict(tier.kubespawner_override) == {"image": "x:1"}
+    quota = policy.quota_for("vision")
+    assert quota.compute_slices is None and quota.servers == 2

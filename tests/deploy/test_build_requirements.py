@@ -51,7 +51,7 @@ def test_lowest_allowed_setuptools_builds_the_wheel(tmp_path):
     assert "License-Expression: BSD-3-Clause" in metadata
     # package data the hub needs at run time is in the wheel
     assert "mig_spawner/core/data/catalog.json" in names
-    assert "mig_spawner/hub/templates/form.html" in names
+    assert "mig_spawner/hub/templates/mig-form.html" in names
 
 
 def test_the_release_before_the_bound_cannot_build_it(tmp_path):

@@ -184,7 +184,9 @@ def test_gpus_are_left_to_mig_spawner(name):
     resources = {**cfg.KubeSpawner.get("extra_resource_limits", {})}
     resources |= cfg.KubeSpawner.get("extra_resource_guarantees", {})
     assert not [r for r in resources if r.startswith("nvidia.com/")]
-    assert not cfg.KubeSpawner.get("profile_list")
+    # an admin's own profiles (singleuser.profileList) never request a GPU themselves
+    for profile in cfg.KubeSpawner.get("profile_list") or []:
+        assert "nvidia.com/" not in repr(profile.get("kubespawner_override", {}))
 
 
 @pytest.mark.parametrize("name", DEPLOYMENTS)
@@ -202,7 +204,7 @@ def test_managed_groups_never_meet_load_groups(name):
 def test_variant_only_adjusts_the_base_tiers_and_teams(name):
     # Helm merges maps: a tier slug that the base lacks would be offered *in addition*.
     base = load_yaml(BASE_VALUES)["hub"]["config"]["MIGSpawner"]
-    variant = load_yaml(VARIANTS[name])["hub"]["config"].get("MIGSpawner", {})
+    variant = load_yaml(VARIANTS[name]).get("hub", {}).get("config", {}).get("MIGSpawner", {})
     assert set(variant.get("tiers", {})) <= set(base["tiers"])
     assert set(variant.get("fallback_chains", {})) <= set(base["tiers"])
 

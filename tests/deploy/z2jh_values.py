@@ -36,6 +36,7 @@ VARIANTS = {
     "single-strategy": HELM_VALUES / "values-single-strategy.yaml",
     "mixed-a100-h100": HELM_VALUES / "values-mixed-a100-h100.yaml",
     "oauth-teams": HELM_VALUES / "values-oauth-teams.yaml",
+    "cpu-and-images": HELM_VALUES / "values-cpu-and-images.yaml",
 }
 #: Every deployment an operator can make from helm-values/: the base file, or base + a variant.
 DEPLOYMENTS: dict[str, tuple[Path, ...]] = {

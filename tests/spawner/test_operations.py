@@ -102,13 +102,14 @@ async def test_metrics_log_lines_and_admin_page(hub):
     )
     assert " server=big team=vision tier=training requested=3g.40gb granted=- " in decisions[1]
     assert "outcome=refused code=quota" in decisions[1]
-    assert 'reason="' in decisions[1] and "would exceed team vision" in decisions[1]
+    assert 'reason="' in decisions[1] and "team vision's GPU quota has 1 of 3" in decisions[1]
 
     # --- the admin page: bob's slice, the team bar, the refusal; 403 for bob himself.
     html = (await get_page("mig", app, cookies=admin)).content.decode("utf-8")
     assert f'data-node="{node}"' in html and 'data-user="bob"' in html
     assert 'data-team="vision" data-unit="compute_slices"' in html and "1 of 3" in html
-    assert "would exceed team vision" in html and "<code>quota</code>" in html
+    assert "team vision&#39;s GPU quota has 1 of 3" in html.replace("'", "&#39;")
+    assert "<code>quota</code>" in html
     assert "Cluster view healthy" in html and 'hub/admin">Admin</a>' in html  # page.html's nav
     assert (await get_page("mig", app, cookies=bob)).status_code == 403
     fragment = (await get_page("mig?fragment=1", app, cookies=admin)).content.decode("utf-8")

@@ -103,11 +103,29 @@ async def test_fallback_when_the_slice_type_is_full_and_the_user_is_told(hub):
     assert ann["mig-spawner/granted-profile"] == "2g.20gb"
     assert ann["mig-spawner/chain"] == "1g.10gb:full,2g.20gb:granted"
     spawner = app.users["bob"].spawners[""]
-    assert "1g.10gb is not available (none free (0 of 2)); starting on the larger" in (
-        spawner._mig_decision.message
+    assert spawner._mig_decision.message.startswith(
+        "Starting on the larger 1 × 2g.20gb · 20 GB · 32 SMs on H100 80GB: "
+        "every 1g.10gb on H100 80GB is taken (0 of 2 free)."
     )
     events = [e async for e in _first_progress(spawner)]
-    assert "starting on the larger 1 × 2g.20gb" in events[0]["message"]
+    assert events[0]["message"].startswith("Starting on the larger 1 × 2g.20gb")
+    # Which slice it got, everywhere: env vars, user_options (REST/admin page), state.
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["MIG_SPAWNER_TIER"] == "notebook" and env["MIG_SPAWNER_SLICE"] == "2g.20gb"
+    assert env["MIG_SPAWNER_PROFILE"] == "notebook" and env["MIG_SPAWNER_FALLBACK"] == "true"
+    assert env["MIG_SPAWNER_GPU"] == "H100 80GB" and env["MIG_SPAWNER_TEAM"] == "vision"
+    assert env["MIG_SPAWNER_NODE"] == pod["spec"]["nodeName"]
+    model = (await api_request(app, "users", "bob")).json()["servers"][""]
+    record = model["user_options"]["mig"]
+    assert record["slice"] == "2g.20gb" and record["requested"] == "1g.10gb"
+    assert record["fallback"] is True and record["tier_name"] == "1g notebook"
+    assert spawner.get_state()["mig"] == record
+    # the admin page's "Profile" column shows user_options["profile"]: what it got
+    assert (
+        model["user_options"]["profile"] == "notebook: 2g.20gb on H100 80GB (fallback from 1g.10gb)"
+    )
+    await stop(app, "bob")
+    assert spawner.user_options["profile"] == "notebook"  # the form pre-selects it again
 
 
 async def _first_progress(spawner):
@@ -123,8 +141,12 @@ async def test_quota_refusal_is_clear_and_creates_no_pod(hub):
     r = await spawn(app, "bob", {"tier": "training"}, server="big")
     assert r.status_code == 403, r.text
     message = r.json()["message"]
-    assert "would exceed team vision's GPU quota: 1 of 3 compute slices in use" in message
-    assert "Your running servers: default server (1g.10gb)" in message
+    assert message == (
+        "'3g training' needs 3 compute slices (3g.40gb on H100 80GB); team vision's GPU "
+        "quota has 1 of 3 compute slices in use (1 compute slice of them yours), 2 left. "
+        "Stop one of your servers: default server (1g.10gb), or ask your hub admin for a "
+        "larger quota."
+    )
     assert len(pods_of(cluster, user="bob")) == 1
     view = app.users["bob"].spawners[""].cluster_view()
     assert not view.state.reservations  # the refusal reserved nothing
@@ -287,10 +309,10 @@ async def test_spawn_from_the_form_submits_tier_and_team(hub):
     await wait_ready(app, "alice")
     (pod,) = pods_of(cluster, user="alice")
     assert pod["metadata"]["labels"]["mig-spawner/team"] == "nlp"
-    assert json.loads(json.dumps(app.users["alice"].spawners[""].user_options)) == {
-        "profile": "notebook",
-        "team": "nlp",
-    }
+    options = json.loads(json.dumps(app.users["alice"].spawners[""].user_options))
+    record = options.pop("mig")
+    assert options == {"profile": "notebook: 1g.10gb on H100 80GB", "team": "nlp"}
+    assert record["team"] == "nlp" and record["slice"] == "1g.10gb" and not record["fallback"]
 
 
 async def test_a_failed_start_releases_its_reservation(hub):

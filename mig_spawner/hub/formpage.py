@@ -1,0 +1,46 @@
+"""The spawn form page: the admin's profiles and the tiers, rendered with live figures."""
+
+from __future__ import annotations
+
+import os
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader
+
+from ..core import messages
+from ..core.policy import ConfigError
+
+TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
+
+
+async def render_form(spawner) -> str:
+    """The spawn form: the admin's profiles and the tiers, with live figures.
+
+    An admin's own form template (``profile_form_template``, or a ``form.html`` in
+    ``additional_profile_form_template_paths``, e.g. jupyterhub-fancy-profiles) gets the
+    combined list through KubeSpawner's own renderer; otherwise ours renders it. Ours
+    gets ``user_options`` itself, so it works with KubeSpawner 7.0 too.
+    """
+    try:
+        profiles = await spawner._mig_profiles(spawner.policy, live=True)
+    except ConfigError as e:
+        spawner.log.error("mig-spawner is misconfigured: %s", e)
+        return (
+            "<p class='alert alert-danger'>GPU spawning is misconfigured on this hub; "
+            "please tell your hub admin.</p>"
+        )
+    admin_template = spawner.profile_form_template or any(
+        os.path.isfile(os.path.join(p, "form.html"))
+        for p in spawner.additional_profile_form_template_paths
+    )
+    if admin_template:
+        return spawner._render_options_form(profiles)
+    env = Environment(
+        loader=ChoiceLoader([FileSystemLoader(TEMPLATES), PackageLoader("kubespawner")]),
+        autoescape=True,
+    )
+    startable = [p for p in profiles if not p["mig"]["disabled"]]
+    return env.get_template("mig-form.html").render(
+        profile_list=profiles,
+        user_options=spawner.user_options or {},
+        nothing_can_start=messages.nothing_can_start() if not startable else "",
+    )
