@@ -44,6 +44,8 @@ class SpawnRequest:
     groups: tuple[str, ...] = ()
     team: str | None = None  # None: the first of the user's teams with room
     server_name: str = ""
+    #: nodes not to grant on: where this spawn's pod already failed to schedule
+    avoid_nodes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ def decide(request: SpawnRequest, policy: Policy, state: ClusterState) -> Decisi
     elif not teams:
         teams = [""]
 
+    scopes_now = tuple(policy.teams_for(groups)) or ("",)
     steps = tier_chain(tier, state)
     if not steps:
         return _refuse(
@@ -154,7 +157,7 @@ def decide(request: SpawnRequest, policy: Policy, state: ClusterState) -> Decisi
         )
     refusals = []
     for team in teams:
-        decision = _decide_for_team(request, policy, state, tier, steps, team)
+        decision = _decide_for_team(request, policy, state, tier, steps, team, scopes_now)
         if decision.admitted:
             return decision
         refusals.append(decision)
@@ -162,10 +165,10 @@ def decide(request: SpawnRequest, policy: Policy, state: ClusterState) -> Decisi
     return next((d for d in refusals if d.code == CAPACITY), refusals[0])
 
 
-def _free_nodes(state: ClusterState, tier: Tier, kind: SliceType):
+def _free_nodes(state: ClusterState, tier: Tier, kind: SliceType, avoid=frozenset()):
     nodes = reachable(tier, state.nodes_offering(kind))
     total = sum(n.offers.get(kind, 0) for n in nodes)
-    usable = [(state.free(n, kind), n) for n in nodes if n.usable]
+    usable = [(state.free(n, kind), n) for n in nodes if n.usable and n.name not in avoid]
     return nodes, total, [(f, n) for f, n in usable if f > 0]
 
 
@@ -176,9 +179,10 @@ def _decide_for_team(
     tier: Tier,
     steps: list[list[SliceType]],
     team: str,
+    scopes_now: tuple[str, ...],
 ) -> Decision:
     quota = policy.quota_for(team or None)
-    usage = state.usage(team, request.user)
+    usage = state.usage(team, request.user, scopes_now)
     requested = steps[0][0]
     reports: list[CandidateReport] = []
     last_check: QuotaCheck | None = None
@@ -192,7 +196,7 @@ def _decide_for_team(
     )
     for step, kinds in enumerate(steps):
         for kind in kinds:
-            nodes, total, free_nodes = _free_nodes(state, tier, kind)
+            nodes, total, free_nodes = _free_nodes(state, tier, kind, request.avoid_nodes)
             free = sum(f for f, _ in free_nodes)
 
             def report(outcome, reason, kind=kind, step=step, free=free, total=total):
@@ -277,6 +281,8 @@ def admit(request: SpawnRequest, policy: Policy, state: ClusterState, *, pod_key
                 server_name=request.server_name,
                 tier=decision.tier,
                 requested_profile=decision.requested.profile if decision.requested else "",
+                node_selector=dict(decision.node_selector),
+                tolerations=decision.tolerations,
             )
         )
     return decision

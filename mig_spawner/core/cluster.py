@@ -6,21 +6,26 @@ the slice types of its tier and only the pods of the user's team -- it never sca
 cluster.
 
 A *reservation* is an admitted spawn whose pod the watch has not reported yet. It
-holds its slice on its node until the pod is seen bound to a node (then the pod itself
-holds it) or is released (spawn failed, timed out, stopped). It holds its quota until
-the pod is seen at all. So concurrent spawns never double-book a slice or overshoot a
-quota, whatever the order in which reserve, release and pod events arrive.
+holds its slice on its node and its quota until the pod is seen (the pod is pinned to that
+node, so from then on the pod itself holds both, bound or not -- which also holds after a
+hub restart) or is released (spawn failed, timed out, stopped). So concurrent spawns never
+double-book a slice or overshoot a quota, whatever the order in which reserve, release
+and pod events arrive.
+
+A reservation whose node becomes unusable before its pod exists (cordoned, NotReady,
+tainted against the tier, deleted) moves to another node within the tier's reach, or is
+dropped and listed in :attr:`ClusterState.displaced` for the spawner to decide again.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .nodes import NodeInfo, SliceType, parse_node
-from .pods import Charge, PodInfo, label_value, parse_pod
+from .pods import Charge, PodInfo, Trust, parse_pod
 from .quota import Usage
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
@@ -37,6 +42,18 @@ class Reservation:
     server_name: str = ""
     tier: str = ""
     requested_profile: str = ""  # the profile the tier asked for (differs on a fallback)
+    #: the tier's reach: a reservation only ever moves to nodes this selector and these
+    #: tolerations admit
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+
+    def fits(self, node: NodeInfo) -> bool:
+        """Could this reservation's pod run on ``node`` now?"""
+        return (
+            node.usable
+            and node.admits(self.node_selector, self.tolerations) is None
+            and self.slice_type in node.offers
+        )
 
 
 def _add(counter: dict[str, int], requests: Mapping[str, int], sign: int) -> None:
@@ -49,7 +66,9 @@ def _add(counter: dict[str, int], requests: Mapping[str, int], sign: int) -> Non
 class ClusterState:
     """Nodes, GPU pods and reservations. Pure: no I/O, the shell feeds it events."""
 
-    def __init__(self) -> None:
+    def __init__(self, trust: Trust | None = None) -> None:
+        #: which pods are this hub's (count toward quotas); others only hold capacity
+        self.trust = trust or Trust()
         self.nodes: dict[str, NodeInfo] = {}
         self.pods: dict[str, PodInfo] = {}
         self.reservations: dict[str, Reservation] = {}
@@ -57,7 +76,10 @@ class ClusterState:
         self._used: dict[str, dict[str, int]] = defaultdict(dict)  # node -> resource -> n
         self._reserved: dict[str, dict[str, int]] = defaultdict(dict)
         self._nodes_by_type: dict[SliceType, set[str]] = defaultdict(set)
-        self._pods_by_scope: dict[str, set[str]] = defaultdict(set)  # quota scope -> pod keys
+        self._pods_by_scope: dict[tuple, set[str]] = defaultdict(set)  # quota scope -> keys
+        self._pods_by_user: dict[str, set[str]] = defaultdict(set)  # exact user -> pod keys
+        #: reservation key -> why it was dropped (its node went away before the pod existed)
+        self.displaced: dict[str, str] = {}
         #: reservation key -> uid of the *earlier* pod that had its name when it was made
         #: (a server restarted while its old pod is still listed); "" if that pod had none
         self._earlier: dict[str, str] = {}
@@ -78,16 +100,50 @@ class ClusterState:
                 if not self._nodes_by_type[kind]:
                     del self._nodes_by_type[kind]
         self.version += 1
-        if event_type == DELETED:
-            return None
-        self.nodes[node.name] = node
-        for kind in node.offers:
-            self._nodes_by_type[kind].add(node.name)
-        return node
+        if event_type != DELETED:
+            self.nodes[node.name] = node
+            for kind in node.offers:
+                self._nodes_by_type[kind].add(node.name)
+        self._displace_from(node.name, "deleted" if event_type == DELETED else None)
+        return None if event_type == DELETED else node
+
+    def _displace_from(self, node_name: str, gone: str | None) -> None:
+        """Move (or drop) the reservations on ``node_name`` that can no longer start there."""
+        node = self.nodes.get(node_name)
+        stuck = sorted(
+            key
+            for key, res in self.reservations.items()
+            if res.node == node_name and (node is None or not res.fits(node))
+        )
+        for key in stuck:
+            res = self.reservations[key]
+            why = gone or (node.why_unusable() if node is not None else None)
+            if why is None and node is not None:
+                why = node.admits(res.node_selector, res.tolerations) or "no longer offers it"
+            target = self._room_for(res, exclude=node_name)
+            _add(self._reserved[node_name], {res.slice_type.resource: 1}, -1)
+            if target is None:
+                del self.reservations[key]
+                self._earlier.pop(key, None)
+                self.displaced[key] = f"node {node_name} is {why}"
+            else:
+                _add(self._reserved[target], {res.slice_type.resource: 1}, +1)
+                self.reservations[key] = replace(res, node=target)
+            self.version += 1
+
+    def _room_for(self, res: Reservation, exclude: str) -> str | None:
+        """The node within ``res``'s reach with the most free slices of its type, if any."""
+        room = [
+            (self.free(other, res.slice_type), other.name)
+            for other in self.nodes_offering(res.slice_type)
+            if other.name != exclude and res.fits(other)
+        ]
+        room = [r for r in room if r[0] > 0]
+        return min(room, key=lambda fn: (-fn[0], fn[1]))[1] if room else None
 
     def apply_pod_event(self, event_type: str, obj: Any) -> PodInfo | None:
         """Apply one Pod watch event (any namespace). Raises ValueError if it is not a Pod."""
-        pod = parse_pod(obj)
+        pod = parse_pod(obj, self.trust)
         earlier = self._is_earlier_pod(event_type, pod)
         if not earlier:
             self._earlier.pop(pod.key, None)
@@ -100,25 +156,26 @@ class ClusterState:
         if not pod.requests and not pod.managed:
             return pod  # holds no GPU and no quota: nothing to track
         self.pods[pod.key] = pod
-        if pod.active and pod.node:
-            _add(self._used[pod.node], pod.requests, +1)
+        if pod.slot:
+            _add(self._used[pod.slot], pod.requests, +1)
         if pod.active and pod.managed:
             self._pods_by_scope[self.scope(pod.team, pod.user)].add(pod.key)
-        if (pod.node or not pod.active) and not earlier:
+            self._pods_by_user[pod.user].add(pod.key)
+        if (pod.slot or not pod.active) and not earlier:
             self._drop_reservation(pod.key)  # the pod now holds what was reserved
-        if pod.active and pod.node:
+        if pod.slot:
             for resource in pod.requests:
-                self._rebalance(pod.node, resource)
+                self._rebalance(pod.slot, resource)
         return pod
 
     def _rebalance(self, node_name: str, resource: str) -> None:
         """Move reservations off ``node_name`` while pods and reservations overbook it.
 
-        A reservation names a node, but the pod's node selector names only the GPU model:
-        the scheduler may bind it (or another namespace's pod) to another node with the
-        same slice type, one whose free slices were reserved for other spawns. Those
-        reservations then move to a node of the same slice type that has room (the one
-        the bound pod had reserved, typically), so the books match the slices again.
+        Our pods are pinned to their reserved node, but a pod the hub did not create (a
+        batch job, another hub's) may bind to a node whose free slices were reserved for
+        spawns whose pods do not exist yet. Those reservations then move to a node within
+        their tier's reach, usable, with room; if there is none they stay (the node shows
+        0 free, and the spawn's own pod will fail to schedule and be decided again).
         """
         node = self.nodes.get(node_name)
         kind = node.resources.get(resource) if node is not None else None
@@ -126,19 +183,16 @@ class ClusterState:
             return
         while self._headroom(node, kind) < 0:
             movable = sorted(
-                key
+                (key, target)
                 for key, res in self.reservations.items()
-                if res.node == node_name and res.slice_type == kind
+                if res.node == node_name
+                and res.slice_type == kind
+                and (target := self._room_for(res, exclude=node_name)) is not None
             )
-            room = [
-                (self.free(other, kind), other.name)
-                for other in self.nodes_offering(kind)
-                if other.name != node_name and self.free(other, kind) > 0
-            ]
-            if not movable or not room:
+            if not movable:
                 return  # nowhere to go: stay conservative (the node shows 0 free)
-            _, target = min(room, key=lambda fn: (-fn[0], fn[1]))  # most room, then by name
-            res = self.reservations[movable[-1]]
+            key, target = movable[-1]
+            res = self.reservations[key]
             _add(self._reserved[node_name], {resource: 1}, -1)
             _add(self._reserved[target], {resource: 1}, +1)
             self.reservations[res.key] = replace(res, node=target)
@@ -185,13 +239,16 @@ class ClusterState:
         old = self.pods.pop(key, None)
         if old is None:
             return
-        if old.active and old.node:
-            _add(self._used[old.node], old.requests, -1)
+        if old.slot:
+            _add(self._used[old.slot], old.requests, -1)
         if old.managed:
-            scope = self.scope(old.team, old.user)
-            self._pods_by_scope[scope].discard(key)
-            if not self._pods_by_scope[scope]:
-                del self._pods_by_scope[scope]
+            for index, bucket in (
+                (self._pods_by_scope, self.scope(old.team, old.user)),
+                (self._pods_by_user, old.user),
+            ):
+                index[bucket].discard(key)
+                if not index[bucket]:
+                    del index[bucket]
 
     # ------------------------------------------------------------------ reservations
 
@@ -199,6 +256,7 @@ class ClusterState:
         if reservation.key in self.reservations:
             raise ValueError(f"{reservation.key} is already reserved")
         self.reservations[reservation.key] = reservation
+        self.displaced.pop(reservation.key, None)
         earlier = self.pods.get(reservation.key)
         if earlier is not None:  # a server restarted while its old pod is still listed
             self._earlier[reservation.key] = earlier.uid
@@ -207,6 +265,7 @@ class ClusterState:
 
     def release(self, key: str) -> bool:
         """Give back a reservation (spawn failed, timed out or stopped). True if one was held."""
+        self.displaced.pop(key, None)
         return self._drop_reservation(key)
 
     def _drop_reservation(self, key: str) -> bool:
@@ -221,13 +280,14 @@ class ClusterState:
     # ------------------------------------------------------------------ queries
 
     @staticmethod
-    def scope(team: str, user: str | None) -> str:
+    def scope(team: str, user: str | None) -> tuple[str, str]:
         """Quota scope: the team, or the user alone when on the default quota.
 
-        Names are compared as label values, so pods labelled by the spawner match the
-        hub's user and group names whatever characters those contain.
+        Exact names, tagged by kind: two different users, or two different teams, never
+        share a scope whatever characters their names contain (a user and a team of the
+        same name do not either). The names come from the hub's annotations, exact.
         """
-        return f"team:{label_value(team)}" if team else f"user:{label_value(user or '')}"
+        return ("team", team) if team else ("user", user or "")
 
     def slice_types(self) -> list[SliceType]:
         """Every slice type some node offers, smallest first.
@@ -260,12 +320,25 @@ class ClusterState:
         held = self._used[node.name].get(resource, 0) + self._reserved[node.name].get(resource, 0)
         return node.offers.get(kind, 0) - held
 
-    def usage(self, team: str, user: str) -> Usage:
-        """Quota usage of ``team`` ("" = ``user`` on the default quota), incl. reservations."""
+    def usage(self, team: str, user: str, scopes_now: Iterable[str] | None = None) -> Usage:
+        """Quota usage of ``team`` ("" = ``user`` on the default quota), incl. reservations.
+
+        ``scopes_now``: the teams whose quota applies to ``user`` now ("" for the default
+        quota). ``user``'s servers recorded under any other scope -- a team since removed
+        from ``team_quotas``, a group the user left, the default quota of a user who has
+        since joined a team -- count here too: changing the configuration never frees a
+        running server from every quota.
+        """
         scope = self.scope(team, user)
+        keys = set(self._pods_by_scope.get(scope, ()))
+        if scopes_now is not None:
+            allowed = set(scopes_now)
+            keys.update(
+                k for k in self._pods_by_user.get(user, ()) if self.pods[k].team not in allowed
+            )
         usage = Usage()
         holders: list[tuple[str, str, Charge, str]] = []
-        for key in self._pods_by_scope.get(scope, ()):
+        for key in sorted(keys):
             pod = self.pods[key]
             holders.append(
                 (pod.user or "", pod.server_name, pod.charge or Charge(0, 0), pod.profile)
@@ -274,13 +347,32 @@ class ClusterState:
             unseen = res.key not in self.pods or res.key in self._earlier
             if self.scope(res.team, res.user) == scope and unseen:
                 holders.append((res.user, res.server_name, res.charge, res.slice_type.profile))
-        me = label_value(user)
         for holder, server_name, charge, profile in holders:
             usage.compute_slices += charge.compute_slices
             usage.memory_gb += charge.memory_gb
             usage.servers += 1
-            if label_value(holder) == me:
+            if holder == user:
                 usage.user_compute_slices += charge.compute_slices
                 usage.own_servers.append((server_name, profile))
         usage.own_servers.sort()
         return usage
+
+    def placement_problem(self, key: str) -> str | None:
+        """Why the spawn ``key`` (reserved, or its pod created but unbound) cannot start, if so.
+
+        Its reservation was displaced, or its pod waits for a pinned node that is gone,
+        cordoned, NotReady or no longer offers the slice. None while it can still start.
+        """
+        if key in self.displaced:
+            return self.displaced[key]
+        pod = self.pods.get(key)
+        if pod is None or pod.node or not pod.active or not pod.pinned:
+            return None
+        node = self.nodes.get(pod.pinned)
+        if node is None:
+            return f"node {pod.pinned} is deleted"
+        if not node.usable:
+            return f"node {pod.pinned} is {node.why_unusable()}"
+        if not any(r in node.resources for r in pod.requests):
+            return f"node {pod.pinned} no longer offers {pod.profile}"
+        return None

@@ -315,6 +315,13 @@ def parse_node(obj: Any) -> NodeInfo:
         if count:
             offers[kind] = offers.get(kind, 0) + count
 
+    if offers and not product:
+        # Granting it would pin the pod to nothing but "some GPU": GFD labels first.
+        problems.append(
+            "GPU Feature Discovery has not labelled it (no nvidia.com/gpu.product): "
+            "its GPUs are not offered until it does"
+        )
+        offers, resources = {}, {}
     return NodeInfo(
         name=name,
         labels=labels,

@@ -1,9 +1,11 @@
 """What a Pod holds: its GPU requests as the scheduler counts them, and who it is charged to.
 
 Input is a Pod exactly as the API returns it (a dict). Every pod counts against the
-capacity of the node it is bound to, whatever its namespace. Pods that mig-spawner
-created carry labels naming the user and team (and the charge), so quota usage can be
-rebuilt from the cluster alone after a hub restart.
+capacity of the node it is bound to, whatever its namespace. Pods this hub created (in
+its namespaces, with its mark: :class:`Trust`) carry annotations naming the exact user and
+team and recording the granted and requested profiles, so quota usage can be rebuilt from
+the cluster alone after a hub restart. A charge is always derived from what the pod
+requests, through the catalog; no number written on a pod is ever believed.
 """
 
 from __future__ import annotations
@@ -14,37 +16,82 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import MAX_COMPUTE_SLICES, WHOLE_GPU, parse_profile_name, profile_from_resource
+from .catalog import (
+    MAX_COMPUTE_SLICES,
+    WHOLE_GPU,
+    default_catalog,
+    parse_profile_name,
+    profile_from_resource,
+)
 from .nodes import parse_count
 
 LABEL_PREFIX = "mig-spawner/"
+#: Labels select pods (``kubectl get pods -l mig-spawner/team=vision``); they hold
+#: label-safe *encodings* of names, never read back as identities or charges.
 TEAM_LABEL = LABEL_PREFIX + "team"
 USER_LABEL = LABEL_PREFIX + "user"
 TIER_LABEL = LABEL_PREFIX + "tier"
 PROFILE_LABEL = LABEL_PREFIX + "profile"
-CHARGE_SLICES_LABEL = LABEL_PREFIX + "charge-compute-slices"
-CHARGE_MEMORY_LABEL = LABEL_PREFIX + "charge-memory-gb"
+#: Annotations hold the hub's record, exact (an annotation value can be any string).
+HUB_ANNOTATION = LABEL_PREFIX + "hub"  # the mark: which hub created the pod
+USER_ANNOTATION = LABEL_PREFIX + "user"  # the exact JupyterHub user name
+TEAM_ANNOTATION = LABEL_PREFIX + "team"  # the exact team ("" = the user's default quota)
+TIER_ANNOTATION = LABEL_PREFIX + "tier"
+NODE_ANNOTATION = LABEL_PREFIX + "node"  # the node the pod is pinned to
+REQUESTED_ANNOTATION = LABEL_PREFIX + "requested-profile"  # differs from granted on a fallback
+REQUESTED_PROFILE_ANNOTATION = REQUESTED_ANNOTATION
+GRANTED_ANNOTATION = LABEL_PREFIX + "granted-profile"
+PRODUCT_ANNOTATION = LABEL_PREFIX + "granted-product"
+CHARGE_MODE_ANNOTATION = LABEL_PREFIX + "charge"
 SERVER_NAME_ANNOTATION = "hub.jupyter.org/servername"
-#: The profile the tier asked for (set by the spawner; differs from the granted one on a fallback).
-REQUESTED_PROFILE_ANNOTATION = LABEL_PREFIX + "requested-profile"
 TERMINAL_PHASES = ("Succeeded", "Failed")
+#: Kubernetes label values: at most 63 characters, alphanumeric at both ends.
+LABEL_VALUE_MAX = 63
+
+_LABEL_VALUE = re.compile(r"\A(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?\Z")
 
 
-_LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+def is_label_value(value: str) -> bool:
+    """Is ``value`` a valid Kubernetes label value (full match: no trailing newline)?"""
+    return isinstance(value, str) and _LABEL_VALUE.fullmatch(value) is not None
 
 
 def label_value(name: str) -> str:
     """``name`` as a valid Kubernetes label value, unchanged when it already is one.
 
+    For *selecting* pods only: it is not injective (a user literally named like another
+    user's encoded name maps to the same value), so nothing is ever identified by it --
+    identities live, exact, in annotations (:data:`USER_ANNOTATION`, :data:`TEAM_ANNOTATION`).
     Otherwise the disallowed characters become '-' and an 8-hex hash of the original is
-    appended, so distinct names stay distinct. Idempotent: label_value(label_value(x)) ==
-    label_value(x), which lets the core compare pod labels with hub names directly.
+    appended. Idempotent: label_value(label_value(x)) == label_value(x).
     """
-    if _LABEL_VALUE.match(name):
+    if is_label_value(name):
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:8]
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)[:50].strip("-_.")
     return f"{slug}-{digest}" if slug else digest
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Which pods count toward quotas: the ones this hub created.
+
+    A pod is the hub's when it is in one of the hub's ``namespaces`` and carries the hub's
+    mark (:data:`HUB_ANNOTATION` = ``hub``). ``None`` accepts any namespace / any hub's mark
+    (``mig-spawner explain`` on a snapshot). Every other pod still holds the slices it
+    requests (it counts against capacity), but never against, or for, a quota.
+    """
+
+    namespaces: frozenset[str] | None = None
+    hub: str | None = None
+
+    def trusts(self, namespace: str, annotations: Mapping[str, Any]) -> bool:
+        mark = annotations.get(HUB_ANNOTATION)
+        if not isinstance(mark, str) or not isinstance(annotations.get(USER_ANNOTATION), str):
+            return False
+        if self.hub is not None and mark != self.hub:
+            return False
+        return self.namespaces is None or namespace in self.namespaces
 
 
 @dataclass(frozen=True)
@@ -61,18 +108,31 @@ class PodInfo:
     node: str | None
     active: bool  # not Succeeded/Failed: it holds its resources
     requests: Mapping[str, int]  # nvidia.com/* extended resources, as the scheduler counts them
-    user: str | None = None  # set on pods mig-spawner created
-    team: str = ""  # "" = the user's default quota
+    user: str | None = None  # exact user name; set only on pods this hub created (Trust)
+    team: str = ""  # exact team; "" = the user's default quota
     tier: str = ""
     profile: str = ""
     server_name: str = ""
     charge: Charge | None = None
     uid: str = ""  # metadata.uid: tells two pods of the same name apart
     requested_profile: str = ""  # what the tier asked for ("" if not a mig-spawner pod)
+    pinned: str | None = None  # the node the hub pinned it to (required node affinity)
 
     @property
     def managed(self) -> bool:
         return self.user is not None
+
+    @property
+    def slot(self) -> str | None:
+        """The node whose slices it holds: where it is bound, else where the hub pinned it.
+
+        A created-but-unbound pod of ours can only ever land on its pinned node, so it holds
+        that slice from the moment it is seen -- also after a hub restart, when no
+        reservation remembers it.
+        """
+        if not self.active:
+            return None
+        return self.node or self.pinned
 
 
 def _container_requests(container: Any) -> dict[str, int]:
@@ -120,21 +180,53 @@ def effective_requests(spec: Mapping) -> dict[str, int]:
     return {k: v for k, v in out.items() if v > 0}
 
 
-def charge_from_requests(requests: Mapping[str, int]) -> Charge:
-    """Best effort for pods without charge labels: MIG resources by name, whole GPUs as 7g."""
+def _catalog_max_memory_gb() -> int:
+    return max((p.memory_gb for m in default_catalog() for p in m.profiles), default=0)
+
+
+def profile_charge(profile: Any, product: Any = "") -> Charge | None:
+    """The charge of one slice of ``profile`` (a MIG profile or WHOLE_GPU), from the catalog.
+
+    ``None`` unless the name is a valid profile within the catalog's bounds (1-7 compute
+    slices, no more memory than the largest GPU the catalog knows). A whole GPU is 7 slices
+    and the memory of its model (``product``), or of the largest model when unknown.
+    """
+    if not isinstance(profile, str):
+        return None
+    ceiling = _catalog_max_memory_gb()
+    if profile == WHOLE_GPU:
+        model = default_catalog().model_for_product(product if isinstance(product, str) else "")
+        memory = max((p.memory_gb for p in model.profiles), default=0) if model else 0
+        if not memory and model and model.memory_mib:
+            memory = round(model.memory_mib / 1024)
+        return Charge(MAX_COMPUTE_SLICES, memory or ceiling)
+    try:
+        parsed = parse_profile_name(profile)
+    except ValueError:
+        return None
+    if parsed.memory_gb > ceiling:
+        return None
+    return Charge(parsed.compute_slices, parsed.memory_gb)
+
+
+def charge_from_requests(
+    requests: Mapping[str, int], granted_profile: Any = None, product: Any = ""
+) -> Charge:
+    """What a pod's GPU requests are worth, through the catalog -- never a number it carries.
+
+    A mixed-strategy resource names its profile. ``nvidia.com/gpu`` is one single-strategy
+    slice of ``granted_profile`` when that is a valid MIG profile (the hub records it), else
+    a whole GPU (7 slices): a missing or garbled record costs more, never less.
+    """
     slices = 0
     memory = 0.0
     for resource, n in requests.items():
-        profile = profile_from_resource(resource)
-        if profile is not None:
-            try:
-                parsed = parse_profile_name(profile)
-            except ValueError:
-                continue
-            slices += parsed.compute_slices * n
-            memory += parsed.memory_gb * n
-        else:
-            slices += MAX_COMPUTE_SLICES * n
+        one = profile_charge(profile_from_resource(resource) or "")
+        if one is None:  # nvidia.com/gpu (or an unknown nvidia.com/* resource)
+            single = granted_profile if granted_profile != WHOLE_GPU else None
+            one = profile_charge(single) or profile_charge(WHOLE_GPU, product)
+        slices += one.compute_slices * n
+        memory += one.memory_gb * n
     return Charge(slices, memory)
 
 
@@ -147,48 +239,106 @@ def profile_from_requests(requests: Mapping[str, int]) -> str:
     return WHOLE_GPU if requests else ""
 
 
-def _charge_labels(labels: Mapping[str, str]) -> Charge | None:
-    slices = labels.get(CHARGE_SLICES_LABEL)
-    memory = labels.get(CHARGE_MEMORY_LABEL)
-    try:
-        if slices is not None and memory is not None:
-            return Charge(int(slices), float(memory))
-    except ValueError:
-        pass
-    return None
+def pod_charge(requests: Mapping[str, int], annotations: Mapping[str, Any]) -> Charge:
+    """The quota charge of one of the hub's pods.
+
+    ``charge = "granted"``: what the pod really requests (:func:`charge_from_requests`).
+    ``"requested"``: the profile the hub recorded as asked for, if it is a valid catalog
+    profile no larger than what the pod holds; otherwise the granted charge.
+    """
+    granted = charge_from_requests(
+        requests, annotations.get(GRANTED_ANNOTATION), annotations.get(PRODUCT_ANNOTATION)
+    )
+    if annotations.get(CHARGE_MODE_ANNOTATION) == "requested":
+        asked = profile_charge(
+            annotations.get(REQUESTED_ANNOTATION), annotations.get(PRODUCT_ANNOTATION)
+        )
+        if (
+            asked is not None
+            and asked.compute_slices <= granted.compute_slices
+            and asked.memory_gb <= granted.memory_gb
+        ):
+            return asked
+    return granted
 
 
 def pod_key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
 
-def parse_pod(obj: Any) -> PodInfo:
-    """Turn a Pod object (dict) into a :class:`PodInfo`. Raises ValueError if it has no name."""
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def parse_pod(obj: Any, trust: Trust | None = None) -> PodInfo:
+    """Turn a Pod object (dict) into a :class:`PodInfo`. Raises ValueError if it has no name.
+
+    Identity, team and charge are read only from pods ``trust`` accepts as the hub's own.
+    """
     meta = obj.get("metadata") if isinstance(obj, Mapping) else None
     if not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str):
         raise ValueError("not a Pod: metadata.name is missing")
     namespace = meta.get("namespace") if isinstance(meta.get("namespace"), str) else "default"
     spec = obj.get("spec") if isinstance(obj.get("spec"), Mapping) else {}
     status = obj.get("status") if isinstance(obj.get("status"), Mapping) else {}
-    labels = meta.get("labels") if isinstance(meta.get("labels"), Mapping) else {}
     annotations = meta.get("annotations") if isinstance(meta.get("annotations"), Mapping) else {}
     node = spec.get("nodeName") if isinstance(spec.get("nodeName"), str) else None
     requests = effective_requests(spec)
-    user = labels.get(USER_LABEL) if isinstance(labels.get(USER_LABEL), str) else None
-    charge = None
-    if user is not None:
-        charge = _charge_labels(labels) or charge_from_requests(requests)
+    fields: dict[str, Any] = {}
+    if (trust or Trust()).trusts(namespace, annotations):
+        fields = dict(
+            user=annotations[USER_ANNOTATION],
+            team=_text(annotations.get(TEAM_ANNOTATION)),
+            tier=_text(annotations.get(TIER_ANNOTATION)),
+            charge=pod_charge(requests, annotations),
+            pinned=_text(annotations.get(NODE_ANNOTATION)) or None,
+        )
+    granted = _text(annotations.get(GRANTED_ANNOTATION)) if fields else ""
     return PodInfo(
         key=pod_key(namespace, meta["name"]),
         node=node or None,
         active=status.get("phase") not in TERMINAL_PHASES,
         requests=requests,
-        user=user,
-        team=str(labels.get(TEAM_LABEL) or ""),
-        tier=str(labels.get(TIER_LABEL) or ""),
-        profile=str(labels.get(PROFILE_LABEL) or profile_from_requests(requests)),
-        server_name=str(annotations.get(SERVER_NAME_ANNOTATION) or ""),
-        charge=charge,
+        profile=granted or profile_from_requests(requests),
+        server_name=_text(annotations.get(SERVER_NAME_ANNOTATION)),
         uid=meta["uid"] if isinstance(meta.get("uid"), str) else "",
-        requested_profile=str(annotations.get(REQUESTED_PROFILE_ANNOTATION) or ""),
+        requested_profile=_text(annotations.get(REQUESTED_ANNOTATION)),
+        **fields,
     )
+
+
+def hub_marks(
+    *,
+    hub: str,
+    user: str,
+    team: str,
+    tier: str,
+    requested_profile: str,
+    granted_profile: str,
+    granted_product: str,
+    charge_mode: str,
+    node: str,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The labels and annotations the hub puts on a pod it creates, as :func:`parse_pod` reads them.
+
+    Labels (label-safe encodings, for selection) and annotations (the exact record). The
+    one place both sides agree on: the spawner writes these, tests build pods with them.
+    """
+    labels = {
+        TEAM_LABEL: label_value(team),
+        USER_LABEL: label_value(user),
+        TIER_LABEL: label_value(tier),
+        PROFILE_LABEL: label_value(granted_profile),
+    }
+    annotations = {
+        HUB_ANNOTATION: hub,
+        USER_ANNOTATION: user,
+        TEAM_ANNOTATION: team,
+        TIER_ANNOTATION: tier,
+        NODE_ANNOTATION: node,
+        REQUESTED_ANNOTATION: requested_profile,
+        GRANTED_ANNOTATION: granted_profile,
+        PRODUCT_ANNOTATION: granted_product,
+        CHARGE_MODE_ANNOTATION: charge_mode,
+    }
+    return labels, annotations

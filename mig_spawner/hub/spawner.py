@@ -14,58 +14,23 @@ import time
 from typing import Any
 
 from jupyterhub.utils import maybe_future
-from kubernetes_asyncio.client import Configuration
+from kubernetes_asyncio.client import ApiClient, CoreV1Api
 from kubespawner import KubeSpawner
-from kubespawner.clients import shared_client
-from tornado import web
-from traitlets import CaselessStrEnum, Dict, Float, Integer, default
+from traitlets import CaselessStrEnum, Dict, Float, Integer, List, Unicode, default
 
 from ..core import admission, messages
 from ..core.form import build_profile_list, tier_profiles
 from ..core.options import RECORD_KEY, OptionsError, parse_options
-from ..core.pods import (
-    CHARGE_MEMORY_LABEL,
-    CHARGE_SLICES_LABEL,
-    PROFILE_LABEL,
-    TEAM_LABEL,
-    TIER_LABEL,
-    USER_LABEL,
-    label_value,
-)
+from ..core.pods import Trust
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
 from . import metrics
 from .formpage import render_form
+from .placing import PlacementMixin
+from .refusals import STATUS, SpawnException, not_a_failure, refusal
 from .watch import ClusterView
 
-try:  # JupyterHub >= 6: no traceback logged, the message goes to the user
-    from jupyterhub.spawner import SpawnException
-except ImportError:  # JupyterHub 5
 
-    class SpawnException(web.HTTPError):  # type: ignore[no-redef]
-        def __init__(self, message, *, reason, status_code=400, **_):
-            super().__init__(status_code, log_message=message, reason=None)
-            self.message = message
-            self.reason = reason
-
-
-ANNOTATION_PREFIX = "mig-spawner/"
-_STATUS = {
-    admission.UNKNOWN_TIER: 400,
-    admission.FORBIDDEN_TIER: 403,
-    admission.NOT_IN_TEAM: 403,
-    admission.QUOTA: 403,
-    admission.CAPACITY: 503,
-    admission.NO_MATCHING_GPU: 503,
-}
-
-
-def _refusal(message: str, *, reason: str, status: int) -> SpawnException:
-    exc = SpawnException(message, reason=reason, status_code=status)
-    exc.jupyterhub_message = message  # what the hub's pages show
-    return exc
-
-
-class MIGSpawner(KubeSpawner):
+class MIGSpawner(PlacementMixin, KubeSpawner):
     """Spawn single-user servers on NVIDIA MIG slices chosen by tier.
 
     Users choose a *tier*; mig-spawner maps it to a MIG resource present in the cluster,
@@ -197,6 +162,37 @@ class MIGSpawner(KubeSpawner):
         """,
     )
 
+    hub_id = Unicode(
+        "jupyterhub",
+        config=True,
+        help="""
+        The mark this hub puts on every pod it creates (annotation ``mig-spawner/hub``).
+        Only pods with this mark, in ``quota_namespaces``, count toward quotas; every
+        other pod still counts against the slices of its node. Give two hubs that
+        share a namespace different values.
+        """,
+    )
+    quota_namespaces = List(
+        Unicode(),
+        config=True,
+        help="""
+        Namespaces whose pods (with this hub's mark) count toward quotas. Default: the
+        spawner's ``namespace``; with ``enable_user_namespaces``, any namespace (the mark
+        still required).
+        """,
+    )
+    unschedulable_retries = Integer(
+        2,
+        config=True,
+        help="""
+        How many times a spawn whose pod cannot be scheduled on its reserved node (a
+        ``FailedScheduling`` event, or the node is cordoned, NotReady or deleted before
+        the pod binds) is decided again on another node. When no other node has room,
+        or after this many tries, the spawn fails at once with the reason instead of
+        waiting for ``start_timeout``.
+        """,
+    )
+
     _views: dict[tuple, ClusterView] = {}
 
     # ---------------------------------------------------------------- config
@@ -242,7 +238,7 @@ class MIGSpawner(KubeSpawner):
             profiles = build_profile_list(
                 policy,
                 view.state,
-                user=label_value(self.user.name),
+                user=self.user.name,
                 groups=groups,
                 known=known,
                 problem="" if known else messages.availability_unknown(),
@@ -254,14 +250,20 @@ class MIGSpawner(KubeSpawner):
 
     def cluster_view(self) -> ClusterView:
         """The hub-wide view for this API server, started on first use."""
-        key = _view_key()
+        configuration = self._api_configuration()
+        key = _view_key(configuration.host)
         views = MIGSpawner._views
         for stale in [k for k in views if k[0].is_closed()]:
             del views[stale]
         view = views.get(key)
         if view is None:
+            # Its own client for this API server: KubeSpawner's shared_client is cached
+            # per event loop only, so it can still point at an earlier server.
+            client = ApiClient(configuration=configuration)
             view = ClusterView(
-                shared_client("CoreV1Api"),
+                CoreV1Api(client),
+                trust=self._trust(),
+                close=client.close,
                 request_timeout=self.k8s_api_request_timeout,
                 watch_timeout=self.cluster_watch_timeout,
                 max_backoff=self.cluster_retry_max_backoff,
@@ -283,6 +285,15 @@ class MIGSpawner(KubeSpawner):
         for view in views.values():
             await view.stop()
 
+    def _trust(self) -> Trust:
+        if self.quota_namespaces:
+            namespaces: frozenset[str] | None = frozenset(self.quota_namespaces)
+        elif self.enable_user_namespaces:
+            namespaces = None
+        else:
+            namespaces = frozenset({self.namespace})
+        return Trust(namespaces=namespaces, hub=self.hub_id)
+
     def _groups(self) -> tuple[str, ...]:
         return tuple(sorted(g.name for g in self.user.groups))
 
@@ -302,15 +313,16 @@ class MIGSpawner(KubeSpawner):
             profiles = await self._mig_profiles(policy)
         except ConfigError as e:
             self.log.error("mig-spawner is misconfigured: %s", e)
-            raise _refusal(
+            raise refusal(
                 "GPU spawning is misconfigured on this hub; please tell your hub admin.",
                 reason="config",
                 status=500,
             ) from None
+        self._restore_admin_config(policy, profiles)
         try:
             options = parse_options(self.user_options, profiles, tuple(policy.tiers))
         except OptionsError as e:
-            raise _refusal(str(e), reason="invalid-options", status=e.status) from None
+            raise self._refused(str(e), reason="invalid-options", status=e.status) from None
         self.user_options = options.as_user_options()
         if options.profile is not None:
             # KubeSpawner's own validation and override layering (profile, then choices).
@@ -318,13 +330,13 @@ class MIGSpawner(KubeSpawner):
                 self._validate_user_options(profiles)
                 self._load_profile(options.profile, profiles)
             except (ValueError, KeyError) as e:
-                raise _refusal(str(e), reason="invalid-options", status=400) from None
+                raise self._refused(str(e), reason="invalid-options", status=400) from None
         if options.tier is None:
             self.log.info("Starting %s on CPU profile %s", self._log_name, options.profile)
             self._set_record({"profile": options.profile, "gpu": None})
             return
         decision = await self._admit(policy, options)
-        self._apply_decision(decision)
+        self._apply_decision(decision, self.cluster_view())
         self._set_record(
             {
                 "profile": options.profile,
@@ -346,15 +358,16 @@ class MIGSpawner(KubeSpawner):
         view = self.cluster_view()
         if not await view.wait_known(self.cluster_sync_timeout):
             self.log.warning("Refusing spawn: cluster state unknown (%s)", view.problem)
-            raise _refusal(
+            raise self._refused(
                 messages.availability_unknown(), reason="availability-unknown", status=503
             )
         request = admission.SpawnRequest(
-            user=label_value(self.user.name),
+            user=self.user.name,
             tier=options.tier,
             groups=self._groups(),
             team=options.team,
             server_name=self.name,
+            avoid_nodes=frozenset(getattr(self, "_mig_avoid", ())),
         )
         started = time.perf_counter()
         decision = admission.admit(request, policy, view.state, pod_key=self._mig_pod_key)
@@ -365,8 +378,14 @@ class MIGSpawner(KubeSpawner):
             decision, user=self.user.name, server=self.name, seconds=elapsed, logger=self.log
         )
         if not decision.admitted:
-            raise _refusal(decision.message, reason=decision.code, status=_STATUS[decision.code])
+            raise self._refused(
+                decision.message, reason=decision.code, status=STATUS[decision.code]
+            )
         return decision
+
+    def _refused(self, message: str, *, reason: str, status: int) -> SpawnException:
+        not_a_failure(self)
+        return refusal(message, reason=reason, status=status)
 
     # ---------------------------------------------------------------- which slice you got
 
@@ -410,7 +429,8 @@ class MIGSpawner(KubeSpawner):
         super().clear_state()
         self._mig_record = None
 
-    def _apply_decision(self, decision: admission.Decision) -> None:
+    def _apply_decision(self, decision: admission.Decision, view: ClusterView) -> None:
+        """Add this decision to the admin's settings (restored just before)."""
         granted = decision.granted
         self.extra_resource_limits = {**self.extra_resource_limits, granted.resource: "1"}
         self.extra_resource_guarantees = {**self.extra_resource_guarantees, granted.resource: "1"}
@@ -418,35 +438,7 @@ class MIGSpawner(KubeSpawner):
         tolerations = list(self.tolerations)
         tolerations += [dict(t) for t in decision.tolerations if dict(t) not in tolerations]
         self.tolerations = tolerations
-        charge = decision.charge
-        self.extra_labels = {
-            **self.extra_labels,
-            TEAM_LABEL: label_value(decision.team or ""),
-            USER_LABEL: label_value(self.user.name),
-            TIER_LABEL: label_value(decision.tier),
-            PROFILE_LABEL: label_value(granted.profile),
-            CHARGE_SLICES_LABEL: str(charge.compute_slices),
-            CHARGE_MEMORY_LABEL: f"{charge.memory_gb:g}",
-        }
-        chain = ",".join(f"{c.slice_type.profile}:{c.outcome}" for c in decision.candidates)
-        # Braces would be taken for KubeSpawner template fields: keep them out.
-        self.extra_annotations = {
-            **self.extra_annotations,
-            ANNOTATION_PREFIX + "requested-profile": decision.requested.profile,
-            ANNOTATION_PREFIX + "granted-profile": granted.profile,
-            ANNOTATION_PREFIX + "granted-gpu": granted.gpu_name,
-            ANNOTATION_PREFIX + "chain": chain,
-            ANNOTATION_PREFIX + "charge": decision.charge_mode,
-            ANNOTATION_PREFIX + "team": (decision.team or "").replace("{", "(").replace("}", ")"),
-            ANNOTATION_PREFIX + "message": decision.message.replace("{", "(").replace("}", ")"),
-        }
-
-    async def _start(self):
-        try:
-            return await super()._start()
-        except BaseException:
-            self._release("start failed")
-            raise
+        self._mig_pin(decision.node, view)
 
     async def stop(self, now=False):
         self._release("stopped")
@@ -467,7 +459,7 @@ class MIGSpawner(KubeSpawner):
 
     def _current_view(self) -> ClusterView | None:
         try:
-            return MIGSpawner._views.get(_view_key())
+            return MIGSpawner._views.get(_view_key(self._api_configuration().host))
         except RuntimeError:  # no running loop: no view can exist
             return None
 
@@ -479,16 +471,22 @@ class MIGSpawner(KubeSpawner):
         if decision is not None and decision.admitted:
             yield {"progress": 2, "message": decision.message}
             label = decision.granted.label
+        told = 0
         async for event in super().progress():
+            for retry in getattr(self, "_mig_notes", [])[told:]:
+                told += 1
+                yield {"progress": event.get("progress", 50), "message": retry}
             if label and event.get("message"):
                 event = {**event, "message": f"{label}: {event['message']}"}
             yield event
+        for retry in getattr(self, "_mig_notes", [])[told:]:
+            yield {"message": retry}
 
 
 def _handled_in_load_user_options(spawner, user_options):
     return None
 
 
-def _view_key() -> tuple:
+def _view_key(host: str) -> tuple:
     """One view per event loop and API server (tests run several hubs in one process)."""
-    return (asyncio.get_running_loop(), Configuration.get_default_copy().host)
+    return (asyncio.get_running_loop(), host)

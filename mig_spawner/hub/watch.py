@@ -25,6 +25,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.watch import Watch
 
 from ..core.cluster import ClusterState
+from ..core.pods import Trust
 
 #: Every Kubernetes API call mig-spawner adds to KubeSpawner's: (api group, resource, verb).
 #: The ClusterRole in helm-values/rbac grants exactly these; tests hold both to this list.
@@ -55,7 +56,7 @@ class _Feed:
     @property
     def apply(self):
         state = self.view.state
-        return state.apply_node_event if self.kind == "nodes" else state.apply_pod_event
+        return self.view.apply_node_event if self.kind == "nodes" else state.apply_pod_event
 
     @property
     def replace(self):
@@ -84,8 +85,11 @@ class _Feed:
         items = body.get("items") if isinstance(body, dict) else None
         if not isinstance(items, list):
             raise ValueError(f"listing {self.kind} returned no items list")
-        for problem in self.replace(items):
+        for problem in self.replace(items):  # unparseable objects (garbled nodes: below)
             log.warning("Ignoring a malformed object while listing %s: %s", self.kind, problem)
+        if self.kind == "nodes":
+            for node in list(self.view.state.nodes.values()):
+                self.view.report_node(node.name, node.problems)
         self.relists += 1
         self.last_event_at = time.monotonic()
         self._healthy()
@@ -152,8 +156,13 @@ class ClusterView:
         watch_timeout: int = 300,
         max_backoff: float = 30,
         unhealthy_after: int = 2,
+        trust: Trust | None = None,
+        close: Callable[[], Awaitable[Any]] | None = None,
     ):
-        self.state = ClusterState()
+        self.state = ClusterState(trust)
+        self._close = close
+        #: node -> the problems last logged for it: each change is logged once
+        self._node_problems: dict[str, tuple[str, ...]] = {}
         self.request_timeout = request_timeout
         self.watch_timeout = watch_timeout
         self.max_backoff = max_backoff
@@ -178,6 +187,26 @@ class ClusterView:
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks = []
+        if self._close is not None:
+            close, self._close = self._close, None
+            await close()
+
+    def apply_node_event(self, event_type: str, obj: Any):
+        node = self.state.apply_node_event(event_type, obj)
+        name = node.name if node is not None else (obj.get("metadata") or {}).get("name")
+        self.report_node(name, node.problems if node is not None else ())
+        return node
+
+    def report_node(self, name: str, problems: tuple[str, ...]) -> None:
+        """Log a node's problems (its GPUs are not offered) once per change, not per event."""
+        if self._node_problems.get(name, ()) == problems:
+            return
+        if problems:
+            self._node_problems[name] = problems
+            log.warning("Node %s: %s", name, "; ".join(p[:200] for p in problems))
+        else:
+            self._node_problems.pop(name, None)
+            log.info("Node %s: problems resolved", name)
 
     @property
     def known(self) -> bool:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from mig_spawner.core.pods import hub_marks
+
 # Per-profile memory (MiB) as GFD reports it on driver 550 (H100) and on GCP (A100-40GB).
 MEMORY_MIB = {
     "1g.10gb": 9984,
@@ -105,18 +107,35 @@ def pod(
     phase: str | None = None,
     user: str | None = None,
     team: str | None = None,
-    charge: tuple[int, float] | None = None,
     server_name: str = "",
     init_resources: dict[str, int] | None = None,
+    granted_profile: str = "",
+    product: str = "",
+    requested_profile: str = "",
+    charge_mode: str = "granted",
+    pinned: str = "",
+    hub: str = "jupyterhub",
 ) -> dict:
-    """A pod; ``user``/``team`` make it look like one mig-spawner created."""
-    labels = {}
+    """A pod; ``user``/``team`` make it one mig-spawner created (marked as the spawner does)."""
+    labels: dict[str, str] = {}
+    annotations = {"hub.jupyter.org/servername": server_name}
     if user is not None:
-        labels["mig-spawner/user"] = user
-        labels["mig-spawner/team"] = team or ""
-    if charge is not None:
-        labels["mig-spawner/charge-compute-slices"] = str(charge[0])
-        labels["mig-spawner/charge-memory-gb"] = f"{charge[1]:g}"
+        granted = granted_profile or next(
+            (r.removeprefix("nvidia.com/mig-") for r in resources or {} if "mig-" in r), ""
+        )
+        marks, notes = hub_marks(
+            hub=hub,
+            user=user,
+            team=team or "",
+            tier="",
+            requested_profile=requested_profile or granted,
+            granted_profile=granted,
+            granted_product=product,
+            charge_mode=charge_mode,
+            node=pinned or node or "",
+        )
+        labels.update(marks)
+        annotations.update(notes)
     limits = {k: str(v) for k, v in (resources or {}).items()}
     spec: dict = {"containers": [{"name": "notebook", "resources": {"limits": limits}}]}
     if init_resources:
@@ -135,7 +154,7 @@ def pod(
             "name": name,
             "namespace": namespace,
             "labels": labels,
-            "annotations": {"hub.jupyter.org/servername": server_name},
+            "annotations": annotations,
         },
         "spec": spec,
         "status": {"phase": phase or ("Running" if node else "Pending")},

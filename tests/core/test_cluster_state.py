@@ -135,9 +135,29 @@ def test_names_that_are_not_label_values_still_match_their_pods(state):
     user, team = "alice@example.com", "Data Science"
     assert label_value(user) != user and label_value(label_value(user)) == label_value(user)
     assert label_value("bob") == "bob" and label_value("a" * 70) != label_value("a" * 71)
-    state.apply_pod_event(
-        ADDED,
-        pod("p", node="a", resources={MIG1: 1}, user=label_value(user), team=label_value(team)),
-    )
+    state.apply_pod_event(ADDED, pod("p", node="a", resources={MIG1: 1}, user=user, team=team))
     usage = state.usage(team, user)
     assert (usage.compute_slices, usage.user_compute_slices) == (1, 1)
+    assert usage.own_servers == [("", "1g.10gb")]
+
+
+def test_a_user_named_like_anothers_encoding_shares_nothing_with_them(state):
+    """label_value is not injective; scopes are exact names, so it does not matter."""
+    from mig_spawner.core.pods import label_value
+
+    for real in ("alice@example.com", "jürgen", "Data Science"):
+        twin = label_value(real)  # a valid name in its own right
+        assert twin != real
+        state.apply_pod_event(
+            ADDED, pod(f"p-{twin}", node="a", resources={MIG1: 1}, user=real, server_name="x")
+        )
+        state.apply_pod_event(
+            ADDED, pod(f"t-{twin}", node="b", resources={MIG1: 1}, user="u", team=real)
+        )
+        mine = state.usage("", twin)
+        assert (mine.compute_slices, mine.servers, mine.own_servers) == (0, 0, [])
+        assert state.usage("", real).servers == 1
+        assert state.usage(twin, "u").servers == 0 and state.usage(real, "u").servers == 1
+    # a team and a user of the same name are two scopes too
+    state.apply_pod_event(ADDED, pod("same", node="a", resources={MIG1: 1}, user="ops"))
+    assert state.usage("ops", "someone").servers == 0

@@ -131,7 +131,8 @@ def test_managed_pod_carries_user_team_and_charge():
             resources={"nvidia.com/mig-2g.20gb": 1},
             user="alice",
             team="vision",
-            charge=(1, 10),
+            requested_profile="1g.10gb",
+            charge_mode="requested",
             server_name="gpu",
         )
     )

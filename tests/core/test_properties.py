@@ -132,7 +132,9 @@ def kind_of(obj: dict, resource: str) -> SliceType:
     return parse_node(obj).resources[resource]
 
 
-def hub_pod(name, *, node_name, resource, charge, user, team, phase=None, server="", uid=None):
+def hub_pod(
+    name, *, node_name, resource, kind, user, team, phase=None, server="", uid=None, **marks
+):
     """A pod mig-spawner created (labels as the spawner writes them)."""
     obj = pod(
         name,
@@ -140,10 +142,12 @@ def hub_pod(name, *, node_name, resource, charge, user, team, phase=None, server
         node=node_name,
         resources={resource: 1},
         phase=phase,
-        user=label_value(user),
-        team=label_value(team or ""),
-        charge=charge,
+        user=user,
+        team=team or "",
+        granted_profile=kind.profile,
+        product=kind.product,
         server_name=server,
+        **marks,
     )
     if uid is not None:
         obj["metadata"]["uid"] = uid
@@ -185,7 +189,7 @@ def clusters(draw, max_nodes: int = 6):
                             f"jupyter-{name}-{tag}-{j}",
                             node_name=name,
                             resource=resource,
-                            charge=(kind.compute_slices, kind.memory_gb),
+                            kind=kind,
                             user=user,
                             team=team,
                         )
@@ -253,9 +257,7 @@ spawn_requests = st.tuples(
 def request_of(user: str, tier: str, pick: int, server: str = "") -> SpawnRequest:
     groups = USERS[user]
     team = groups[pick - 1] if 0 < pick <= len(groups) else None
-    return SpawnRequest(
-        user=label_value(user), tier=tier, groups=groups, team=team, server_name=server
-    )
+    return SpawnRequest(user=user, tier=tier, groups=groups, team=team, server_name=server)
 
 
 # ----------------------------------------------------------------------------- 1. capacity
@@ -331,6 +333,7 @@ class ApiPod:
     phase: str = "Pending"
     node: str | None = None
     doomed: bool = False  # deleted by KubeSpawner; the scheduler no longer binds it
+    pinned: str = ""  # the node its required affinity names
 
     @property
     def active(self) -> bool:
@@ -342,7 +345,10 @@ class ApiPod:
             self.key.split("/", 1)[1],
             node_name=self.node,
             resource=d.granted.resource,
-            charge=(d.charge.compute_slices, d.charge.memory_gb),
+            kind=d.granted,
+            pinned=self.pinned,
+            requested_profile=d.requested.profile,
+            charge_mode=d.charge_mode,
             user=self.user,
             team=d.team,
             phase=self.phase,
@@ -415,7 +421,13 @@ class HubMachine(RuleBasedStateMachine):
         """KubeSpawner creates the pod (once any old pod of that name is gone)."""
         key = data.draw(st.sampled_from(sorted(k for k in self.spawning if k not in self.api)))
         user, server = MACHINE_KEYS[key]
-        p = ApiPod(key, user, server, self.spawning.pop(key), uid=f"uid-{next(self.uids)}")
+        decision = self.spawning.pop(key)
+        reservation = self.state.reservations.get(key)
+        if reservation is None:  # displaced (its node was cordoned): the spawner decides again
+            assert key in self.state.displaced
+            return
+        p = ApiPod(key, user, server, decision, uid=f"uid-{next(self.uids)}")
+        p.pinned = reservation.node  # pinned where the slice is reserved now
         self.api[key] = p
         self.state.apply_pod_event(ADDED, p.obj())
 
@@ -446,6 +458,7 @@ class HubMachine(RuleBasedStateMachine):
             name
             for name, obj in sorted(self.nodes.items())
             if name not in self.cordoned
+            and name == p.pinned
             and parse_node(obj).resources.get(granted.resource) == granted
             and bound[(name, granted.resource)] < allocatable(obj).get(granted.resource, 0)
         ]
@@ -491,6 +504,13 @@ class HubMachine(RuleBasedStateMachine):
             self.cordoned.add(name)
             obj["spec"] = {"unschedulable": True, "taints": [CORDON_TAINT]}
         self.state.apply_node_event(MODIFIED, obj)
+        for key in [k for k in self.spawning if k in self.state.displaced]:
+            # no pod yet and no other node with room: dropped; the spawner decides again
+            assert self.state.displaced[key] == f"node {name} is cordoned"
+            del self.spawning[key]
+            self.state.release(key)
+        for key, res in self.state.reservations.items():
+            assert res.node not in self.cordoned, key  # moved within reach, or dropped
 
     # -- what must hold after every step
 
@@ -538,7 +558,7 @@ class HubMachine(RuleBasedStateMachine):
                         expected[2] += 1
                         if holder == user:
                             expected[3] += d.charge.compute_slices
-                got = self.state.usage(team, label_value(user))
+                got = self.state.usage(team, user)
                 assert [
                     got.compute_slices,
                     got.memory_gb,
@@ -548,7 +568,7 @@ class HubMachine(RuleBasedStateMachine):
 
     @invariant()
     def slices_are_never_double_booked(self):
-        """Per slice type: bound pods + pending pods + spawns in flight <= what exists."""
+        """Per slice type: bound pods + pinned pending pods + spawns in flight <= what exists."""
         total = Counter()
         for obj in self.nodes.values():
             info = parse_node(obj)
@@ -556,7 +576,7 @@ class HubMachine(RuleBasedStateMachine):
                 total[kind] += n
         committed = Counter()
         for p in self.api.values():
-            if p.active and (p.node or not p.doomed):
+            if p.active:  # a pinned pod holds its slice, bound or not, until it is gone
                 committed[p.decision.granted] += 1
         for d in self.spawning.values():
             committed[d.granted] += 1
@@ -569,7 +589,9 @@ class HubMachine(RuleBasedStateMachine):
                 bound = sum(
                     1
                     for p in self.api.values()
-                    if p.active and p.node == name and p.decision.granted.resource == resource
+                    if p.active
+                    and (p.node or p.pinned) == name
+                    and p.decision.granted.resource == resource
                 )
                 reserved = sum(
                     1
@@ -701,7 +723,8 @@ def pod_objects(draw, namespace, name):
         phase=draw(st.sampled_from([None, "Pending", "Running", *TERMINAL_PHASES])),
         user=user if managed else None,
         team=draw(st.sampled_from([None, *USERS[user]])) if managed else None,
-        charge=draw(st.sampled_from([None, (1, 10), (3, 40)])) if managed else None,
+        requested_profile=draw(st.sampled_from(["", "1g.10gb", "3g.40gb"])) if managed else "",
+        charge_mode=draw(st.sampled_from(["granted", "requested"])),
         server_name=draw(st.sampled_from(["", "gpu"])),
     )
 
@@ -720,7 +743,7 @@ def cluster_events(draw):
 
 
 def _usage_tuple(state: ClusterState, team: str, user: str):
-    u = state.usage(team, label_value(user))
+    u = state.usage(team, user)
     return (u.compute_slices, u.memory_gb, u.servers, u.user_compute_slices, u.own_servers)
 
 

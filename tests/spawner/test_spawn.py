@@ -57,8 +57,6 @@ async def test_spawn_and_stop_on_the_requested_slice(hub):
         "mig-spawner/user": "bob",
         "mig-spawner/tier": "notebook",
         "mig-spawner/profile": "1g.10gb",
-        "mig-spawner/charge-compute-slices": "1",
-        "mig-spawner/charge-memory-gb": "10",
     }
     annotations = pod["metadata"]["annotations"]
     assert annotations["mig-spawner/requested-profile"] == "1g.10gb"

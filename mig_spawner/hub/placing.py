@@ -1,0 +1,215 @@
+"""Starting clean, pinned to the reserved node; decided again elsewhere if it cannot go there.
+
+Every start first restores the admin's settings (:meth:`_restore_admin_config`).
+
+A mixin of :class:`~mig_spawner.hub.spawner.MIGSpawner`. The pod gets a required node
+affinity on its reserved node (merged with the admin's). While it starts, the spawn
+watches for the scheduler's ``FailedScheduling`` and for its node going away (cordoned,
+NotReady, deleted: :meth:`ClusterState.placement_problem`); then it releases, deletes the
+pod, decides again without that node and recreates it, up to ``unschedulable_retries``
+times, saying so in the progress stream. With no node left it fails at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+from kubernetes_asyncio.client import Configuration
+from kubespawner import KubeSpawner
+
+from ..core.placement import pinned_terms
+from ..core.pods import hub_marks
+
+ANNOTATION_PREFIX = "mig-spawner/"
+
+
+class PlacementMixin:
+    def _restore_admin_config(self, policy, profiles: list[dict[str, Any]]) -> None:
+        """Every start starts from the admin's configuration, never from the last start.
+
+        The first start records the settings a start changes (the GPU request,
+        placement, labels, annotations, and whatever a tier's ``kubespawner_override``
+        sets); every start puts them back before applying this start's tier and decision,
+        so a retry on another tier does not also request the previous tier's GPU.
+        """
+        names = set(_DECIDED_TRAITS) | _override_keys(profiles)
+        for tier in policy.tiers.values():
+            names.update(tier.kubespawner_override)
+        base = self.__dict__.setdefault("_mig_admin_config", {})
+        for name in sorted(names - set(base)):
+            if self.has_trait(name):
+                base[name] = copy.deepcopy(getattr(self, name))
+        for name, value in base.items():
+            setattr(self, name, copy.deepcopy(value))
+
+    def _api_configuration(self) -> Configuration:
+        """This spawner's API server, from its own settings, over the process default.
+
+        KubeSpawner's ``load_config`` writes ``k8s_api_host`` into the process-wide default
+        only the first time it sees a setting (it is cached): a later hub on an API server
+        at a reused address would otherwise follow whichever server was set last.
+        """
+        configuration = Configuration.get_default_copy()
+        if self.k8s_api_host:
+            configuration.host = self.k8s_api_host
+        if self.k8s_api_ssl_ca_cert:
+            configuration.ssl_ca_cert = self.k8s_api_ssl_ca_cert
+        if self.k8s_api_verify_ssl is not None:
+            configuration.verify_ssl = self.k8s_api_verify_ssl
+        return configuration
+
+    def _mig_pin(self, node_name: str, view) -> None:
+        """Pin the pod to ``node_name`` and write the hub's record of this spawn on it."""
+        decision = self._mig_decision
+        base = self._mig_admin_config
+        admin_terms = [
+            t if isinstance(t, dict) else self.api.api_client.sanitize_for_serialization(t)
+            for t in base["node_affinity_required"]
+        ]
+        self.node_affinity_required = pinned_terms(
+            admin_terms, view.state.nodes.get(node_name) or node_name
+        )
+        labels, annotations = hub_marks(
+            hub=self.hub_id,
+            user=self.user.name,
+            team=decision.team or "",
+            tier=decision.tier,
+            requested_profile=decision.requested.profile,
+            granted_profile=decision.granted.profile,
+            granted_product=decision.granted.product,
+            charge_mode=decision.charge_mode,
+            node=node_name,
+        )
+        chain = ",".join(f"{c.slice_type.profile}:{c.outcome}" for c in decision.candidates)
+        annotations.update(
+            {
+                ANNOTATION_PREFIX + "granted-gpu": decision.granted.gpu_name,
+                ANNOTATION_PREFIX + "chain": chain,
+                ANNOTATION_PREFIX + "message": decision.message,
+            }
+        )
+        # KubeSpawner expands {fields} in these values: exact names keep their braces.
+        self.extra_labels = {**base["extra_labels"], **labels}
+        self.extra_annotations = {
+            **base["extra_annotations"],
+            **{k: v.replace("{", "{{").replace("}", "}}") for k, v in annotations.items()},
+        }
+        self._mig_node = node_name
+
+    async def get_pod_manifest(self):
+        """The pod, pinned where its slice is reserved *now* (a reservation may have moved)."""
+        view = self._current_view()
+        res = view.state.reservations.get(self._mig_pod_key) if view is not None else None
+        if res is not None and res.node != getattr(self, "_mig_node", res.node):
+            self.log.info("%s: reservation moved to %s", self._log_name, res.node)
+            self._mig_pin(res.node, view)
+        return await super().get_pod_manifest()
+
+    async def _start(self):
+        """Start; if the pod cannot be placed on its node, decide again elsewhere."""
+        self._mig_avoid: set[str] = set()
+        self._mig_notes: list[str] = []
+        asked = copy.deepcopy(self.user_options)  # load_user_options rewrites them
+        try:
+            for attempt in range(1, self.unschedulable_retries + 2):
+                self.user_options = copy.deepcopy(asked)
+                task = asyncio.ensure_future(super()._start())
+                problem = await self._until_started_or_unplaceable(task)
+                if problem is None:
+                    result = task.result()
+                    self._log_started()
+                    return result
+                node = getattr(self, "_mig_node", None) or "?"
+                self._mig_avoid.add(node)
+                self._release(f"cannot start on {node}")
+                await self._delete_unplaceable_pod()
+                if attempt > self.unschedulable_retries:
+                    raise self._refused(
+                        f"Your server could not be placed: {problem}. Tried "
+                        f"{attempt} node(s); please try again in a few minutes.",
+                        reason="unschedulable",
+                        status=503,
+                    )
+                note = f"{problem}: deciding again without {node} (try {attempt + 1})"
+                self.log.warning("%s: %s", self._log_name, note)
+                self._mig_notes.append(note)
+            raise AssertionError("unreachable")  # pragma: no cover
+        except BaseException:
+            self._release("start failed")
+            raise
+
+    async def _until_started_or_unplaceable(self, task: asyncio.Future) -> str | None:
+        """Wait for ``task``; None when it ended, else why its pod cannot be placed."""
+        key = self._mig_pod_key
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.2)
+            if done:
+                return None
+            view = self._current_view()
+            problem = view.state.placement_problem(key) if view is not None else None
+            if problem is None and getattr(self, "_mig_node", None):
+                problem = self._failed_scheduling()
+            if problem is not None:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+                return problem
+
+    def _failed_scheduling(self) -> str | None:
+        """The scheduler's word on this attempt's pod, if it could not place it."""
+        try:
+            events = self.events if self.events_enabled else []
+        except Exception:  # no event watch yet
+            return None
+        view = self._current_view()
+        pod = view.state.pods.get(self._mig_pod_key) if view is not None else None
+        for event in events:
+            if event.get("reason") == "FailedScheduling" and (pod is None or not pod.node):
+                message = str(event.get("message") or "")[:300]
+                return f"the scheduler cannot place it on {self._mig_node} ({message})"
+        return None
+
+    async def _delete_unplaceable_pod(self) -> None:
+        try:
+            await KubeSpawner.stop(self, now=True)
+        except Exception as e:  # the next attempt's create will say more
+            self.log.warning("%s: deleting the unplaceable pod failed: %s", self._log_name, e)
+
+    def _log_started(self) -> None:
+        view = self._current_view()
+        pod = view.state.pods.get(self._mig_pod_key) if view is not None else None
+        decision = self._mig_decision
+        self.log.info(
+            "Started %s: %s on node %s",
+            self._log_name,
+            decision.granted.label,
+            (pod.node if pod is not None and pod.node else None) or self._mig_node,
+        )
+
+
+#: What a start computes from the admin's settings plus its decision.
+_DECIDED_TRAITS = (
+    "extra_resource_limits",
+    "extra_resource_guarantees",
+    "node_selector",
+    "node_affinity_required",
+    "tolerations",
+    "extra_labels",
+    "extra_annotations",
+    "environment",
+)
+
+
+def _override_keys(profiles: list[dict[str, Any]]) -> set[str]:
+    """Every setting a profile, or a choice of one of its options, may override."""
+    keys: set[str] = set()
+    for profile in profiles:
+        keys.update(profile.get("kubespawner_override") or {})
+        for option in (profile.get("profile_options") or {}).values():
+            for choice in (option.get("choices") or {}).values():
+                keys.update(choice.get("kubespawner_override") or {})
+    return keys
