@@ -32,6 +32,7 @@ from .hubconfig import (
     load_hub_config,
     parse_groups,
     policy_from_config,
+    trust_from_config,
 )
 from .snapshot import (
     SNAPSHOT_HINT,
@@ -111,7 +112,7 @@ def explain(
         if cluster is None:
             raise InputError("no cluster given: pass a snapshot file or read the live cluster")
         snapshot = load_snapshot(cluster, stdin=stdin)
-    state, warnings = build_state(snapshot)
+    state, warnings = build_state(snapshot, trust_from_config(hub_config))
     request = SpawnRequest(user=user, tier=tier, groups=tuple(groups), team=team or None)
     return Explanation(decide(request, policy, state), policy, request, warnings, state)
 

@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..core.pods import Trust
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
 from ..hub.config import policy_settings, setting
 from .snapshot import InputError, one_line
@@ -193,7 +194,26 @@ __all__ = [
     "load_helm_values",
     "load_hub_config",
     "parse_groups",
+    "trust_from_config",
 ]
+
+
+def trust_from_config(config: Any) -> Trust:
+    """Which pods the configured hub counts toward quotas (as ``MIGSpawner._trust``)."""
+    section = config.get("MIGSpawner")
+    kube = config.get("KubeSpawner")
+    hub = setting(section, "hub_id", "jupyterhub")
+    namespaces = setting(section, "quota_namespaces", None)
+    if not namespaces:
+        namespace = setting(section, "namespace", None) or setting(kube, "namespace", None)
+        user_namespaces = setting(section, "enable_user_namespaces", None) or setting(
+            kube, "enable_user_namespaces", False
+        )
+        namespaces = None if user_namespaces or not namespace else [namespace]
+    ok_hub = hub if isinstance(hub, str) else None
+    listed = isinstance(namespaces, list | tuple)
+    ok_namespaces = frozenset(map(str, namespaces)) if listed else None
+    return Trust(namespaces=ok_namespaces, hub=ok_hub)
 
 
 def policy_from_config(config: Any, *, source: str = "config") -> Policy:

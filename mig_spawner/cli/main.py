@@ -116,15 +116,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .explain import build_state, load_snapshot
-    from .hubconfig import load_hub_config, policy_from_config
+    from .hubconfig import load_hub_config, policy_from_config, trust_from_config
 
     if args.context and args.kubeconfig is None:
         raise _usage("--context needs --kubeconfig")
-    policy = None
+    policy = trust = None
     if args.config:
-        policy = policy_from_config(load_hub_config(args.config), source=", ".join(args.config))
+        hub_config = load_hub_config(args.config)
+        policy = policy_from_config(hub_config, source=", ".join(args.config))
+        trust = trust_from_config(hub_config)
     snapshot = _live_snapshot(args) or load_snapshot(args.cluster)
-    state, warnings = build_state(snapshot)
+    state, warnings = build_state(snapshot, trust)
     from .status import build_status, render_status, status_dict
 
     status = build_status(

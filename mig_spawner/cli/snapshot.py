@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from ..core.cluster import ADDED, ClusterState
+from ..core.pods import Trust
 
 #: What to run to get a snapshot; quoted in error messages.
 SNAPSHOT_HINT = "kubectl get nodes,pods -A -o json"
@@ -183,13 +184,14 @@ def load_snapshot(source: str, *, stdin: BinaryIO | None = None) -> Snapshot:
     return parse_snapshot(read_json(source, stdin=stdin), source=name)
 
 
-def build_state(snapshot: Snapshot) -> tuple[ClusterState, list[str]]:
+def build_state(snapshot: Snapshot, trust: Trust | None = None) -> tuple[ClusterState, list[str]]:
     """Apply every Node, then every Pod. Returns the state and one warning per problem.
 
     Nodes that cannot be parsed at all (no name) and their garbled parts
-    (``NodeInfo.problems``) become warnings; so do Pods that cannot be parsed.
+    (``NodeInfo.problems``) become warnings; so do Pods that cannot be parsed. ``trust``:
+    which pods are the hub's (count toward quotas); default any marked pod.
     """
-    state = ClusterState()
+    state = ClusterState(trust)
     warnings = list(snapshot.warnings)
     for i, obj in enumerate(snapshot.nodes):
         try:

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .echo import echo
+
 if TYPE_CHECKING:  # pragma: no cover - types only
     from .admission import CandidateReport
     from .policy import Tier
@@ -88,7 +90,7 @@ def fallback_note(requested_label: str, granted_label: str) -> str:
 
 
 def unknown_tier(slug: str, names: Sequence[str]) -> str:
-    return f"There is no tier {slug!r} (tiers: {', '.join(names) or 'none'})."
+    return f"There is no tier {echo(slug)} (tiers: {', '.join(names) or 'none'})."
 
 
 def forbidden_tier(tier: Tier) -> str:
@@ -100,7 +102,7 @@ def forbidden_tier(tier: Tier) -> str:
 
 def not_in_team(team: str, member: bool) -> str:
     why = "it has no GPU quota" if member else "you are not a member"
-    return f"You cannot spawn for team {team!r}: {why}."
+    return f"You cannot spawn for team {echo(team)}: {why}."
 
 
 def no_matching_gpu(tier: Tier) -> str:

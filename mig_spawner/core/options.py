@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .echo import echo
 from .profiles import TEAM_OPTION, find, profile_for_tier, tier_of
 
 #: Keys mig-spawner itself writes into a server's user_options (what it was given).
@@ -74,7 +75,7 @@ def parse_options(
             if slug in tiers and (not tier or tier == slug):
                 return SpawnOptions(None, slug, team)
             names = ", ".join(repr(p.get("slug")) for p in profiles) or "none"
-            raise OptionsError(f"There is no profile {slug!r}; profiles you may use: {names}")
+            raise OptionsError(f"There is no profile {echo(slug)}; profiles you may use: {names}")
     elif tier:
         found = profile_for_tier(profiles, tier)
         if found is None:
@@ -92,7 +93,8 @@ def parse_options(
     if extra:
         raise OptionsError(
             f"Profile {profile.get('display_name', profile['slug'])!r} accepts no "
-            f"{', '.join(repr(k) for k in extra)}; it accepts: "
+            f"{', '.join(echo(k) for k in extra[:5])}{' ...' if len(extra) > 5 else ''}; "
+            "it accepts: "
             f"{', '.join(repr(k) for k in sorted(allowed))}. Resources, node selectors and "
             "overrides are set by the hub admin."
         )
@@ -104,7 +106,7 @@ def parse_options(
     wanted = tier_of(profile, choices)
     if tier and tier != wanted:
         raise OptionsError(
-            f"'tier' ({tier!r}) and profile {profile['slug']!r} "
+            f"'tier' ({echo(tier)}) and profile {profile['slug']!r} "
             f"({'tier ' + repr(wanted) if wanted else 'no GPU'}) disagree"
         )
     return SpawnOptions(profile["slug"], wanted, team if wanted else None, choices)
@@ -120,7 +122,7 @@ def _check_choice(name: str, option: Mapping[str, Any], choices: Mapping[str, st
         regex = config.get("validation_regex")
         if regex and not re.match(regex, unlisted):
             why = config.get("validation_message") or f"it must match {regex}"
-            raise OptionsError(f"{unlisted!r} is not a valid {label!r}: {why}")
+            raise OptionsError(f"{echo(unlisted)} is not a valid {label!r}: {why}")
         return
     value = choices.get(name)
     if value and value not in (option.get("choices") or {}):

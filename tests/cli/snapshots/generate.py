@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
 from mig_spawner.core.catalog import default_catalog  # noqa: E402
+from mig_spawner.core.pods import hub_marks  # noqa: E402
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 A100_40 = "NVIDIA-A100-SXM4-40GB"
@@ -317,11 +318,13 @@ def notebook(
     profile: str,
     resource: str,
     node: str | None,
-    charge: tuple[int, int],
+    product: str = H100,
+    requested: str = "",
+    pinned: str = "",
     server: str = "",
     phase: str | None = None,
 ) -> dict:
-    """A single-user server mig-spawner started through KubeSpawner."""
+    """A single-user server mig-spawner started through KubeSpawner (marked as it marks them)."""
     name = f"jupyter-{user}" + (f"--{server}" if server else "")
     labels = {
         "app": "jupyterhub",
@@ -335,19 +338,24 @@ def notebook(
         "hub.jupyter.org/network-access-hub": "true",
         "hub.jupyter.org/servername": server,
         "hub.jupyter.org/username": user,
-        "mig-spawner/charge-compute-slices": str(charge[0]),
-        "mig-spawner/charge-memory-gb": str(charge[1]),
-        "mig-spawner/profile": profile,
-        "mig-spawner/team": team,
-        "mig-spawner/tier": tier,
-        "mig-spawner/user": user,
         "release": "jupyterhub",
     }
+    marks, notes = hub_marks(
+        hub="jupyterhub",
+        user=user,
+        team=team,
+        tier=tier,
+        requested_profile=requested or profile,
+        granted_profile=profile,
+        granted_product=product,
+        charge_mode="requested" if requested else "granted",
+        node=node or pinned,
+    )
+    labels.update(marks)
     annotations = {
         "hub.jupyter.org/servername": server,
         "hub.jupyter.org/username": user,
-        "mig-spawner/granted-profile": profile,
-        "mig-spawner/charge": "granted",
+        **notes,
     }
     container = _gpu_container(
         "notebook", "quay.io/jupyter/pytorch-notebook:cuda12-2024-12-09", resource
@@ -451,7 +459,6 @@ def mixed_h100() -> dict:
             profile="1g.10gb",
             resource=MIG1,
             node="gke-lab-h100-a",
-            charge=(1, 10),
         ),
         notebook(
             "carol",
@@ -460,7 +467,6 @@ def mixed_h100() -> dict:
             profile="1g.10gb",
             resource=MIG1,
             node="gke-lab-h100-a",
-            charge=(1, 10),
             server="eda",
         ),
         notebook(
@@ -470,7 +476,6 @@ def mixed_h100() -> dict:
             profile="3g.40gb",
             resource="nvidia.com/mig-3g.40gb",
             node="gke-lab-h100-b",
-            charge=(3, 40),
         ),
         *[batch("ml-batch", "sweep-lr", i, node="gke-lab-h100-a", resource=MIG1) for i in range(5)],
         # Finished and unscheduled pods hold no slice.
@@ -511,7 +516,6 @@ def single_h100() -> dict:
             profile="3g.40gb",
             resource=gpu,
             node="h100-single-3g",
-            charge=(3, 40),
         ),
         *[batch("ml-batch", "tune", i, node="h100-single-1g", resource=gpu) for i in range(3)],
         *system_pods(nodes),
@@ -536,7 +540,6 @@ def multi_model() -> dict:
             profile="1g.10gb",
             resource=MIG1,
             node="h100-pool-1",
-            charge=(1, 10),
         ),
         notebook(
             "bob",
@@ -545,7 +548,6 @@ def multi_model() -> dict:
             profile="1g.10gb",
             resource=MIG1,
             node="h100-pool-1",
-            charge=(1, 10),
         ),
         notebook(
             "carol",
@@ -554,7 +556,6 @@ def multi_model() -> dict:
             profile="1g.10gb",
             resource=MIG1,
             node="h100-pool-1",
-            charge=(1, 10),
         ),
         notebook(
             "dave",
@@ -563,7 +564,6 @@ def multi_model() -> dict:
             profile="1g.10gb",
             resource=MIG1,
             node="h100-pool-1",
-            charge=(1, 10),
         ),
         *[batch("ml-batch", "distill", i, node="h100-pool-1", resource=MIG1) for i in range(3)],
         *system_pods(nodes),

@@ -1,0 +1,433 @@
+"""Admission you can trust (issue 10), through a real JupyterHub, KubeSpawner and HTTP.
+
+Each test here failed on the code before the fix it is named for. They use the emulated
+cluster's API server over HTTP only (create, label, cordon): nothing in them depends on
+the emulator's internals, so they run unchanged against a real control plane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aiohttp
+from hub_harness import H100, pods_of, spawn, stop, wait_ready
+from jupyterhub.tests.utils import api_request, auth_header, public_url, ujoin
+
+from mig_spawner.core.cluster import ClusterState
+from mig_spawner.core.pods import hub_marks, label_value
+
+MIG1 = "nvidia.com/mig-1g.10gb"
+
+
+def h100(name: str, mig, **extra) -> dict:
+    return {"name": name, "gpu": H100, "strategy": "mixed", "mig": mig, **extra}
+
+
+async def settle(view, condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the hub's view never caught up")
+        await asyncio.sleep(0.05)
+
+
+async def wait_done(spawner, timeout: float = 40):
+    """Wait for a spawn to end either way; return its exception (None: it started)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        future = spawner._spawn_future
+        if spawner.ready:
+            return None
+        if future is not None and future.done():
+            return future.exception()
+        if future is None and not spawner.pending and time.monotonic() > deadline - timeout + 1:
+            return None
+        if time.monotonic() > deadline:
+            raise TimeoutError("spawn neither started nor failed")
+        await asyncio.sleep(0.05)
+
+
+def hub_pod(name: str, *, user: str, team: str, node: str, resource=MIG1, cpu="1", **marks):
+    """A pod exactly as the hub marks the pods it creates (a previous hub process, say)."""
+    labels, annotations = hub_marks(
+        hub="jupyterhub",
+        user=user,
+        team=team,
+        tier="notebook",
+        requested_profile=marks.pop("requested", "1g.10gb"),
+        granted_profile=marks.pop("granted", "1g.10gb"),
+        granted_product=H100,
+        charge_mode=marks.pop("charge_mode", "granted"),
+        node=node,
+    )
+    labels.update(marks.pop("labels", {}))
+    annotations["hub.jupyter.org/servername"] = marks.pop("server", "")
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "jhub",
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": {
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {
+                                        "key": "kubernetes.io/hostname",
+                                        "operator": "In",
+                                        "values": [node],
+                                    }
+                                ]
+                            }
+                        ]
+                    }
+                }
+            },
+            "containers": [
+                {
+                    "name": "notebook",
+                    "image": "quay.io/jupyter/base-notebook",
+                    "resources": {
+                        "limits": {resource: "1"},
+                        "requests": {resource: "1", "cpu": cpu},
+                    },
+                }
+            ],
+        },
+    }
+
+
+# ------------------------------------------------------------------ 1. pin and verify
+
+
+async def test_the_pod_lands_on_the_node_its_slice_was_reserved_on(hub):
+    """The scheduler prefers the node with more CPU; the slice was reserved on the other."""
+    spec = {
+        "nodes": [
+            h100("a-roomy", [["1g.10gb"] * 2 + ["2g.20gb", "3g.40gb"]], cpu="64"),
+            h100("b-small", [["1g.10gb"] * 7], cpu="8"),
+        ]
+    }
+    app, cluster = await hub(spec=spec)
+    await spawn(app, "bob", {"tier": "notebook"})
+    await wait_ready(app, "bob")
+    spawner = app.users["bob"].spawners[""]
+    (pod,) = pods_of(cluster, user="bob")
+    assert spawner._mig_decision.node == "b-small"  # most free 1g slices
+    assert pod["spec"]["nodeName"] == "b-small"
+    terms = pod["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert terms["nodeSelectorTerms"] == [
+        {
+            "matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": ["b-small"]}
+            ]
+        }
+    ]
+    assert pod["metadata"]["annotations"]["mig-spawner/node"] == "b-small"
+
+
+async def test_the_pin_is_anded_into_the_admins_node_affinity(hub):
+    spec = {"nodes": [h100("a", [["1g.10gb"] * 7], labels={"zone": "z1"})]}
+    admin = [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z1", "z2"]}]}]
+    app, cluster = await hub(spec=spec, extra={"KubeSpawner": {"node_affinity_required": admin}})
+    await spawn(app, "bob", {"tier": "notebook"})
+    await wait_ready(app, "bob")
+    (pod,) = pods_of(cluster, user="bob")
+    required = pod["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    (term,) = required["nodeSelectorTerms"]  # one term: zone AND hostname (terms are ORed)
+    assert term["matchExpressions"] == [
+        {"key": "zone", "operator": "In", "values": ["z1", "z2"]},
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": ["a"]},
+    ]
+
+
+async def test_failed_scheduling_decides_again_on_another_node_and_says_so(hub, caplog):
+    """The reserved node cannot take the pod (not enough CPU): another node is tried."""
+    spec = {
+        "nodes": [
+            h100("a-roomy", [["1g.10gb"] * 2 + ["2g.20gb", "3g.40gb"]], cpu="64"),
+            h100("b-small", [["1g.10gb"] * 7], cpu="8"),
+        ]
+    }
+    app, cluster = await hub(spec=spec, extra={"KubeSpawner": {"cpu_guarantee": 16}})
+    caplog.set_level(logging.INFO)
+    await spawn(app, "bob", {"tier": "notebook"})
+    await wait_ready(app, "bob")
+    spawner = app.users["bob"].spawners[""]
+    (pod,) = pods_of(cluster, user="bob")
+    assert pod["spec"]["nodeName"] == "a-roomy"
+    assert len(spawner._mig_notes) == 1
+    assert spawner._mig_notes[0].startswith("the scheduler cannot place it on b-small")
+    assert "deciding again without b-small (try 2)" in spawner._mig_notes[0]
+    assert "Started bob: 1g.10gb on H100 80GB on node a-roomy" in caplog.text
+    view = spawner.cluster_view()
+    assert not view.state.reservations and view.state.usage("vision", "bob").servers == 1
+
+
+async def test_with_no_node_left_the_spawn_fails_at_once_with_the_reason(hub):
+    spec = {"nodes": [h100("b-small", [["1g.10gb"] * 7], cpu="8")]}
+    app, cluster = await hub(spec=spec, extra={"KubeSpawner": {"cpu_guarantee": 16}})
+    started = time.monotonic()
+    await spawn(app, "bob", {"tier": "notebook"})
+    error = await wait_done(app.users["bob"].spawners[""])
+    assert time.monotonic() - started < 15  # start_timeout is 30 s
+    assert error is not None
+    assert "No GPU slice for '1g notebook' is free right now" in str(error.jupyterhub_message)
+    await settle(None, lambda: not pods_of(cluster, user="bob"))
+    view = app.users["bob"].spawners[""].cluster_view()
+    assert not view.state.reservations and view.state.usage("vision", "bob").servers == 0
+
+
+async def test_a_node_cordoned_before_the_pod_binds_is_left_for_another(hub):
+    spec = {"nodes": [h100("a", [["1g.10gb"] * 2]), h100("b", [["1g.10gb"] * 7])]}
+
+    async def cordon_b_first(spawner, pod):
+        if pod.spec.node_selector is not None and not getattr(spawner, "_cordoned", False):
+            spawner._cordoned = True
+            cluster.cordon("b")
+            view = spawner.cluster_view()
+            await settle(view, lambda: not view.state.nodes["b"].usable)
+        return pod
+
+    app, cluster = await hub(spec=spec, extra={"KubeSpawner": {"modify_pod_hook": cordon_b_first}})
+    await spawn(app, "bob", {"tier": "notebook"})
+    await wait_ready(app, "bob")
+    spawner = app.users["bob"].spawners[""]
+    (pod,) = pods_of(cluster, user="bob")
+    assert pod["spec"]["nodeName"] == "a"
+    assert any("node b is cordoned" in n for n in spawner._mig_notes), spawner._mig_notes
+
+
+async def test_a_node_gfd_has_not_labelled_is_never_granted_and_logged_once(hub, caplog):
+    spec = {"nodes": [h100("fresh", [["1g.10gb"] * 7])]}
+    app, cluster = await hub(spec=spec)
+    caplog.set_level(logging.INFO, logger="mig_spawner.hub.watch")
+    view = app.users["bob"].spawners[""].cluster_view()
+    await view.wait_known(5)
+    cluster.label_node("fresh", {"nvidia.com/gpu.product": None})
+    await settle(view, lambda: not view.state.nodes["fresh"].offers)
+    for i in range(3):  # more events for the same garbled node: logged once, not per event
+        cluster.label_node("fresh", {"unrelated": str(i)})
+    await settle(view, lambda: view.state.nodes["fresh"].labels.get("unrelated") == "2")
+    r = await spawn(app, "bob", {"tier": "notebook"})
+    assert r.status_code == 503, r.text
+    assert "on unknown GPU" not in r.text
+    assert not pods_of(cluster, user="bob")
+    logged = [m for m in caplog.messages if "Node fresh: GPU Feature Discovery" in m]
+    assert len(logged) == 1, logged
+
+
+# ------------------------------------------------------------------ 2. restart-safe
+
+
+async def test_an_unbound_pinned_pod_holds_its_slice_and_quota_after_a_restart(hub):
+    """A hub restarted while its pod waits to be scheduled: the first list sees the pin."""
+    spec = {"nodes": [h100("only", [["1g.10gb"]], cpu="8")]}
+    app, cluster = await hub(spec=spec, team_quotas={"vision": {"servers": 1}, "nlp": {}})
+    # Created by the previous hub process, pinned, not bound (asks for more CPU for now).
+    cluster.create_pod(
+        hub_pod("jupyter-bob", user="bob", team="vision", node="only", cpu="16"), "jhub"
+    )
+    r = await spawn(app, "carol", {"tier": "notebook"})
+    assert r.status_code == 503, r.text  # the only slice is bob's
+    assert "none free (0 of 1)" in r.json()["message"]
+    view = app.users["carol"].spawners[""].cluster_view()
+    assert view.state.usage("vision", "alice").servers == 1  # ... and vision's one server
+    assert not pods_of(cluster, user="carol")
+
+
+# ------------------------------------------------------------------ 3. injective scopes
+
+
+async def test_a_user_named_like_anothers_encoding_gets_their_own_quota(hub):
+    real = "jürgen"
+    twin = label_value(real)  # a valid user name in its own right
+    assert twin != real
+    app, _cluster = await hub(
+        teams={"vision": ["bob"]}, default_quota={"compute_slices": 1}, team_quotas={"vision": {}}
+    )
+    from jupyterhub.tests.utils import add_user
+
+    for name in (real, twin):
+        add_user(app.db, app, name=name)
+    r = await spawn(app, real, {"tier": "notebook"}, server="private-name")
+    assert r.status_code in (201, 202), r.text
+    await wait_ready(app, real, "private-name")
+    r = await spawn(app, twin, {"tier": "notebook"})
+    assert r.status_code in (201, 202), r.text  # twin's own personal quota is untouched
+    await wait_ready(app, twin)
+    r = await spawn(app, twin, {"tier": "notebook"}, server="again")
+    assert r.status_code == 403
+    message = r.json()["message"]
+    assert "private-name" not in message  # only the asking user's own servers
+    assert "Your running servers: default server (1g.10gb)" in message
+
+
+async def test_two_teams_whose_names_encode_alike_have_separate_quotas(hub):
+    team = "Data Science"
+    twin = label_value(team)
+    app, cluster = await hub(
+        teams={team: ["bob"], twin: ["carol"]},
+        team_quotas={team: {"compute_slices": 1}, twin: {"compute_slices": 1}},
+    )
+    assert (await spawn(app, "bob", {"tier": "notebook"})).status_code in (201, 202)
+    await wait_ready(app, "bob")
+    r = await spawn(app, "carol", {"tier": "notebook"})
+    assert r.status_code in (201, 202), r.text
+    await wait_ready(app, "carol")
+    (pod,) = pods_of(cluster, user="carol")
+    assert pod["metadata"]["annotations"]["mig-spawner/team"] == twin
+
+
+# ------------------------------------------------------------------ 4. trusted charges
+
+
+async def test_pods_outside_the_hubs_namespace_or_mark_never_count_toward_a_quota(hub):
+    app, cluster = await hub(team_quotas={"vision": {"compute_slices": 1}})
+    forged = hub_pod("forged", user="bob", team="vision", node="h100-a")
+    forged["metadata"]["namespace"] = "research"
+    cluster.create_pod(forged, "research")
+    unmarked = hub_pod("unmarked", user="bob", team="vision", node="h100-a")
+    del unmarked["metadata"]["annotations"]["mig-spawner/hub"]
+    cluster.create_pod(unmarked, "jhub")
+    view = app.users["bob"].spawners[""].cluster_view()
+    await view.wait_known(5)
+    await settle(view, lambda: len(view.state.pods) == 2)
+    r = await spawn(app, "bob", {"tier": "notebook"})
+    assert r.status_code in (201, 202), r.text  # neither took vision's only slice of quota
+    await wait_ready(app, "bob")
+    # ... but both still hold their slices: 9 - 2 foreign - bob's
+    kind = next(k for k in view.state.slice_types() if k.profile == "1g.10gb")
+    assert sum(view.state.free(n, kind) for n in view.state.nodes_offering(kind)) == 6
+
+
+async def test_a_charge_label_that_parses_to_nan_does_not_disable_a_memory_quota(hub):
+    app, cluster = await hub(team_quotas={"vision": {"memory_gb": 20}})
+    nan = hub_pod(
+        "jupyter-alice",
+        user="alice",
+        team="vision",
+        node="h100-a",
+        labels={"mig-spawner/charge-compute-slices": "0", "mig-spawner/charge-memory-gb": "nan"},
+    )
+    cluster.create_pod(nan, "jhub")
+    view = app.users["bob"].spawners[""].cluster_view()
+    await view.wait_known(5)
+    await settle(view, lambda: "jhub/jupyter-alice" in view.state.pods)
+    assert (await spawn(app, "bob", {"tier": "notebook"})).status_code in (201, 202)
+    await wait_ready(app, "bob")
+    r = await spawn(app, "bob", {"tier": "notebook"}, server="two")
+    assert r.status_code == 403, r.text
+    assert "20 of 20 GB of GPU memory in use" in r.json()["message"]
+
+
+# ------------------------------------------------------------------ 5. no escape
+
+
+async def test_a_server_of_a_removed_team_counts_against_the_quota_that_applies_now(hub):
+    app, cluster = await hub(team_quotas={"vision": {"compute_slices": 1}})
+    # bob's server from when "robotics" still had a quota (since removed from team_quotas)
+    cluster.create_pod(
+        hub_pod("jupyter-bob--old", user="bob", team="robotics", node="h100-a"), "jhub"
+    )
+    view = app.users["bob"].spawners[""].cluster_view()
+    await view.wait_known(5)
+    await settle(view, lambda: "jhub/jupyter-bob--old" in view.state.pods)
+    r = await spawn(app, "bob", {"tier": "notebook"})
+    assert r.status_code == 403, r.text
+    assert "1 of 1 compute slices in use" in r.json()["message"]
+
+
+# ------------------------------------------------------------------ 6. refusal != failure
+
+
+async def test_ten_refusals_in_a_row_do_not_stop_a_hub_with_a_failure_limit_of_5(hub, caplog):
+    app, _cluster = await hub(
+        team_quotas={"vision": {"compute_slices": 1}},
+        extra={"MIGSpawner": {"consecutive_failure_limit": 5}},
+    )
+    assert app.users["bob"].spawners[""].consecutive_failure_limit == 5
+    assert (await spawn(app, "bob", {"tier": "notebook"})).status_code in (201, 202)
+    await wait_ready(app, "bob")
+    for i in range(10):
+        r = await spawn(app, "bob", {"tier": "training"}, server="big")
+        assert r.status_code == 403, (i, r.text)
+        await wait_done(app.users["bob"].spawners["big"])
+    assert app.tornado_settings.get("failure_count", 0) == 0
+    assert "consecutive spawn failures" not in caplog.text
+    await asyncio.sleep(2.5)  # the hub's abort would fire 2 s after the limit
+    r = await api_request(app, "users", "bob")
+    assert r.status_code == 200  # still up and answering
+
+
+# ------------------------------------------------------------------ 7. starts start clean
+
+
+async def test_a_retry_on_another_tier_requests_only_the_new_slice(hub):
+    app, cluster = await hub()
+    cluster.inject_faults(path_prefix="/api/v1/namespaces/jhub/pods", status=403, method="POST")
+    await spawn(app, "bob", {"tier": "training"})
+    assert await wait_done(app.users["bob"].spawners[""]) is not None
+    cluster.clear_faults()
+    await settle(None, lambda: not app.users["bob"].spawners[""].active)
+    r = await spawn(app, "bob", {"tier": "notebook"})
+    assert r.status_code in (201, 202), r.text
+    await wait_ready(app, "bob")
+    (pod,) = pods_of(cluster, user="bob")
+    limits = pod["spec"]["containers"][0]["resources"]["limits"]
+    assert {k for k in limits if k.startswith("nvidia.com/")} == {MIG1}
+    assert pod["metadata"]["labels"]["mig-spawner/tier"] == "notebook"
+    await stop(app, "bob")
+
+
+# ------------------------------------------------------------------ 9. really concurrent
+
+
+async def test_concurrent_spawns_have_several_reservations_in_flight(hub, monkeypatch):
+    """Twenty REST requests at once through aiohttp: never more admitted than the quota."""
+    users = [f"user{i:02d}" for i in range(20)]
+    spec = {"nodes": [h100(f"h{i}", [["1g.10gb"] * 7]) for i in range(3)]}
+    app, cluster = await hub(
+        spec=spec, teams={"vision": users}, team_quotas={"vision": {"compute_slices": 8}}
+    )
+    in_flight = []
+    reserve = ClusterState.reserve
+
+    def counting(self, reservation):
+        reserve(self, reservation)
+        in_flight.append(len(self.reservations))
+
+    monkeypatch.setattr(ClusterState, "reserve", counting)
+    headers = {**auth_header(app.db, "admin"), "Sec-Fetch-Mode": "cors"}
+    base = public_url(app, path="hub")
+    async with aiohttp.ClientSession(headers=headers) as http:
+
+        async def one(user):
+            url = ujoin(base, "api", "users", user, "server")
+            async with http.post(url, json={"tier": "notebook"}) as r:
+                return user, r.status, await r.json(content_type=None)
+
+        results = await asyncio.gather(*(one(u) for u in users))
+    admitted = [u for u, status, _ in results if status in (201, 202)]
+    refused = [body for _, status, body in results if status == 403]
+    assert len(admitted) == 8 and len(refused) == 12, results
+    assert max(in_flight) > 1, in_flight  # really concurrent: several at once
+    await asyncio.gather(*(wait_ready(app, u) for u in admitted))
+    pods = pods_of(cluster, team="vision")
+    assert len(pods) == 8
+    placed = [
+        (p["spec"]["nodeName"], p["metadata"]["annotations"]["mig-spawner/node"]) for p in pods
+    ]
+    assert all(node == pinned for node, pinned in placed)
