@@ -7,7 +7,7 @@ someone else. The pin is a required node-affinity term, merged with the admin's 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .nodes import NodeInfo
@@ -35,5 +35,15 @@ def pinned_terms(admin_terms: Iterable[Any], node: NodeInfo | str) -> list[dict[
     term would let the pod go anywhere the admin's terms allow). No admin terms: one term.
     """
     field, requirement = pin_expression(node)
-    terms = [dict(t) for t in admin_terms] or [{}]  # a non-mapping term: TypeError
+    terms = [dict(t) for t in _mappings(admin_terms)] or [{}]
     return [{**t, field: [*(t.get(field) or []), requirement]} for t in terms]
+
+
+def _mappings(terms: Iterable[Any]) -> list[Mapping]:
+    """The terms, each a mapping (a pin merged into a term it cannot read would widen it)."""
+    out = []
+    for term in terms:
+        if not isinstance(term, Mapping):
+            raise TypeError(f"a node-selector term must be a mapping, not {type(term).__name__}")
+        out.append(term)
+    return out

@@ -36,17 +36,14 @@ async def settle(view, condition, timeout: float = 10) -> None:
 async def wait_done(spawner, timeout: float = 40):
     """Wait for a spawn to end either way; return its exception (None: it started)."""
     deadline = time.monotonic() + timeout
-    while True:
+    while not spawner.ready:
         future = spawner._spawn_future
-        if spawner.ready:
-            return None
         if future is not None and future.done():
             return future.exception()
-        if future is None and not spawner.pending and time.monotonic() > deadline - timeout + 1:
-            return None
         if time.monotonic() > deadline:
             raise TimeoutError("spawn neither started nor failed")
         await asyncio.sleep(0.05)
+    return None
 
 
 def hub_pod(name: str, *, user: str, team: str, node: str, resource=MIG1, cpu="1", **marks):
@@ -168,10 +165,22 @@ async def test_failed_scheduling_decides_again_on_another_node_and_says_so(hub, 
     spawner = app.users["bob"].spawners[""]
     (pod,) = pods_of(cluster, user="bob")
     assert pod["spec"]["nodeName"] == "a-roomy"
+    required = pod["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert required["nodeSelectorTerms"] == [
+        {
+            "matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": ["a-roomy"]}
+            ]
+        }
+    ]
     assert len(spawner._mig_notes) == 1
     assert spawner._mig_notes[0].startswith("the scheduler cannot place it on b-small")
     assert "deciding again without b-small (try 2)" in spawner._mig_notes[0]
     assert "Started bob: 1g.10gb on H100 80GB on node a-roomy" in caplog.text
+    messages = [e["message"] async for e in spawner.progress()]
+    assert any("deciding again without b-small" in m for m in messages), messages
     view = spawner.cluster_view()
     assert not view.state.reservations and view.state.usage("vision", "bob").servers == 1
 
@@ -376,19 +385,34 @@ async def test_ten_refusals_in_a_row_do_not_stop_a_hub_with_a_failure_limit_of_5
 
 
 async def test_a_retry_on_another_tier_requests_only_the_new_slice(hub):
-    app, cluster = await hub()
+    """The same Spawner object starts again (JupyterHub keeps a failed one until the next
+    spawn; mig-spawner's own retries restart it): nothing of the last start remains."""
+    app, cluster = await hub(
+        extra={"KubeSpawner": {"extra_labels": {"owner": "admin"}, "tolerations": []}}
+    )
     cluster.inject_faults(path_prefix="/api/v1/namespaces/jhub/pods", status=403, method="POST")
     await spawn(app, "bob", {"tier": "training"})
-    assert await wait_done(app.users["bob"].spawners[""]) is not None
+    spawner = app.users["bob"].spawners[""]
+    assert await wait_done(spawner) is not None
     cluster.clear_faults()
-    await settle(None, lambda: not app.users["bob"].spawners[""].active)
-    r = await spawn(app, "bob", {"tier": "notebook"})
+    spawner.user_options = {"tier": "notebook"}
+    await spawner.load_user_options()  # what a retry of this spawner runs
+    manifest = await spawner.get_pod_manifest()
+    spawner._release("test done")
+    limits = manifest.spec.containers[0].resources.limits
+    assert {k for k in limits if k.startswith("nvidia.com/")} == {MIG1}
+    assert manifest.metadata.labels["owner"] == "admin"
+    assert manifest.metadata.labels["mig-spawner/tier"] == "notebook"
+    terms = manifest.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution
+    (term,) = terms.node_selector_terms
+    assert len(term.match_expressions) == 1  # one pin, not one per start
+
+    r = await spawn(app, "bob", {"tier": "notebook"})  # and through the REST API
     assert r.status_code in (201, 202), r.text
     await wait_ready(app, "bob")
     (pod,) = pods_of(cluster, user="bob")
     limits = pod["spec"]["containers"][0]["resources"]["limits"]
     assert {k for k in limits if k.startswith("nvidia.com/")} == {MIG1}
-    assert pod["metadata"]["labels"]["mig-spawner/tier"] == "notebook"
     await stop(app, "bob")
 
 
