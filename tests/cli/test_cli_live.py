@@ -11,6 +11,7 @@ import json
 
 from cli_helpers import EXE, TEAMS_CONFIG
 
+from mig_spawner.core.pods import hub_marks
 from mig_spawner.demo.emulator import EmulatedCluster, load_cluster_spec
 
 H100 = "NVIDIA-H100-80GB-HBM3"
@@ -28,19 +29,20 @@ SPEC = {
 
 
 def hub_pod(name, user, team, resource, profile, requested):
+    """A server pod as the hub marks it (in the config's namespace, jupyterhub)."""
+    labels, annotations = hub_marks(
+        hub="jupyterhub",
+        user=user,
+        team=team,
+        tier="notebook",
+        requested_profile=requested,
+        granted_profile=profile,
+        granted_product=H100,
+        charge_mode="granted",
+        node="",
+    )
     return {
-        "metadata": {
-            "name": name,
-            "labels": {
-                "mig-spawner/user": user,
-                "mig-spawner/team": team,
-                "mig-spawner/tier": "notebook",
-                "mig-spawner/profile": profile,
-                "mig-spawner/charge-compute-slices": profile[0],
-                "mig-spawner/charge-memory-gb": profile.split(".")[1][:-2],
-            },
-            "annotations": {"mig-spawner/requested-profile": requested},
-        },
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
         "spec": {
             "containers": [
                 {"name": "notebook", "image": "x", "resources": {"limits": {resource: "1"}}}
@@ -59,16 +61,16 @@ async def run(*args) -> tuple[int, str, str]:
 
 async def test_status_and_explain_read_the_live_cluster_and_only_list(tmp_path):
     async with EmulatedCluster(load_cluster_spec(SPEC), kubelet="stub") as cluster:
-        cluster.create_namespace("jhub")
+        cluster.create_namespace("jupyterhub")
         for user in ("alice", "bob"):
             pod = hub_pod(
                 f"jupyter-{user}", user, "vision", "nvidia.com/mig-1g.10gb", "1g.10gb", "1g.10gb"
             )
-            cluster.create_pod(pod, "jhub")
+            cluster.create_pod(pod, "jupyterhub")
         fallback = hub_pod(
             "jupyter-carol", "carol", "nlp", "nvidia.com/mig-2g.20gb", "2g.20gb", "1g.10gb"
         )
-        cluster.create_pod(fallback, "jhub")
+        cluster.create_pod(fallback, "jupyterhub")
         await cluster.wait_for(lambda c: all(p["spec"].get("nodeName") for p in c.pods), timeout=10)
         kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
         cluster.clear_requests()

@@ -73,7 +73,7 @@ def test_gpu_count_label_adds_empty_gpus_and_flags_impossible_layouts():
 
 def test_holders_states_and_fallback_marking():
     alice = pod("alice", node="a", resources={"nvidia.com/mig-1g.10gb": 1}, user="alice", team="v")
-    alice["metadata"]["labels"]["mig-spawner/tier"] = "notebook"
+    alice["metadata"]["annotations"]["mig-spawner/tier"] = "notebook"  # the hub's record
     bob = pod("bob", node="a", resources={"nvidia.com/mig-2g.20gb": 1}, user="bob", team="v")
     bob["metadata"]["annotations"]["mig-spawner/requested-profile"] = "1g.10gb"
     other = pod("batch", namespace="ml", node="a", resources={"nvidia.com/mig-3g.40gb": 1})
@@ -158,9 +158,7 @@ def test_team_rows_are_usage_against_each_limit():
         tiers=TIERS,
         team_quotas={"v": {"compute_slices": 4, "servers": 3}, "n": {"memory_gb": 100}},
     )
-    p = pod(
-        "p", node="a", resources={"nvidia.com/mig-3g.40gb": 1}, user="x", team="v", charge=(3, 40)
-    )
+    p = pod("p", node="a", resources={"nvidia.com/mig-3g.40gb": 1}, user="x", team="v")
     rows = {r.team: r for r in sm.team_rows(pol, state_of(node("a", mig=BALANCED), pods=[p]))}
     assert list(rows) == ["v", "n"]
     v = dict((u, (used, lim)) for u, used, lim in rows["v"].limits)
