@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hub_harness import TEAMS, TWO_H100, hub_config
 from jupyterhub.tests.utils import add_user
+from kubespawner.clients import load_config
 
 from mig_spawner import MIGSpawner
 from mig_spawner.demo.emulator import EmulatedCluster, load_cluster_spec
@@ -13,6 +14,10 @@ from mig_spawner.demo.emulator import EmulatedCluster, load_cluster_spec
 @pytest.fixture
 async def make_cluster():
     clusters = []
+
+    # KubeSpawner sets the process-wide API host once per distinct k8s_api_host (an
+    # lru_cache): with the OS reusing a port, a hub would talk to an earlier test's server.
+    load_config.cache_clear()
 
     async def make(spec=TWO_H100, kubelet="stub"):
         cluster = EmulatedCluster(load_cluster_spec(spec), kubelet=kubelet)
