@@ -147,6 +147,9 @@ class PlacementMixin:
             done, _ = await asyncio.wait({task}, timeout=0.2)
             if done:
                 return None
+            decision = getattr(self, "_mig_decision", None)
+            if decision is None or not decision.admitted:
+                continue  # not (yet) a GPU spawn: a CPU profile, or still deciding
             view = self._current_view()
             problem = view.state.placement_problem(key) if view is not None else None
             if problem is None and getattr(self, "_mig_node", None):
@@ -182,7 +185,9 @@ class PlacementMixin:
     def _log_started(self) -> None:
         view = self._current_view()
         pod = view.state.pods.get(self._mig_pod_key) if view is not None else None
-        decision = self._mig_decision
+        decision = getattr(self, "_mig_decision", None)
+        if decision is None or not decision.admitted:
+            return  # a CPU profile: KubeSpawner logs its start
         self.log.info(
             "Started %s: %s on node %s",
             self._log_name,

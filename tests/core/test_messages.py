@@ -84,7 +84,6 @@ def test_stop_a_server_is_offered_only_when_stopping_would_make_room():
                 resources={"nvidia.com/mig-1g.10gb": 1},
                 user="bob",
                 team="vision",
-                charge=(1, 10),
                 server_name="scratch",
             ),
         ],
@@ -111,17 +110,17 @@ def test_quota_figures_are_those_of_the_slice_the_message_names():
     """Found by the browser walk: a 3g refused by quota whose 7g fallback was refused too
     read 'needs 7 compute slices (3g.40gb ...)' -- the figures of the wrong candidate."""
     state = make_state(
-        node("h1", mig=["3g.40gb", "1g.10gb"], product=H100),
+        node("h1", mig=["3g.40gb"] + ["1g.10gb"] * 4, product=H100),
         node("h2", mig=[], product=H100, whole_gpus=1),
         pods=[
             pod(
-                "bob-1",
+                f"bob-{i}",
                 node="h1",
                 resources={"nvidia.com/mig-1g.10gb": 1},
                 user="bob",
                 team="vision",
-                charge=(3, 10),
-            ),
+            )
+            for i in range(3)  # 3 compute slices in use (charges come from the requests)
         ],
     )
     pol = build_policy(tiers={"training": TRAINING}, team_quotas={"vision": {"compute_slices": 4}})

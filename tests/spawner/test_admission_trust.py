@@ -193,7 +193,7 @@ async def test_with_no_node_left_the_spawn_fails_at_once_with_the_reason(hub):
     error = await wait_done(app.users["bob"].spawners[""])
     assert time.monotonic() - started < 15  # start_timeout is 30 s
     assert error is not None
-    assert "No GPU slice for '1g notebook' is free right now" in str(error.jupyterhub_message)
+    assert "No slice for '1g notebook' is free" in str(error.jupyterhub_message)
     await settle(None, lambda: not pods_of(cluster, user="bob"))
     view = app.users["bob"].spawners[""].cluster_view()
     assert not view.state.reservations and view.state.usage("vision", "bob").servers == 0
@@ -251,7 +251,7 @@ async def test_an_unbound_pinned_pod_holds_its_slice_and_quota_after_a_restart(h
     )
     r = await spawn(app, "carol", {"tier": "notebook"})
     assert r.status_code == 503, r.text  # the only slice is bob's
-    assert "none free (0 of 1)" in r.json()["message"]
+    assert "(0 of 1 free)" in r.json()["message"]
     view = app.users["carol"].spawners[""].cluster_view()
     assert view.state.usage("vision", "alice").servers == 1  # ... and vision's one server
     assert not pods_of(cluster, user="carol")
@@ -281,7 +281,7 @@ async def test_a_user_named_like_anothers_encoding_gets_their_own_quota(hub):
     assert r.status_code == 403
     message = r.json()["message"]
     assert "private-name" not in message  # only the asking user's own servers
-    assert "Your running servers: default server (1g.10gb)" in message
+    assert "Stop one of your servers: default server (1g.10gb)" in message
 
 
 async def test_two_teams_whose_names_encode_alike_have_separate_quotas(hub):
