@@ -36,7 +36,11 @@ VARIANTS = {
         "nlp",
     ),
     "values-oauth-teams.yaml": (["values-oauth-teams.yaml"], DEMO_CLUSTER, "gpu-nlp"),
+    "values-cpu-and-images.yaml": (["values-cpu-and-images.yaml"], DEMO_CLUSTER, "nlp"),
 }
+#: The form's profiles where the values add the admin's own singleuser.profileList: those
+#: first, as written (a list, so Helm keeps its order), then every tier none asks for.
+OWN_PROFILES_FORM = {"values-cpu-and-images.yaml": ["cpu", "gpu-notebook", "training", "full"]}
 
 
 def test_every_values_file_is_covered():
@@ -145,7 +149,7 @@ def check_form(form: dict, written: list[str]) -> None:
     )
 
 
-def check_hub(result: dict, files: list[Path]) -> None:
+def check_hub(result: dict, files: list[Path], form_profiles: list[str] | None = None) -> None:
     written = written_tier_order(files)
     # what `mig-spawner explain --config <files>` sees; the hub must see the same
     explained = policy_from_config(load_helm_values([str(f) for f in files]))
@@ -158,7 +162,7 @@ def check_hub(result: dict, files: list[Path]) -> None:
     forms = list(result["forms"].values())
     assert len(forms) == len(result["plan"]["forms"])
     for form in forms:
-        check_form(form, written)
+        check_form(form, form_profiles or written)
     # a REST spawn for each tier reaches admission and starts on the tier it asked for
     *per_tier, two_teams = result["spawns"]
     assert [s["tier"] for s in per_tier] == result["tiers"], result["spawns"]
@@ -196,7 +200,9 @@ def test_chart_hub_runs_mig_spawner(variant, tmp_path):
     assert list(values["hub"]["config"]["MIGSpawner"]["tiers"]) == sorted(written_tier_order(files))
     assert values["hub"]["config"]["JupyterHub"]["spawner_class"] == "mig"
     assert values["hub"]["consecutiveFailureLimit"] == 5
-    check_hub(run_hub(manifests, cluster_file, team, tmp_path), files)
+    check_hub(
+        run_hub(manifests, cluster_file, team, tmp_path), files, OWN_PROFILES_FORM.get(variant)
+    )
 
 
 def test_umbrella_chart_hub_runs_mig_spawner(tmp_path):
