@@ -18,7 +18,8 @@ Z2JH_PINS := $(CURDIR)/../shared/z2jh/hub-image-requirements.txt
 Z2JH_VENV := .venv-z2jh
 Z2JH_BIN := $(CURDIR)/$(Z2JH_VENV)/bin
 # Test tools for that venv, held to the image's pins by -c.
-Z2JH_TEST_TOOLS := pytest pytest-asyncio pytest-jupyterhub==0.1.0 hypothesis kubernetes-validate==1.37.0
+Z2JH_TEST_TOOLS := pytest pytest-asyncio pytest-jupyterhub==0.1.0 hypothesis kubernetes-validate==1.37.0 \
+	jupyterhub-fancy-profiles==0.7.0 playwright==1.65.2
 # A real helm, built once from the Go module proxy into ~/.cache/mig-spawner/helm-<version>/.
 HELM_VERSION := v3.22.0
 export MIG_SPAWNER_HELM ?= $(shell tests/tools/go-tool.sh --print helm helm.sh/helm/v3/cmd/helm@$(HELM_VERSION))
