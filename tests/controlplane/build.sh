@@ -53,6 +53,7 @@ build() {
 	for spec in "$@"; do
 		name="${spec%%=*}"
 		pkg="${spec#*=}"
+		[[ "${pkg##*/}" =~ ^v[0-9]+$ ]] && pkg="${pkg%/*}" # go names .../server/v3 "server"
 		mv -f "$tmp/${pkg##*/}" "$cache/$name"
 		echo "$stamp" >"$cache/.$name.stamp"
 	done

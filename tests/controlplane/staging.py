@@ -90,7 +90,7 @@ def main(argv: list[str]) -> int:
     want = render(text, upstream_go_mod(pinned_version(text)))
     if "--check" in argv:
         if replaces(want) != replaces(text):
-            print(f"{GO_MOD}: staging replaces are stale; run python3 {Path(__file__).relative_to(HERE.parent.parent)}")
+            print(f"{GO_MOD}: staging replaces are stale; run python3 {__file__}")
             return 1
         return 0
     if want != text:
