@@ -12,7 +12,7 @@ import json
 import time
 
 import pytest
-from conftest import NAMESPACE, pod
+from conformance_helpers import NAMESPACE, pod
 
 PODS = f"/api/v1/namespaces/{NAMESPACE}/pods"
 
@@ -150,8 +150,11 @@ async def test_a_watch_with_a_label_selector_sees_objects_leave_it(api):
         until=lambda ev: any(e["type"] == "DELETED" for e in ev),
         labelSelector="app=x",
     )
-    assert events[-1]["type"] == "DELETED"
-    assert events[-1]["object"]["metadata"]["labels"]["app"] == "y"
+    gone = events[-1]
+    assert gone["type"] == "DELETED"
+    # the object as it last matched, at the resourceVersion of the change that moved it
+    assert gone["object"]["metadata"]["labels"]["app"] == "x"
+    assert int(gone["object"]["metadata"]["resourceVersion"]) > int(rv)
 
 
 async def test_graceful_pod_deletion(api):

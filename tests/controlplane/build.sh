@@ -45,7 +45,7 @@ build() {
 		pkgs+=("${spec#*=}")
 	done
 	tmp="$(mktemp -d "$cache/.build.XXXXXX")"
-	trap 'rm -rf "$tmp"' RETURN
+	trap 'rm -rf "$tmp"' EXIT # also when go build fails (set -e leaves the function early)
 	echo "building ${names[*]} ($stamp) into $cache" >&2
 	local t0=$SECONDS
 	(cd "$here/$dir" && nice -n "${BUILD_NICE:-10}" go build -trimpath -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}")
@@ -57,6 +57,7 @@ build() {
 		mv -f "$tmp/${pkg##*/}" "$cache/$name"
 		echo "$stamp" >"$cache/.$name.stamp"
 	done
+	rm -rf "$tmp"
 	echo "built ${names[*]} in $((SECONDS - t0))s" >&2
 }
 

@@ -47,6 +47,8 @@ ETCD_VERSION = "v3.6.16"
 HELM_VERSION = "v3.22.0"
 BINARIES = ("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager")
 BUILD_COMMAND = "make k8s"
+#: etcd revisions 1..OLD_REVISIONS predate the API server: every watch cache says "too old".
+OLD_REVISIONS = 20
 
 
 class NotBuilt(RuntimeError):
@@ -339,6 +341,13 @@ class ControlPlane:
             ],
         )
         self._wait("etcd /health", lambda: _http_ok(self.etcd_url + "/health"))
+        # Move etcd's revision past OLD_REVISIONS before kube-apiserver starts: its watch
+        # caches start from a list at the then-current revision, so a watch from a
+        # resourceVersion below it is "too old" (410 Expired), as it is on any cluster that
+        # has run for a while, where on a fresh etcd rv 1 would still be in every cache.
+        for i in range(OLD_REVISIONS):
+            key = base64.b64encode(f"/mig-spawner-harness/{i}".encode()).decode()
+            _post_json(self.etcd_url + "/v3/kv/put", {"key": key, "value": ""})
 
     def _start_apiserver(self) -> None:
         self.port = free_port()
@@ -347,6 +356,9 @@ class ControlPlane:
             "--etcd-servers": self.etcd_url,
             "--bind-address": "127.0.0.1",
             "--advertise-address": "127.0.0.1",
+            # the "kubernetes" Service's endpoints may not be loopback addresses; our pods get
+            # KUBERNETES_SERVICE_HOST/PORT pointing at the API server directly instead
+            "--endpoint-reconciler-type": "none",
             "--secure-port": str(self.port),
             "--cert-dir": str(self.dir / "apiserver-certs"),
             "--tls-cert-file": str(p / "apiserver.crt"),
@@ -474,6 +486,18 @@ _PLURALS = {
     "Node": "nodes",
     "Pod": "pods",
 }
+
+
+def _post_json(url: str, body: Any) -> Any:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def compact_etcd(plane: ControlPlane, revision: int | str) -> None:
+    """Compact etcd's history up to ``revision`` (its JSON gateway), as the API server does
+    every five minutes."""
+    _post_json(plane.etcd_url + "/v3/kv/compaction", {"revision": str(revision), "physical": True})
 
 
 def _http_ok(url: str) -> bool:
