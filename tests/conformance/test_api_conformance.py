@@ -209,6 +209,10 @@ async def test_events_as_kubespawner_reads_them(api):
             assert event.last_timestamp or event.event_time
         scheduled = next(e for e in mine if e.reason == "Scheduled")
         assert scheduled.message.startswith(f"Successfully assigned {NAMESPACE}/{name} to conf-b")
+        # kube-scheduler records through events.k8s.io/v1: eventTime, no lastTimestamp
+        assert scheduled.reporting_component == "default-scheduler"
+        assert scheduled.action == "Binding" and scheduled.event_time
+        assert scheduled.last_timestamp is None and not scheduled.source.component
         started = next(e for e in mine if e.reason == "Started")
         assert started.involved_object.field_path == "spec.containers{main}"
         assert started.source.component == "kubelet" and started.source.host == "conf-b"
