@@ -9,6 +9,7 @@ import shutil
 import subprocess
 
 import pytest
+from cli_helpers import TEAMS_CONFIG
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
@@ -68,7 +69,7 @@ def test_explain_reads_a_real_kubectl_snapshot(lab, explain, tmp_path):
     assert out["candidates"][0]["free"] == 9 and out["candidates"][0]["total"] == 9
 
 
-def test_explain_counts_pods_the_real_scheduler_placed(lab, explain, tmp_path):
+def test_explain_counts_pods_the_real_scheduler_placed(lab, explain, cli, tmp_path):
     for i in range(9):  # every 1g.10gb on both GPUs, held by batch jobs
         lab.create_pod(batch_pod(f"sweep-{i}", "nvidia.com/mig-1g.10gb"), namespace="research")
     lab.wait_for(
@@ -89,3 +90,19 @@ def test_explain_counts_pods_the_real_scheduler_placed(lab, explain, tmp_path):
     assert (out["requested_profile"], out["granted_profile"]) == ("1g.10gb", "2g.20gb")
     assert out["node"] == "lab-h100-b"
     assert out["candidates"][0]["reason"] == "none free (0 of 9)"
+
+    # the live read (list only, through the same admin kubeconfig) decides the same
+    live = cli(
+        "explain",
+        "--kubeconfig",
+        lab.kubeconfig,
+        "--config",
+        TEAMS_CONFIG,
+        "--user",
+        "dave",
+        "--tier",
+        "notebook",
+        "--json",
+    )
+    assert live.code == 0, live.err
+    assert live.json == out
