@@ -293,6 +293,8 @@ class MirrorStore:
 
     def _apply(self, plural: str, type_: str, obj: dict) -> None:
         meta = obj["metadata"]
+        if plural == "nodes" and meta["name"] not in self.owned_nodes:
+            return  # another agent's (or a real kubelet's) node: not ours to run pods on
         key = (meta.get("namespace"), meta["name"])
         objects = self.objects[plural]
         old = objects.get(key)
