@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from hub_harness import H100, TEAMS, TWO_H100, hub_config, pods_of, spawn, stop, wait_ready
+from jupyterhub.httpclient import JupyterHubHTTPClient
+from jupyterhub.tests.mocking import MockHub
 from jupyterhub.tests.utils import add_user
 from realk8s import HUB_NAMESPACE, hub_kubeconfig, our_cluster_rbac, render_hub_rbac
 
@@ -228,3 +230,38 @@ async def test_a_cluster_role_without_watch_on_nodes_breaks_spawning(control_pla
     view = app.users["bob"].spawners[""].cluster_view()
     assert view.stats()["failures"]["nodes"] >= 1
     assert "403" in (view.problem or "") or "forbidden" in (view.problem or "").lower()
+
+
+async def test_hub_restart_rebuilds_usage_from_real_pod_labels(real_hub, tmp_path, monkeypatch):
+    """A new hub on the same database lists the real pods (with its ServiceAccount) and
+    counts the team's usage from their labels."""
+    monkeypatch.setenv("JUPYTERHUB_TEST_DB_URL", f"sqlite:///{tmp_path / 'hub.sqlite'}")
+    keep = {"JupyterHub": {"cleanup_servers": False}}
+    app, cluster = await real_hub(team_quotas={"vision": {"compute_slices": 3}}, extra=keep)
+    await spawn(app, "bob", {"tier": "notebook"})
+    await spawn(app, "alice", {"tier": "notebook", "team": "vision"})
+    await asyncio.gather(wait_ready(app, "bob", timeout=60), wait_ready(app, "alice", timeout=60))
+    config = app.config
+    for user in app.users.values():
+        for spawner in user.spawners.values():
+            spawner.stop_polling()
+    app.http_server.stop()
+    await app.cleanup()  # cleanup_servers=False: the pods stay
+    JupyterHubHTTPClient.clear_instance()
+    await MIGSpawner.stop_cluster_views()
+    await MIGSpawner._stop_all_reflectors()
+    assert len(pods_of(cluster, team="vision")) == 2
+    MockHub.clear_instance()
+    app2 = MockHub.instance(config=config)
+    app2.test_clean_db = False
+    await app2.initialize()
+    await app2.start()  # hub_app's teardown stops this one
+
+    assert app2.users["bob"].spawners[""].ready
+    r = await spawn(app2, "bob", {"tier": "notebook"}, server="second")
+    assert r.status_code in (201, 202), r.text
+    await wait_ready(app2, "bob", "second", timeout=60)
+    view = app2.users["bob"].spawners["second"].cluster_view()
+    assert view.state.usage("vision", "bob").compute_slices == 3
+    r = await spawn(app2, "alice", {"tier": "notebook", "team": "vision"}, server="third")
+    assert r.status_code == 403 and "3 of 3 compute slices in use" in r.json()["message"]
