@@ -201,7 +201,11 @@ async def _wait_hub_route(
 
 
 def banner(
-    url: str, cluster_file: Path, pod_logs: Path, kubeconfig: Path, control_plane: str
+    url: str,
+    cluster_file: Path,
+    pod_logs: Path,
+    kubeconfig: Path | None = None,
+    control_plane: str = "emulated control plane",
 ) -> str:
     width = max(len(", ".join(m)) for m in [*TEAMS.values(), [LONER]]) + 2
     lines = [
@@ -217,8 +221,9 @@ def banner(
         lines.append(f"  team {team:<7} {', '.join(members):<{width}} quota: {limits}")
     lines.append(f"  no team      {LONER:<{width}} default quota: 1 compute slice, 1 server")
     lines.append(f"  cluster:   {cluster_file} ({control_plane})")
-    lines.append(f"  kubeconfig: {kubeconfig}")
-    lines.append(f"             KUBECONFIG={kubeconfig} kubectl get nodes,pods -A")
+    if kubeconfig is not None:
+        lines.append(f"  kubeconfig: {kubeconfig}")
+        lines.append(f"             KUBECONFIG={kubeconfig} kubectl get nodes,pods -A")
     lines.append(f"  pod logs:  {pod_logs}")
     lines.append("Press Ctrl-C to stop (stops the hub and every notebook).")
     return "\n".join(lines)
