@@ -85,3 +85,21 @@ def test_agent_nodes_are_labelled_ready_and_leased(real_cluster):
     assert single["status"]["allocatable"]["nvidia.com/gpu"] == "2"
     assert single["metadata"]["labels"]["nvidia.com/gpu.product"] == f"{H100}-MIG-3g.40gb"
     assert whole["status"]["allocatable"]["nvidia.com/gpu"] == "2"
+
+
+def test_the_processes_die_with_a_killed_launcher():
+    """SIGKILL gives the launcher no chance to stop anything: the processes die with it."""
+    require_real_control_plane()
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, text=True)
+    try:
+        workdir = Path(proc.stdout.readline().split()[0])
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) == 4
+    finally:
+        proc.kill()
+        proc.wait()
+    _gone, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, [c.cmdline()[:1] for c in alive]
+    import shutil
+
+    shutil.rmtree(workdir, ignore_errors=True)  # the one thing a SIGKILL leaves

@@ -86,8 +86,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
+    # SIGKILL, not SIGTERM: when the launcher dies outright, etcd goes too, and a
+    # kube-apiserver told to shut down gracefully then waits for etcd forever.
     with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _openssl(*args: str, cwd: Path) -> None:
