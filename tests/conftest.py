@@ -31,3 +31,6 @@ current-context: placeholder
 """
 )
 os.environ.setdefault("KUBECONFIG", str(_KUBECONFIG))
+
+# Fixtures for the real control plane (tests/realk8s.py): control_plane, real_cluster.
+from realk8s import control_plane, real_cluster  # noqa: E402, F401

@@ -168,6 +168,12 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--port", type=int, default=8000, help="port of the hub (default: 8000)")
     p.add_argument("--cluster", metavar="FILE", help="the emulated cluster to start from")
+    p.add_argument(
+        "--real-control-plane",
+        action="store_true",
+        help="run on a real kube-apiserver, kube-scheduler, kube-controller-manager and etcd "
+        "(built by `make k8s`) instead of the emulator",
+    )
     p.set_defaults(func=cmd_demo)
 
 

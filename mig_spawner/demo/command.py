@@ -115,7 +115,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def hub_config(*, cluster_url: str, port: int, workdir: Path, proxy_api: str = "") -> str:
+def hub_config(
+    *, cluster_url: str, port: int, workdir: Path, proxy_api: str = "", ca: Path | None = None
+) -> str:
     """The jupyterhub_config.py the demo hub runs with."""
     proxy_api = proxy_api or f"http://127.0.0.1:{free_port()}"
     users = sorted({u for members in TEAMS.values() for u in members} | {LONER})
@@ -144,6 +146,7 @@ def hub_config(*, cluster_url: str, port: int, workdir: Path, proxy_api: str = "
         c.JupyterHub.extra_handlers = handlers()
 
         c.KubeSpawner.k8s_api_host = {cluster_url!r}
+        c.KubeSpawner.k8s_api_ssl_ca_cert = {str(ca) if ca else ""!r}
         c.KubeSpawner.namespace = "demo"
         c.KubeSpawner.storage_pvc_ensure = False
         c.KubeSpawner.image = "quay.io/jupyter/pytorch-notebook:cuda12-2024-12-09"
@@ -197,7 +200,13 @@ async def _wait_hub_route(
             await asyncio.sleep(0.25)
 
 
-def banner(url: str, cluster_file: Path, pod_logs: Path) -> str:
+def banner(
+    url: str,
+    cluster_file: Path,
+    pod_logs: Path,
+    kubeconfig: Path | None = None,
+    control_plane: str = "emulated control plane",
+) -> str:
     width = max(len(", ".join(m)) for m in [*TEAMS.values(), [LONER]]) + 2
     lines = [
         "",
@@ -211,15 +220,99 @@ def banner(url: str, cluster_file: Path, pod_logs: Path) -> str:
         limits = ", ".join(f"{k} {v}" for k, v in QUOTAS[team].items())
         lines.append(f"  team {team:<7} {', '.join(members):<{width}} quota: {limits}")
     lines.append(f"  no team      {LONER:<{width}} default quota: 1 compute slice, 1 server")
-    lines.append(f"  cluster:   {cluster_file}")
+    lines.append(f"  cluster:   {cluster_file} ({control_plane})")
+    if kubeconfig is not None:
+        lines.append(f"  kubeconfig: {kubeconfig}")
+        lines.append(f"             KUBECONFIG={kubeconfig} kubectl get nodes,pods -A")
     lines.append(f"  pod logs:  {pod_logs}")
     lines.append("Press Ctrl-C to stop (stops the hub and every notebook).")
     return "\n".join(lines)
 
 
-async def run(port: int = 8000, cluster_file: str | os.PathLike | None = None) -> int:
+class _Emulated:
+    """The embedded default: the emulated API server, scheduler and kubelet."""
+
+    name = "emulated control plane"
+
+    def __init__(self, spec, workdir: Path) -> None:
+        self.cluster = EmulatedCluster(spec, kubelet="process", log_dir=workdir / "pods")
+        self.kubeconfig = workdir / "kubeconfig"
+        self.ca: Path | None = None
+
+    async def start(self) -> str:
+        await self.cluster.start()
+        self.cluster.write_kubeconfig(self.kubeconfig)
+        return self.cluster.url
+
+    async def stop(self) -> None:
+        await self.cluster.stop()
+
+
+class _Real:
+    """kube-apiserver, kube-scheduler, kube-controller-manager and etcd (``make k8s``), with
+    the cluster file's GPU nodes registered and run by the node agent in this process."""
+
+    def __init__(self, spec, workdir: Path) -> None:
+        from .controlplane import K8S_VERSION, ControlPlane
+
+        self.name = f"real Kubernetes {K8S_VERSION}"
+        self.spec, self.workdir = spec, workdir
+        self.plane = ControlPlane(workdir=workdir / "k8s")
+        self.kubeconfig = self.plane.kubeconfig
+        self.ca: Path | None = self.plane.ca
+        self.api = self.agent = None
+
+    async def start(self) -> str:
+        from .controlplane.agent import ApiClient, NodeAgent
+
+        await asyncio.to_thread(self.plane.start)
+        self.plane.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}})
+        self.api = await ApiClient(self.kubeconfig).__aenter__()
+        self.agent = NodeAgent(
+            self.api, self.spec, kubelet="process", log_dir=str(self.workdir / "pods")
+        )
+        await self.agent.start()
+        names = {n.name for n in self.spec.nodes}
+
+        def ready() -> bool:
+            nodes = (self.plane.get("/api/v1/nodes") or {}).get("items") or []
+            untainted = {
+                n["metadata"]["name"]
+                for n in nodes
+                if not any(
+                    t["key"] == "node.kubernetes.io/not-ready"
+                    for t in n["spec"].get("taints") or []
+                )
+            }
+            sa = self.plane.get("/api/v1/namespaces/demo/serviceaccounts/default")
+            return names <= untainted and sa is not None
+
+        await asyncio.to_thread(self.plane._wait, "the demo's nodes to be Ready", ready)
+        return self.plane.url
+
+    async def stop(self) -> None:
+        if self.agent is not None:
+            await self.agent.stop()
+        if self.api is not None:
+            await self.api.__aexit__(None, None, None)
+        await asyncio.to_thread(self.plane.stop)
+
+
+async def run(
+    port: int = 8000,
+    cluster_file: str | os.PathLike | None = None,
+    real_control_plane: bool = False,
+) -> int:
     cluster_path = Path(cluster_file) if cluster_file else DEFAULT_CLUSTER
     spec = load_cluster_file(cluster_path)
+    if real_control_plane:
+        from .controlplane import NotBuilt, require_binaries
+
+        try:
+            require_binaries()
+        except NotBuilt as exc:
+            print(f"mig-spawner: error: {exc}", file=sys.stderr)
+            return 2
     if not shutil.which("configurable-http-proxy", path=_path_with_node()):
         print(
             "mig-spawner: error: configurable-http-proxy (npm) is not on PATH; "
@@ -240,16 +333,21 @@ async def run(port: int = 8000, cluster_file: str | os.PathLike | None = None) -
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    cluster = EmulatedCluster(spec, kubelet="process", log_dir=workdir / "pods")
-    await cluster.start()
+    cluster = (_Real if real_control_plane else _Emulated)(spec, workdir)
     proc = None
     try:
-        kubeconfig = workdir / "kubeconfig"
-        cluster.write_kubeconfig(kubeconfig)
+        cluster_url = await cluster.start()
+        kubeconfig = cluster.kubeconfig
         config = workdir / "jupyterhub_config.py"
         proxy_api, token = f"http://127.0.0.1:{free_port()}", secrets.token_hex(16)
         config.write_text(
-            hub_config(cluster_url=cluster.url, port=port, workdir=workdir, proxy_api=proxy_api)
+            hub_config(
+                cluster_url=cluster_url,
+                port=port,
+                workdir=workdir,
+                proxy_api=proxy_api,
+                ca=cluster.ca,
+            )
         )
         env = dict(
             os.environ,
@@ -269,13 +367,13 @@ async def run(port: int = 8000, cluster_file: str | os.PathLike | None = None) -
         )
         url = f"http://127.0.0.1:{port}/hub/login"
         await _wait_hub_route(proxy_api, token, proc, timeout=60)
-        print(banner(url, cluster_path, workdir / "pods"), flush=True)
+        print(banner(url, cluster_path, workdir / "pods", kubeconfig, cluster.name), flush=True)
         hub_exit = asyncio.ensure_future(proc.wait())
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait({hub_exit, stopped}, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
         return 0 if stop.is_set() else (proc.returncode or 1)
-    except RuntimeError as e:
+    except (RuntimeError, TimeoutError) as e:
         print(f"mig-spawner: error: {e}", file=sys.stderr)
         return 1
     finally:
@@ -306,5 +404,12 @@ async def _terminate(proc: asyncio.subprocess.Process) -> None:
 
 
 def main(args) -> int:
-    """Entry for ``mig-spawner demo`` (args: argparse namespace with port, cluster)."""
-    return asyncio.run(run(port=args.port, cluster_file=args.cluster))
+    """Entry for ``mig-spawner demo`` (args: argparse namespace with port, cluster and
+    real_control_plane)."""
+    return asyncio.run(
+        run(
+            port=args.port,
+            cluster_file=args.cluster,
+            real_control_plane=getattr(args, "real_control_plane", False),
+        )
+    )

@@ -9,7 +9,10 @@ used, sees the larger tiers refused with the reason and starts a CPU server inst
 dave types his own image for the training tier. Screenshots go to
 ``test-artifacts/browser/``.
 
-The tests run in order and share one demo.
+The tests run in order and share one demo, once on the embedded emulator and once with
+``--real-control-plane`` (kube-apiserver, kube-scheduler, kube-controller-manager and etcd
+from ``make k8s``, GPU nodes from the node agent); screenshots of the second go to
+``test-artifacts/browser/real-control-plane/``.
 """
 
 from __future__ import annotations
@@ -50,13 +53,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def demo():
+@pytest.fixture(scope="module", params=["emulator", "real-control-plane"])
+def demo(request):
     """``mig-spawner demo`` as a user runs it; stopped with Ctrl-C (SIGINT) at the end."""
     port = _free_port()
     script = Path(sys.executable).with_name("mig-spawner")
+    argv = [str(script), "demo", "--port", str(port)]
+    artifacts = ARTIFACTS
+    if request.param == "real-control-plane":
+        from realk8s import require_real_control_plane
+
+        require_real_control_plane()
+        argv.append("--real-control-plane")
+        artifacts = ARTIFACTS / "real-control-plane"
+    artifacts.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [str(script), "demo", "--port", str(port)],
+        argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -72,10 +84,25 @@ def demo():
                 ready.set()
 
     threading.Thread(target=read, daemon=True).start()
-    if not ready.wait(120):
+    if not ready.wait(240):
         proc.kill()
         raise AssertionError("demo did not start:\n" + "".join(lines[-40:]))
-    yield {"url": f"http://127.0.0.1:{port}", "proc": proc, "lines": lines}
+    time.sleep(0.2)  # the rest of the banner
+    (kubeconfig,) = [line.split(":", 1)[1].strip() for line in lines if "kubeconfig:" in line]
+    # the banner's kubeconfig reaches the running cluster
+    nodes = subprocess.run(
+        ["kubectl", "--kubeconfig", kubeconfig, "get", "nodes", "-o", "name"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert nodes.returncode == 0 and "node/" in nodes.stdout, nodes.stderr
+    yield {
+        "url": f"http://127.0.0.1:{port}",
+        "proc": proc,
+        "lines": lines,
+        "artifacts": artifacts,
+    }
 
     descendants = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGINT)
@@ -110,12 +137,12 @@ def tier(page: Page, slug: str):
     return page.locator(f'#kubespawner-profiles-list label[data-tier="{slug}"]')
 
 
-def start_and_reach_lab(page: Page, user: str, shot: str) -> str:
+def start_and_reach_lab(page: Page, user: str, shot: Path) -> str:
     """Submit the form, wait until JupyterLab has loaded; return the page title."""
     page.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
     page.wait_for_url(f"**/user/{user}/**", timeout=120_000)
     expect(page.locator(".jp-Launcher")).to_be_visible(timeout=120_000)  # Lab has loaded
-    page.screenshot(path=str(ARTIFACTS / shot))
+    page.screenshot(path=str(shot))
     return page.title()
 
 
@@ -155,9 +182,9 @@ def test_alice_sees_cpu_gpu_and_image_choices_and_reaches_jupyterlab(browser, de
     team.select_option("nlp")
     expect(notebook.locator(".mig-quota")).to_have_text("team nlp: 0 of 8 compute slices in use")
     team.select_option("vision")
-    page.screenshot(path=str(ARTIFACTS / "01-tier-picker-alice.png"), full_page=True)
+    page.screenshot(path=str(demo["artifacts"] / "01-tier-picker-alice.png"), full_page=True)
     page.check("#profile-item-notebook")
-    title = start_and_reach_lab(page, "alice", "02-alice-jupyterlab.png")
+    title = start_and_reach_lab(page, "alice", demo["artifacts"] / "02-alice-jupyterlab.png")
     assert "JupyterLab" in title
     page.context.close()
 
@@ -171,7 +198,7 @@ def test_bob_is_told_his_notebook_falls_back_to_a_larger_slice(browser, demo):
     carol.wait_for_url("**/hub/spawn**")
     expect(tier(carol, "notebook")).to_contain_text("1 of 2 free")
     carol.check("#profile-item-notebook")
-    start_and_reach_lab(carol, "carol", "03-carol-jupyterlab.png")
+    start_and_reach_lab(carol, "carol", demo["artifacts"] / "03-carol-jupyterlab.png")
     carol.context.close()
     # erin's open form updates by itself (it refreshes its figures every 15 s)
     expect(tier(erin, "notebook")).to_contain_text("0 of 2 free", timeout=40_000)
@@ -188,7 +215,7 @@ def test_bob_is_told_his_notebook_falls_back_to_a_larger_slice(browser, demo):
     # the refresh left a startable option selected: the CPU server
     expect(erin.locator("#profile-item-cpu")).to_be_checked()
     expect(erin.locator("#spawn_form [type=submit]")).to_be_enabled()
-    erin.screenshot(path=str(ARTIFACTS / "04-erin-quota-reason.png"), full_page=True)
+    erin.screenshot(path=str(demo["artifacts"] / "04-erin-quota-reason.png"), full_page=True)
     erin.context.close()
 
     bob = login(browser, demo, "bob")
@@ -196,7 +223,7 @@ def test_bob_is_told_his_notebook_falls_back_to_a_larger_slice(browser, demo):
     notebook = tier(bob, "notebook")
     expect(notebook).to_contain_text("0 of 2 free")
     expect(notebook).to_contain_text("none free: starts on 2g.10gb on A100 40GB")
-    bob.screenshot(path=str(ARTIFACTS / "04-bob-fallback-note.png"), full_page=True)
+    bob.screenshot(path=str(demo["artifacts"] / "04-bob-fallback-note.png"), full_page=True)
     bob.check("#profile-item-notebook")
     bob.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
     # the progress page says what happened, once, before JupyterLab opens
@@ -210,7 +237,7 @@ def test_bob_is_told_his_notebook_falls_back_to_a_larger_slice(browser, demo):
         "2g.10gb on A100 40GB: ", timeout=60_000
     )
     bob.locator("#progress-details summary").click()  # open the event log for the shot
-    bob.screenshot(path=str(ARTIFACTS / "05-bob-progress.png"), full_page=True)
+    bob.screenshot(path=str(demo["artifacts"] / "05-bob-progress.png"), full_page=True)
     bob.wait_for_url("**/user/bob/**", timeout=120_000)
     expect(bob.locator(".jp-Launcher")).to_be_visible(timeout=120_000)
     bob.context.close()
@@ -229,7 +256,7 @@ def test_bob_over_quota_sees_the_refusal_and_starts_a_cpu_server(browser, demo):
     )
     expect(page.locator("#profile-item-training")).to_be_disabled()
     expect(page.locator("#profile-item-full")).to_be_disabled()
-    page.screenshot(path=str(ARTIFACTS / "06-bob-over-quota.png"), full_page=True)
+    page.screenshot(path=str(demo["artifacts"] / "06-bob-over-quota.png"), full_page=True)
     # a CPU server needs no GPU and no quota: it starts
     expect(tier(page, "cpu")).to_contain_text("No GPU")
     page.check("#profile-item-cpu")
@@ -247,7 +274,7 @@ def test_dave_types_his_own_image_for_the_training_tier(browser, demo):
     other = page.locator("#profile-option-training--image--unlisted-choice")
     expect(other).to_be_visible()
     other.fill("quay.io/jupyter/scipy-notebook:2024-12-09")
-    page.screenshot(path=str(ARTIFACTS / "07-dave-image-choice.png"), full_page=True)
+    page.screenshot(path=str(demo["artifacts"] / "07-dave-image-choice.png"), full_page=True)
     page.click("#spawn_form [type=submit]")
     expect(page.locator("#progress-log")).to_contain_text("Starting on 1 × 3g.40gb", timeout=60_000)
     page.wait_for_url("**/user/dave/**", timeout=120_000)
@@ -298,5 +325,5 @@ def test_admin_sees_the_slice_map_team_bars_fallback_and_refusals(browser, demo)
     expect(refusal).to_contain_text("team vision's GPU quota")
     # the picture is JupyterHub's page: its navigation bar, with the admin link
     expect(page.locator("nav.navbar")).to_contain_text("Admin")
-    page.screenshot(path=str(ARTIFACTS / "07-admin-slice-map.png"), full_page=True)
+    page.screenshot(path=str(demo["artifacts"] / "07-admin-slice-map.png"), full_page=True)
     page.context.close()

@@ -31,7 +31,9 @@ async def unschedulable(cluster, name, namespace="default") -> str:
     assert event["type"] == "Warning"
     assert event["involvedObject"]["kind"] == "Pod"
     assert event["involvedObject"]["namespace"] == namespace
-    assert event["source"]["component"] == "default-scheduler"
+    # kube-scheduler records through events.k8s.io/v1: no source, a reportingComponent
+    assert event["reportingComponent"] == "default-scheduler" and event["action"] == "Scheduling"
+    assert event["eventTime"] and event["lastTimestamp"] is None
     pod = cluster.pod(name, namespace)
     assert pod["status"]["phase"] == "Pending" and "nodeName" not in pod["spec"]
     condition = next(c for c in pod["status"]["conditions"] if c["type"] == "PodScheduled")

@@ -3,6 +3,13 @@
 Like client-go's event recorder, a repeat of the same event (same object, type, reason,
 message and source) bumps ``count`` and ``lastTimestamp`` on the existing Event instead of
 creating a new one.
+
+With ``action`` set, an event is recorded as client-go's newer ``events.k8s.io/v1``
+recorder writes it, which is what kube-scheduler 1.37 uses (Scheduled, FailedScheduling):
+seen through core/v1 it has ``eventTime``, ``action``, ``reportingComponent`` and
+``reportingInstance``, an empty ``source`` and no ``firstTimestamp``/``lastTimestamp``/
+``count``; a repeat becomes a ``series`` (count, lastObservedTime). Our kubelet records the
+old way, like the real kubelet.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import time
 from typing import Any
 
 from .status import ApiError
-from .store import Store, now
+from .store import Store, now, now_micro
 
 
 class EventRecorder:
@@ -28,6 +35,7 @@ class EventRecorder:
         component: str,
         host: str | None = None,
         field_path: str | None = None,
+        action: str | None = None,
     ) -> dict[str, Any] | None:
         meta = obj["metadata"]
         namespace = meta.get("namespace") or "default"
@@ -38,6 +46,13 @@ class EventRecorder:
             ns, name = self._seen[key]
 
             def bump(event: dict[str, Any]) -> None:
+                if action:
+                    series = event.get("series") or {"count": 1}
+                    event["series"] = {
+                        "count": series["count"] + 1,
+                        "lastObservedTime": now_micro(),
+                    }
+                    return
                 event["count"] = event.get("count", 1) + 1
                 event["lastTimestamp"] = now()
 
@@ -69,6 +84,16 @@ class EventRecorder:
             "reportingComponent": component,
             "reportingInstance": host or "",
         }
+        if action:  # the events.k8s.io/v1 recorder
+            event.update(
+                source={},
+                action=action,
+                eventTime=now_micro(),
+                reportingInstance=f"{component}-{host or 'emulator'}",
+                firstTimestamp=None,
+                lastTimestamp=None,
+                count=None,
+            )
         try:
             created = self.store.create("events", namespace, event)
         except ApiError:  # e.g. the namespace is being deleted

@@ -345,6 +345,7 @@ class Scheduler:
                 "Scheduled",
                 f"Successfully assigned {meta['namespace']}/{meta['name']} to {node_name}",
                 self.name,
+                action="Binding",
             )
 
     def _unschedulable(self, pod: dict[str, Any], message: str) -> None:
@@ -365,4 +366,6 @@ class Scheduler:
 
         marked = self.store.mutate("pods", meta["namespace"], meta["name"], mark)
         if marked is not None:
-            self.recorder.record(marked, "Warning", "FailedScheduling", message, self.name)
+            self.recorder.record(
+                marked, "Warning", "FailedScheduling", message, self.name, action="Scheduling"
+            )

@@ -111,7 +111,15 @@ class Watcher:
         else:
             was, now_ = self._matches(change.old), self._matches(change.obj)
             event = ("MODIFIED" if was else "ADDED") if now_ else ("DELETED" if was else None)
-        if event:
+        if event == "DELETED" and change.type != "DELETED":
+            # It left the selector: like the API server's watch cache, send the object as
+            # it was (the state that matched), with the resourceVersion of this change.
+            assert change.old is not None
+            left = {**change.old, "metadata": dict(change.old["metadata"])}
+            left["metadata"]["resourceVersion"] = change.obj["metadata"]["resourceVersion"]
+            line = json.dumps({"type": "DELETED", "object": left}, separators=(",", ":"))
+            self.queue.put_nowait((line + "\n").encode())
+        elif event:
             self.queue.put_nowait(change.line(event))
 
     def close(self, how: str = CLOSE) -> None:

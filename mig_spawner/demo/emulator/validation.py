@@ -14,10 +14,10 @@ from typing import Any
 from .quantity import parse_quantity
 from .status import ApiError, invalid
 
-_DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_DNS_SUBDOMAIN_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_LABEL_NAME_RE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_LABEL_VALUE_RE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _SUBDOMAIN_MSG = (
     "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
     "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used "
@@ -53,9 +53,9 @@ def is_extended_resource(name: str) -> bool:
 
 
 def name_errors(name: str, kind: str) -> list[tuple[str, str]]:
-    if len(name) > 253 or not _DNS_SUBDOMAIN_RE.match(name):
+    if len(name) > 253 or not _DNS_SUBDOMAIN_RE.fullmatch(name):
         return [("metadata.name", f'Invalid value: "{name}": {_SUBDOMAIN_MSG}')]
-    if kind == "Namespace" and (len(name) > 63 or not _DNS_LABEL_RE.match(name)):
+    if kind == "Namespace" and (len(name) > 63 or not _DNS_LABEL_RE.fullmatch(name)):
         return [("metadata.name", f'Invalid value: "{name}": {_DNS_LABEL_MSG}')]
     return []
 
@@ -82,15 +82,15 @@ def label_errors(labels: dict[str, str]) -> list[tuple[str, str]]:
         if (
             not name
             or len(name) > 63
-            or not _LABEL_NAME_RE.match(name)
-            or (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN_RE.match(prefix)))
+            or not _LABEL_NAME_RE.fullmatch(name)
+            or (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN_RE.fullmatch(prefix)))
         ):
             errors.append(("metadata.labels", f'Invalid value: "{key}": name part must be valid'))
         if len(value) > 63:
             errors.append(
                 ("metadata.labels", f'Invalid value: "{value}": must be no more than 63 characters')
             )
-        elif not _LABEL_VALUE_RE.match(value):
+        elif not _LABEL_VALUE_RE.fullmatch(value):
             errors.append(("metadata.labels", f'Invalid value: "{value}": {_LABEL_VALUE_MSG}'))
     return errors
 
@@ -114,7 +114,7 @@ def _container_errors(containers: Any, path: str) -> list[tuple[str, str]]:
         name = container.get("name") if isinstance(container, dict) else None
         if not name:
             errors.append((f"{where}.name", "Required value"))
-        elif not _DNS_LABEL_RE.match(name):
+        elif not _DNS_LABEL_RE.fullmatch(name):
             errors.append((f"{where}.name", f'Invalid value: "{name}": {_DNS_LABEL_MSG}'))
         elif name in seen:
             errors.append((f"{where}.name", f'Duplicate value: "{name}"'))

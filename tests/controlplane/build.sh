@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Build the real control plane (kube-apiserver, kube-scheduler,
+# kube-controller-manager, etcd) and helm from the Go module proxy into a cache
+# outside the clone, keyed by the Kubernetes version:
+#
+#     ${MIG_SPAWNER_K8S_CACHE:-${XDG_CACHE_HOME:-~/.cache}/mig-spawner/k8s-v1.37.2}/
+#
+# Only what is missing (or was built from another pinned version) is built; a
+# second run is a few stat calls.  `build.sh --print-dir` prints the cache
+# directory and exits.  The pins are the go.mod files next to this script.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+
+modver() { # module dir, module path -> version pinned in that go.mod
+	(cd "$here/$1" && go list -m -f '{{.Version}}' "$2")
+}
+
+k8s_version="$(modver kubernetes k8s.io/kubernetes)"
+cache="${MIG_SPAWNER_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mig-spawner/k8s-$k8s_version}"
+if [[ "${1:-}" == "--print-dir" ]]; then
+	echo "$cache"
+	exit 0
+fi
+mkdir -p "$cache"
+
+# The staging replaces must match the pinned k8s.io/kubernetes.
+python3 "$here/staging.py" --check
+
+goversion="$(go env GOVERSION)"
+# needs NAME STAMP: true when $cache/NAME is missing or was built from another pin
+needs() {
+	[[ -x "$cache/$1" && -f "$cache/.$1.stamp" && "$(cat "$cache/.$1.stamp")" == "$2" ]] && return 1
+	return 0
+}
+# build MODULE_DIR LDFLAGS STAMP NAME=PKG... : go build the named packages, then
+# move each binary into the cache and stamp it.
+build() {
+	local dir="$1" ldflags="$2" stamp="$3"
+	shift 3
+	local tmp pkgs=() names=() spec
+	for spec in "$@"; do
+		names+=("${spec%%=*}")
+		pkgs+=("${spec#*=}")
+	done
+	tmp="$(mktemp -d "$cache/.build.XXXXXX")"
+	trap 'rm -rf "$tmp"' EXIT # also when go build fails (set -e leaves the function early)
+	echo "building ${names[*]} ($stamp) into $cache" >&2
+	local t0=$SECONDS
+	(cd "$here/$dir" && nice -n "${BUILD_NICE:-10}" go build -trimpath -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}")
+	local name pkg
+	for spec in "$@"; do
+		name="${spec%%=*}"
+		pkg="${spec#*=}"
+		[[ "${pkg##*/}" =~ ^v[0-9]+$ ]] && pkg="${pkg%/*}" # go names .../server/v3 "server"
+		mv -f "$tmp/${pkg##*/}" "$cache/$name"
+		echo "$stamp" >"$cache/.$name.stamp"
+	done
+	rm -rf "$tmp"
+	echo "built ${names[*]} in $((SECONDS - t0))s" >&2
+}
+
+# helm first: the chart tests need only it.
+helm_version="$(modver helm helm.sh/helm/v3)"
+helm_k8s="$(modver helm k8s.io/client-go)" # v0.MINOR.PATCH
+helm_k8s_minor="$(cut -d. -f2 <<<"$helm_k8s")"
+stamp="helm.sh/helm/v3@$helm_version $goversion"
+if needs helm "$stamp"; then
+	build helm "-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version \
+-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$helm_k8s_minor \
+-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$helm_k8s_minor" \
+		"$stamp" helm=helm.sh/helm/v3/cmd/helm
+fi
+
+etcd_version="$(modver etcd go.etcd.io/etcd/server/v3)"
+stamp="go.etcd.io/etcd/server/v3@$etcd_version $goversion"
+if needs etcd "$stamp"; then
+	build etcd "-s -w" "$stamp" etcd=go.etcd.io/etcd/server/v3
+fi
+
+minor="$(cut -d. -f2 <<<"$k8s_version")"
+ldflags="-s -w"
+for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+	ldflags+=" -X $p.gitVersion=$k8s_version -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+done
+stamp="k8s.io/kubernetes@$k8s_version $goversion"
+want=()
+for c in kube-apiserver kube-scheduler kube-controller-manager; do
+	needs "$c" "$stamp" && want+=("$c=k8s.io/kubernetes/cmd/$c")
+done
+if ((${#want[@]})); then
+	build kubernetes "$ldflags" "$stamp" "${want[@]}"
+fi
+echo "$cache"
