@@ -48,6 +48,7 @@ HERE = Path(__file__).resolve().parent
 NAMESPACE, RELEASE = "jupyterhub", "jhub"
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding"}
 GUIDE = chart.ROOT / "docs" / "deploy-z2jh.md"
+OUR_ROLE = yaml.safe_load((chart.HELM_VALUES / "rbac/clusterrole.yaml").read_text())
 NODES = [n["name"] for n in yaml.safe_load(DEMO_CLUSTER.read_text())["nodes"]]
 
 
@@ -135,7 +136,7 @@ def run_on_real_cluster(tmp_path: Path) -> dict:
         ],
         "refusals": {"user": "", "tier": "", "count": 0},  # test_chart_hub covers these
         "rbac_drop": {
-            "name": "mig-spawner-hub",
+            "name": OUR_ROLE["metadata"]["name"],
             "resource": "nodes",
             "verb": "list",
             "user": "late",
