@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -286,6 +288,35 @@ async def spawn_one(h: Hub, cluster, log: Path, hub, spawn: dict) -> dict:
     }
 
 
+def reap_namespace(grace: float = 5.0) -> list[str]:
+    """Stop whatever still runs in this private network namespace, and say what it was.
+
+    Everything in it was started here (the hub's own children too: the chart's idle culler,
+    which a hub that exits by itself leaves running), so this ends only our processes.
+    """
+    ours, me = os.readlink("/proc/self/ns/net"), os.getpid()
+    left: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/ns/net") != ours:
+                continue
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            os.kill(int(entry), signal.SIGTERM)
+            left[int(entry)] = " ".join(a.decode(errors="replace") for a in cmdline if a)
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue  # gone already, or a zombie
+    deadline = time.monotonic() + grace
+    for pid in left:
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}/ns/net"):
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            if os.path.exists(f"/proc/{pid}/ns/net"):
+                os.kill(pid, signal.SIGKILL)
+    return sorted(left.values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("root", type=Path)
@@ -303,7 +334,11 @@ def main() -> None:
         cluster = RealCluster(args.root, json.loads(args.cluster.read_text()))
     else:
         cluster = Emulated(args.root, args.cluster)
-    result = asyncio.run(scenario(args.root, cluster, plan, pod))
+    try:
+        result = asyncio.run(scenario(args.root, cluster, plan, pod))
+    finally:
+        left = reap_namespace()
+    result["left_running"] = left
     args.out.write_text(json.dumps(result, indent=2))
 
 

@@ -221,6 +221,8 @@ def test_chart_hub_deploys_on_the_real_control_plane(tmp_path):
     assert not spawn["ready"] and not spawn["pods"], spawn
     (line,) = [line for line in after["log"].splitlines() if "Refusing spawn" in line]
     assert "cluster state unknown" in line
+    # the hub, proxy, user scheduler, node agent and control plane all stopped when asked
+    assert result["left_running"] == [], result["left_running"]
     # the guide's troubleshooting quotes these lines as the hub writes them
     guide = " ".join(GUIDE.read_text().split())
     for quoted in ("Kubernetes API answered 403", "Refusing spawn: cluster state unknown"):
