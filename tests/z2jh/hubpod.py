@@ -1,4 +1,7 @@
-"""Run the chart's hub as its pod runs it, on an emulated cluster, and drive it over HTTP.
+"""Run the chart's hub as its pod runs it, on a cluster, and drive it over HTTP.
+
+The cluster is the emulator (the hub reads a kubeconfig), or with ``--real`` the real
+control plane with the hub's ServiceAccount token mounted as in a pod (``realcluster.py``).
 
 Run by tests/z2jh with the hub image's pinned packages, as root, inside a private mount and
 network namespace (``unshare --mount --net``), so that nothing here is seen outside:
@@ -7,24 +10,28 @@ network namespace (``unshare --mount --net``), so that nothing here is seen outs
   so the chart's ``jupyterhub_config.py`` and ``z2jh.py`` read the rendered ConfigMap and
   Secret where they read them in a pod; an /etc/hosts names the Services (hub, proxy-api);
 * the namespace's own loopback carries the hub's fixed ports (8081, proxy 8000/8001) and the
-  emulated cluster, so parallel runs never collide;
+  cluster, so parallel runs never collide;
 * the proxy runs with the rendered proxy Deployment's own command line, the hub with the
   hub Deployment's command, environment and working directory.
 
 Then, as one JSON document on ``--out``: the tier order of each user's form; a run of
 quota-refused spawns, on the empty cluster, longer than the chart's
 ``consecutiveFailureLimit``, with the hub's liveness after each; then a REST spawn per
-(user, tier) with the hub's admission log line and the pod's labels.
-Usage: ``hubpod.py ROOT CLUSTER.yaml SCENARIO.json --out RESULT.json``.
+(user, tier) with the hub's admission log line and the pod; with ``rbac_drop``, the hub
+restarted after a verb is taken out of a ClusterRole, its form and one more spawn.
+Usage: ``hubpod.py ROOT CLUSTER.yaml SCENARIO.json --out RESULT.json`` or
+``hubpod.py --real ROOT SETUP.json SCENARIO.json --out RESULT.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -119,27 +126,74 @@ def log_since(log: Path, offset: int) -> str:
     return log.read_bytes()[offset:].decode(errors="replace")
 
 
-async def scenario(root: Path, cluster_file: Path, plan: dict, pod) -> dict:
+class Emulated:
+    """The emulated cluster; the hub finds it through a kubeconfig (no token file)."""
+
+    def __init__(self, root: Path, cluster_file: Path):
+        self.root, self.cluster_file = root, cluster_file
+
+    async def __aenter__(self) -> Emulated:
+        self.cluster = EmulatedCluster(load_cluster_file(self.cluster_file), kubelet="stub")
+        await self.cluster.__aenter__()
+        self.kubeconfig = self.root / "kubeconfig"
+        self.cluster.write_kubeconfig(self.kubeconfig)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.cluster.__aexit__(*exc)
+
+    def hub_env(self) -> dict[str, str]:
+        return {"KUBECONFIG": str(self.kubeconfig)}
+
+    def hub_command(self, command: list[str]) -> list[str]:
+        return command
+
+    def pods(self) -> list[dict]:
+        return self.cluster.pods
+
+    def evidence(self, user: str) -> dict:
+        return {}
+
+
+def stop_process(proc) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def scenario(root: Path, cluster, plan: dict, pod) -> dict:
     result: dict = {"forms": {}, "spawns": [], "refusals": []}
-    async with EmulatedCluster(load_cluster_file(cluster_file), kubelet="stub") as cluster:
-        kubeconfig = root / "kubeconfig"
-        cluster.write_kubeconfig(kubeconfig)
+    async with cluster:
         env = {
             "PATH": os.environ["PATH"],
             "HOME": str(pod["workdir"]),
-            "KUBECONFIG": str(kubeconfig),  # no token file here: KubeSpawner falls back to it
+            **cluster.hub_env(),
             **pod["env"],
         }
         log = root / "hub.log"
-        with open(log, "wb") as out:
+
+        def start_hub():
+            with open(log, "ab") as out:
+                return subprocess.Popen(
+                    cluster.hub_command(pod["command"]),
+                    env=env,
+                    cwd=pod["workdir"],
+                    stdout=out,
+                    stderr=out,
+                )
+
+        log.write_bytes(b"")
+        with open(log, "ab") as out:  # appends: the hub's and the proxy's lines interleave
             proxy = subprocess.Popen(pod["proxy_command"], env=env, stdout=out, stderr=out)
-            hub = subprocess.Popen(
-                pod["command"], env=env, cwd=pod["workdir"], stdout=out, stderr=out
-            )
+        hub = start_hub()
         result["log"] = str(log)
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
-                await wait_http(s, f"{HUB}/api/", timeout=60, proc=hub)
+                await wait_http(s, f"{HUB}/api/", timeout=90, proc=hub)
                 h = Hub(s, plan["token"])
                 for group, users in plan["groups"].items():
                     await h.api("POST", "/users", {"usernames": users})
@@ -149,12 +203,7 @@ async def scenario(root: Path, cluster_file: Path, plan: dict, pod) -> dict:
                         raise RuntimeError(f"adding {users} to {group}: {status} {body}")
                 await h.api("POST", "/users", {"usernames": plan["users"]})
                 for user in plan["forms"]:
-                    status, html = await login_and_get_form(user)
-                    result["forms"][user] = {
-                        "status": status,
-                        "tiers": form_tiers(html),
-                        "html": html,
-                    }
+                    result["forms"][user] = await get_form(user)
                 refusal = plan["refusals"]
                 for attempt in range(refusal["count"]):
                     if hub.poll() is not None:
@@ -180,57 +229,116 @@ async def scenario(root: Path, cluster_file: Path, plan: dict, pod) -> dict:
                             "refused_line": decision_lines(text, refusal["user"]),
                         }
                     )
-                # JupyterHub stops itself a moment after the failure that reaches the limit
-                await asyncio.sleep(3)
+                if refusal["count"]:
+                    # JupyterHub stops itself a moment after the failure that reaches the limit
+                    await asyncio.sleep(3)
                 result["alive_after_refusals"] = hub.poll() is None
                 for spawn in plan["spawns"]:
                     if hub.poll() is not None:
                         break
-                    user, tier = spawn["user"], spawn["tier"]
+                    result["spawns"].append(await spawn_one(h, cluster, log, hub, spawn))
+                change = plan.get("rbac_drop")
+                if change and hub.poll() is None:
+                    # an operator's RBAC mistake, then the hub restarts (its pod is replaced)
+                    stop_process(hub)
+                    cluster.drop_verb(change)
                     offset = log.stat().st_size
-                    status, _ = await h.api("POST", f"/users/{user}/server", {"tier": tier})
-                    server = await h.wait_spawned(user)
-                    pods = [
-                        p["metadata"].get("labels", {})
-                        for p in cluster.pods
-                        if p["metadata"].get("labels", {}).get("hub.jupyter.org/username") == user
-                    ]
-                    text = log_since(log, offset)
-                    result["spawns"].append(
-                        {
-                            "user": user,
-                            "tier": tier,
-                            "status": status,
-                            "teams": spawn.get("teams"),
-                            "ready": bool(server and server.get("ready")),
-                            "hub_alive": hub.poll() is None,
-                            "pod_labels": pods,
-                            "admission": decision_lines(text, user),
-                        }
-                    )
+                    hub = start_hub()
+                    await wait_http(s, f"{HUB}/api/", timeout=90, proc=hub)
+                    result["after_drop"] = {
+                        "form": await get_form(change["user"]),
+                        "spawn": await spawn_one(h, cluster, log, hub, change),
+                    }
+                    result["after_drop"]["log"] = log_since(log, offset)
         finally:
             for proc in (hub, proxy):
-                if proc.poll() is None:
-                    proc.terminate()
-                    try:
-                        proc.wait(10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
+                stop_process(proc)
             result["hub_returncode"] = hub.returncode
     return result
+
+
+async def get_form(user: str) -> dict:
+    status, html = await login_and_get_form(user)
+    return {"status": status, "tiers": form_tiers(html), "html": html}
+
+
+async def spawn_one(h: Hub, cluster, log: Path, hub, spawn: dict) -> dict:
+    """A REST spawn of ``spawn["tier"]`` for ``spawn["user"]``; what the hub and cluster did."""
+    user, tier = spawn["user"], spawn["tier"]
+    offset = log.stat().st_size
+    status, body = await h.api("POST", f"/users/{user}/server", {"tier": tier})
+    server = await h.wait_spawned(user)
+    pods = [
+        p
+        for p in cluster.pods()
+        if p["metadata"].get("labels", {}).get("hub.jupyter.org/username") == user
+    ]
+    return {
+        "user": user,
+        "tier": tier,
+        "status": status,
+        "body": body,
+        "teams": spawn.get("teams"),
+        "ready": bool(server and server.get("ready")),
+        "hub_alive": hub.poll() is None,
+        "pod_labels": [p["metadata"].get("labels", {}) for p in pods],
+        "pods": pods,
+        "admission": decision_lines(log_since(log, offset), user),
+        **cluster.evidence(user),
+    }
+
+
+def reap_namespace(grace: float = 5.0) -> list[str]:
+    """Stop whatever still runs in this private network namespace, and say what it was.
+
+    Everything in it was started here (the hub's own children too: the chart's idle culler,
+    which a hub that exits by itself leaves running), so this ends only our processes.
+    """
+    ours, me = os.readlink("/proc/self/ns/net"), os.getpid()
+    left: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/ns/net") != ours:
+                continue
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            os.kill(int(entry), signal.SIGTERM)
+            left[int(entry)] = " ".join(a.decode(errors="replace") for a in cmdline if a)
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue  # gone already, or a zombie
+    deadline = time.monotonic() + grace
+    for pid in left:
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}/ns/net"):
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            if os.path.exists(f"/proc/{pid}/ns/net"):
+                os.kill(pid, signal.SIGKILL)
+    return sorted(left.values())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("root", type=Path)
-    parser.add_argument("cluster", type=Path)
+    parser.add_argument("cluster", type=Path, help="a cluster file, or with --real a setup")
     parser.add_argument("plan", type=Path)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--real", action="store_true", help="the real control plane")
     args = parser.parse_args()
     plan = json.loads(args.plan.read_text())
     pod = json.loads((args.root / "pod.json").read_text())
     private_namespace(args.root)
-    result = asyncio.run(scenario(args.root, args.cluster, plan, pod))
+    if args.real:
+        from realcluster import RealCluster  # the real control plane (issue 9's launcher)
+
+        cluster = RealCluster(args.root, json.loads(args.cluster.read_text()))
+    else:
+        cluster = Emulated(args.root, args.cluster)
+    try:
+        result = asyncio.run(scenario(args.root, cluster, plan, pod))
+    finally:
+        left = reap_namespace()
+    result["left_running"] = left
     args.out.write_text(json.dumps(result, indent=2))
 
 
