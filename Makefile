@@ -20,9 +20,8 @@ Z2JH_BIN := $(CURDIR)/$(Z2JH_VENV)/bin
 # Test tools for that venv, held to the image's pins by -c.
 Z2JH_TEST_TOOLS := pytest pytest-asyncio pytest-jupyterhub==0.1.0 hypothesis kubernetes-validate==1.37.0 \
 	jupyterhub-fancy-profiles==0.7.0 playwright==1.65.2
-# A real helm, built once from the Go module proxy into ~/.cache/mig-spawner/helm-<version>/.
-HELM_VERSION := v3.22.0
-export MIG_SPAWNER_HELM ?= $(shell tests/tools/go-tool.sh --print helm helm.sh/helm/v3/cmd/helm@$(HELM_VERSION))
+# The real helm, pinned in tests/controlplane/helm/go.mod and built by `make k8s`.
+export MIG_SPAWNER_HELM ?= $(shell tests/controlplane/build.sh --print-dir)/helm
 export MIG_SPAWNER_Z2JH_PYTHON := $(Z2JH_BIN)/python
 
 $(VENV)/.installed: pyproject.toml
@@ -45,8 +44,7 @@ $(Z2JH_VENV)/.installed: pyproject.toml $(Z2JH_PINS)
 
 z2jh-venv: $(Z2JH_VENV)/.installed
 
-helm:
-	@tests/tools/go-tool.sh helm helm.sh/helm/v3/cmd/helm@$(HELM_VERSION) >/dev/null
+helm: k8s
 
 # The hub-level suite on the hub image's pins (the default run covers the newest releases).
 test-z2jh-pins: install z2jh-venv
@@ -90,7 +88,7 @@ $(KS_VENV)/.installed: tests/dropin/kubespawner-suite-requirements.txt
 kubespawner-suite: $(KS_VENV)/.installed
 	$(KS_VENV)/bin/python tests/dropin/run_kubespawner_suite.py
 
-test: install chromium lint helm z2jh-venv k8s
+test: install chromium lint z2jh-venv k8s
 	MIG_SPAWNER_REQUIRE_REAL_K8S=1 $(BIN)/python -m pytest -q
 	MIG_SPAWNER_REQUIRE_REAL_K8S=1 $(MAKE) --no-print-directory test-z2jh-pins
 	$(MAKE) --no-print-directory kubespawner-suite

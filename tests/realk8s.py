@@ -53,7 +53,7 @@ def _skip_or_fail(message: str) -> None:
 
 def render_hub_rbac(namespace: str = HUB_NAMESPACE) -> list[dict[str, Any]]:
     """The Z2JH hub Role, RoleBinding and ServiceAccount as the real helm renders them."""
-    # the Makefile's helm (tests/tools/go-tool.sh) when set, else the one make k8s built
+    # the Makefile's helm when set, else the one make k8s built
     helm = os.environ.get("MIG_SPAWNER_HELM") or cache_dir() / "helm"
     out = subprocess.run(
         [

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from mig_spawner.demo.controlplane.launcher import HELM_VERSION  # the pinned helm
+
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
 CHART = SHARED / "z2jh" / "chart" / "jupyterhub"
@@ -29,24 +31,19 @@ HELM_VALUES = ROOT / "helm-values"
 UMBRELLA = HELM_VALUES / "umbrella"
 #: helm template has no cluster to ask; the chart requires >= 1.28.
 KUBE_VERSION = "1.33.0"
-HELM_VERSION = "v3.22.0"
 
 
 def helm() -> str:
-    """The helm binary: $MIG_SPAWNER_HELM (the Makefile sets it), else the tools cache."""
+    """The helm binary: $MIG_SPAWNER_HELM (the Makefile sets it), else the one make k8s built."""
     path = (
         os.environ.get("MIG_SPAWNER_HELM")
         or subprocess.run(
-            [
-                ROOT / "tests/tools/go-tool.sh",
-                "--print",
-                "helm",
-                f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}",
-            ],
+            [ROOT / "tests/controlplane/build.sh", "--print-dir"],
             capture_output=True,
             text=True,
             check=True,
         ).stdout.strip()
+        + "/helm"
     )
     if not os.access(path, os.X_OK):
         raise RuntimeError(f"no helm at {path}: run `make helm` (builds helm {HELM_VERSION} once)")
