@@ -36,7 +36,7 @@ import kubespawner.spawner
 
 from mig_spawner import MIGSpawner
 
-assert MIGSpawner.__mro__[1] is kubespawner.spawner.KubeSpawner
+assert issubclass(MIGSpawner, kubespawner.spawner.KubeSpawner)  # the real one, not yet replaced
 kubespawner.KubeSpawner = MIGSpawner
 kubespawner.spawner.KubeSpawner = MIGSpawner
 
