@@ -86,3 +86,16 @@ def test_the_rule_sees_every_way_of_writing_an_import():
 def test_no_module_outside_the_folders_but_the_package_root():
     loose = sorted(p.name for p in PKG.glob("*.py") if p.name != "__init__.py")
     assert loose == []
+
+
+MAX_LINES = 500
+
+
+def test_every_module_is_small():
+    """Modules under 500 lines, named for what they hold (the design rule)."""
+    big = {
+        str(p.relative_to(PKG)): n
+        for p in PKG.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) >= MAX_LINES
+    }
+    assert big == {}

@@ -263,7 +263,8 @@ class _Real:
         self.api = self.agent = None
 
     async def start(self) -> str:
-        from .controlplane.agent import ApiClient, NodeAgent
+        from .controlplane.agent import NodeAgent
+        from .controlplane.mirror import ApiClient
 
         await asyncio.to_thread(self.plane.start)
         self.plane.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}})

@@ -2,7 +2,7 @@
 
 Both backends get the same GPU nodes (:data:`SPEC`) and a ``research`` namespace; the real
 one runs them with the node agent. Tests talk raw HTTP through
-:class:`mig_spawner.demo.controlplane.agent.ApiClient` (the admin kubeconfig for the real server,
+:class:`mig_spawner.demo.controlplane.mirror.ApiClient` (the admin kubeconfig for the real server,
 the emulator's own kubeconfig for it), so that they see status codes and stream lines as
 they are, and through ``kubernetes_asyncio`` where KubeSpawner's view is what matters.
 """
@@ -17,8 +17,8 @@ from typing import Any
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
-from mig_spawner.demo.controlplane.agent import ApiClient
 from mig_spawner.demo.controlplane.launcher import OLD_REVISIONS, compact_etcd
+from mig_spawner.demo.controlplane.mirror import ApiClient
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 NAMESPACE = "research"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conformance_helpers import NAMESPACE, SPEC, Backend
 
-from mig_spawner.demo.controlplane.agent import ApiClient
+from mig_spawner.demo.controlplane.mirror import ApiClient
 from mig_spawner.demo.emulator import EmulatedCluster, load_cluster_spec
 
 

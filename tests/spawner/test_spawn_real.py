@@ -176,7 +176,7 @@ async def test_concurrent_spawns_never_overshoot_the_quota_on_real_kubernetes(re
 async def test_the_hub_service_account_may_do_exactly_what_the_hub_does(control_plane, tmp_path):
     """SelfSubjectAccessReviews as jhub/hub: every call KubeSpawner and the cluster watcher
     make is allowed; what neither grants is not."""
-    from mig_spawner.demo.controlplane.agent import ApiClient
+    from mig_spawner.demo.controlplane.mirror import ApiClient
 
     path = hub_kubeconfig(control_plane, tmp_path / "hub.kubeconfig")
     allowed = [
