@@ -267,6 +267,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
                 request_timeout=self.k8s_api_request_timeout,
                 watch_timeout=self.cluster_watch_timeout,
                 max_backoff=self.cluster_retry_max_backoff,
+                logger=self.log,
             )
             view.start()
             views[key] = view

@@ -86,7 +86,9 @@ class _Feed:
         if not isinstance(items, list):
             raise ValueError(f"listing {self.kind} returned no items list")
         for problem in self.replace(items):  # unparseable objects (garbled nodes: below)
-            log.warning("Ignoring a malformed object while listing %s: %s", self.kind, problem)
+            self.view.log.warning(
+                "Ignoring a malformed object while listing %s: %s", self.kind, problem
+            )
         if self.kind == "nodes":
             for node in list(self.view.state.nodes.values()):
                 self.view.report_node(node.name, node.problems)
@@ -120,12 +122,16 @@ class _Feed:
                     try:
                         self.apply(kind, event.get("raw_object"))
                     except ValueError as e:
-                        log.warning("Ignoring a malformed %s watch event: %s", self.kind, e)
+                        self.view.log.warning(
+                            "Ignoring a malformed %s watch event: %s", self.kind, e
+                        )
             self._healthy()
 
     def _healthy(self) -> None:
         if self.failures:
-            log.info("Watch of %s recovered after %d failure(s)", self.kind, self.failures)
+            self.view.log.info(
+                "Watch of %s recovered after %d failure(s)", self.kind, self.failures
+            )
         self.failures = 0
         self.last_error = ""
         self.synced.set()
@@ -137,7 +143,7 @@ class _Feed:
         else:
             self.last_error = f"cannot follow {self.kind}: {type(e).__name__}: {e}"
         level = logging.ERROR if self.failures >= 3 else logging.WARNING
-        log.log(level, "%s (failure %d; retrying)", self.last_error, self.failures)
+        self.view.log.log(level, "%s (failure %d; retrying)", self.last_error, self.failures)
         if self.failures >= self.view.unhealthy_after:
             self.synced.clear()  # availability is unknown until a relist succeeds
 
@@ -158,7 +164,11 @@ class ClusterView:
         unhealthy_after: int = 2,
         trust: Trust | None = None,
         close: Callable[[], Awaitable[Any]] | None = None,
+        logger: logging.Logger | logging.LoggerAdapter | None = None,
     ):
+        #: the hub's own log (MIGSpawner passes it): a plain module logger has no
+        #: handler in a hub process, so its INFO lines would be lost
+        self.log = logger or log
         self.state = ClusterState(trust)
         self._close = close
         #: node -> the problems last logged for it: each change is logged once
@@ -203,10 +213,10 @@ class ClusterView:
             return
         if problems:
             self._node_problems[name] = problems
-            log.warning("Node %s: %s", name, "; ".join(p[:200] for p in problems))
+            self.log.warning("Node %s: %s", name, "; ".join(p[:200] for p in problems))
         else:
             self._node_problems.pop(name, None)
-            log.info("Node %s: problems resolved", name)
+            self.log.info("Node %s: problems resolved", name)
 
     @property
     def known(self) -> bool:
