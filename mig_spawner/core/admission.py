@@ -12,11 +12,11 @@ call this module; none of them re-implements any part of it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import messages
-from .chains import reachable, tier_chain
+from .chains import tier_chain
 from .cluster import ClusterState, Reservation
 from .nodes import NodeInfo, SliceType
 from .pods import Charge
@@ -35,6 +35,7 @@ QUOTA = "quota"
 # Candidate outcomes.
 GRANTED, FULL, UNUSABLE, OVER_QUOTA = "granted", "full", "unusable", "quota"
 FALLBACK_DISABLED, BEYOND_MAX_STEPS = "fallback-disabled", "beyond-max-steps"
+NOT_NEEDED = "not-needed"  # after the granted candidate: not tried, reported for the form
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,12 @@ class Decision:
     granted: SliceType | None = None
     node: str | None = None
     step: int = 0
+    #: the candidates tried, in order, up to and including the granted one
     candidates: tuple[CandidateReport, ...] = ()
+    #: the whole chain walked: ``candidates`` plus the rest as NOT_NEEDED (free/total each)
+    chain: tuple[CandidateReport, ...] = ()
+    #: one decision per team the request could use (the chosen one among them)
+    per_team: tuple[Decision, ...] = ()
     quota: QuotaCheck | None = None
     charge_mode: str = "granted"
     charge: Charge | None = None
@@ -155,21 +161,71 @@ def decide(request: SpawnRequest, policy: Policy, state: ClusterState) -> Decisi
             messages.no_matching_gpu(tier),
             team=teams[0] or None,
         )
-    refusals = []
-    for team in teams:
-        decision = _decide_for_team(request, policy, state, tier, steps, team, scopes_now)
-        if decision.admitted:
-            return decision
-        refusals.append(decision)
-    # Prefer a team that was refused for capacity (quota was fine) when reporting.
-    return next((d for d in refusals if d.code == CAPACITY), refusals[0])
+    rows = chain_rows(tier, state)
+    if request.avoid_nodes:
+        rows = _avoiding(rows, tier, state, request.avoid_nodes)
+    decisions = [
+        _decide_for_team(request, policy, state, tier, rows, team, scopes_now) for team in teams
+    ]
+    chosen = next((d for d in decisions if d.admitted), None)
+    if chosen is None:
+        # Prefer a team that was refused for capacity (quota was fine) when reporting.
+        chosen = next((d for d in decisions if d.code == CAPACITY), decisions[0])
+    return replace(chosen, per_team=tuple(decisions))
 
 
-def _free_nodes(state: ClusterState, tier: Tier, kind: SliceType, avoid=frozenset()):
-    nodes = reachable(tier, state.nodes_offering(kind))
-    total = sum(n.offers.get(kind, 0) for n in nodes)
-    usable = [(state.free(n, kind), n) for n in nodes if n.usable and n.name not in avoid]
-    return nodes, total, [(f, n) for f, n in usable if f > 0]
+@dataclass(frozen=True)
+class ChainRow:
+    """One candidate of a tier's chain, as the cluster has it now (team-independent)."""
+
+    slice_type: SliceType
+    step: int
+    free: int  # free slices on usable, reachable nodes
+    total: int  # slices on every reachable node
+    node: str | None  # the node a grant would use: most free, then by name
+    usable_nodes: int
+    unusable_reasons: tuple[str, ...]
+
+
+def chain_rows(tier: Tier, state: ClusterState) -> tuple[ChainRow, ...]:
+    """The tier's chain with each candidate's figures: O(chain x log N), cached per version."""
+
+    def compute() -> tuple[ChainRow, ...]:
+        rows = []
+        for step, kinds in enumerate(tier_chain(tier, state)):
+            for kind in kinds:
+                index = state.slice_index(kind, tier.node_selector, tier.tolerations)
+                rows.append(
+                    ChainRow(
+                        kind,
+                        step,
+                        index.free,
+                        index.total,
+                        index.best(),
+                        index.usable,
+                        tuple(index.unusable_reasons()),
+                    )
+                )
+        return tuple(rows)
+
+    cached_tier, rows = state.memo(("chain-rows", id(tier)), lambda: (tier, compute()))
+    return rows if cached_tier is tier else compute()
+
+
+def _avoiding(
+    rows: tuple[ChainRow, ...], tier: Tier, state: ClusterState, avoid: frozenset[str]
+) -> tuple[ChainRow, ...]:
+    """``rows`` as if the ``avoid`` nodes had no free slice: O(chain x |avoid| x log N).
+
+    Their slices still count in the totals and they still count as usable nodes (the
+    candidate is full for this spawn, not unusable).
+    """
+    out = []
+    for row in rows:
+        index = state.slice_index(row.slice_type, tier.node_selector, tier.tolerations)
+        held_back = sum(max(index.members.get(name, 0), 0) for name in avoid)
+        out.append(replace(row, free=row.free - held_back, node=index.best(exclude=avoid)))
+    return tuple(out)
 
 
 def _decide_for_team(
@@ -177,13 +233,13 @@ def _decide_for_team(
     policy: Policy,
     state: ClusterState,
     tier: Tier,
-    steps: list[list[SliceType]],
+    rows: tuple[ChainRow, ...],
     team: str,
     scopes_now: tuple[str, ...],
 ) -> Decision:
     quota = policy.quota_for(team or None)
     usage = state.usage(team, request.user, scopes_now)
-    requested = steps[0][0]
+    requested = rows[0].slice_type
     reports: list[CandidateReport] = []
     last_check: QuotaCheck | None = None
     first_refusal: QuotaCheck | None = None  # the smallest candidate the quota refused
@@ -194,53 +250,53 @@ def _decide_for_team(
         tier_node_selector=dict(tier.node_selector),
         tolerations=tier.tolerations,
     )
-    for step, kinds in enumerate(steps):
-        for kind in kinds:
-            nodes, total, free_nodes = _free_nodes(state, tier, kind, request.avoid_nodes)
-            free = sum(f for f, _ in free_nodes)
+    for i, row in enumerate(rows):
+        kind, step, free, total = row.slice_type, row.step, row.free, row.total
 
-            def report(outcome, reason, kind=kind, step=step, free=free, total=total):
-                reports.append(CandidateReport(kind, step, free, total, outcome, reason))
+        def report(outcome, reason, kind=kind, step=step, free=free, total=total):
+            reports.append(CandidateReport(kind, step, free, total, outcome, reason))
 
-            if step > 0 and not tier.fallback:
-                report(FALLBACK_DISABLED, "this tier does not fall back to larger slices")
-                continue
-            if step > 0 and tier.max_fallback_steps is not None and step > tier.max_fallback_steps:
-                report(
-                    BEYOND_MAX_STEPS, f"more than {tier.max_fallback_steps} fallback step(s) away"
-                )
-                continue
-            if not free_nodes:
-                if total and not any(n.usable for n in nodes):
-                    why = sorted({n.why_unusable() for n in nodes} - {None})
-                    report(UNUSABLE, f"its node(s) are {' or '.join(why)}")
-                else:
-                    report(FULL, f"none free (0 of {total})")
-                continue
-            charge = _charge(kind if policy.charge == "granted" else requested)
-            last_check = check_quota(quota, usage, charge)
-            if not last_check.ok:
-                first_refusal = first_refusal or last_check
-                report(OVER_QUOTA, last_check.reason)
-                continue
-            # Most free slices first (spreads spawns), then by name: deterministic.
-            _, node = min(free_nodes, key=lambda fn: (-fn[0], fn[1].name))
-            report(GRANTED, f"{free} of {total} free")
-            granted = state.node_slice_type(node, kind)  # the granted node's own figures
-            return Decision(
-                True,
-                ADMITTED,
-                request.user,
-                tier.slug,
-                message=messages.admitted(team, granted, reports, last_check),
-                granted=granted,
-                node=node.name,
-                step=step,
-                candidates=tuple(reports),
-                quota=last_check,
-                charge=charge,
-                **common,
+        if step > 0 and not tier.fallback:
+            report(FALLBACK_DISABLED, "this tier does not fall back to larger slices")
+            continue
+        if step > 0 and tier.max_fallback_steps is not None and step > tier.max_fallback_steps:
+            report(BEYOND_MAX_STEPS, f"more than {tier.max_fallback_steps} fallback step(s) away")
+            continue
+        if row.node is None:
+            if total and not row.usable_nodes:
+                report(UNUSABLE, f"its node(s) are {' or '.join(row.unusable_reasons)}")
+            else:
+                report(FULL, f"none free (0 of {total})")
+            continue
+        charge = _charge(kind if policy.charge == "granted" else requested)
+        last_check = check_quota(quota, usage, charge)
+        if not last_check.ok:
+            first_refusal = first_refusal or last_check
+            report(OVER_QUOTA, last_check.reason)
+            continue
+        report(GRANTED, f"{free} of {total} free")
+        granted = state.node_slice_type(state.nodes[row.node], kind)  # its own figures
+        rest = tuple(
+            CandidateReport(
+                r.slice_type, r.step, r.free, r.total, NOT_NEEDED, f"{r.free} of {r.total} free"
             )
+            for r in rows[i + 1 :]
+        )
+        return Decision(
+            True,
+            ADMITTED,
+            request.user,
+            tier.slug,
+            message=messages.admitted(team, granted, reports, last_check),
+            granted=granted,
+            node=row.node,
+            step=step,
+            candidates=tuple(reports),
+            chain=tuple(reports) + rest,
+            quota=last_check,
+            charge=charge,
+            **common,
+        )
     quota_blocked = any(r.outcome == OVER_QUOTA for r in reports)
     code = QUOTA if quota_blocked else CAPACITY
     if first_refusal is not None:
@@ -259,6 +315,7 @@ def _decide_for_team(
         tier.slug,
         message=message,
         candidates=tuple(reports),
+        chain=tuple(reports),
         quota=last_check,
         **common,
     )
@@ -289,20 +346,17 @@ def admit(request: SpawnRequest, policy: Policy, state: ClusterState, *, pod_key
 
 
 def availability(state: ClusterState, tier: Tier) -> list[tuple[SliceType, int, int]]:
-    """(slice type, free, total) for each type of the tier's chain, for the spawn form."""
-    out = []
-    for step in tier_chain(tier, state):
-        for kind in step:
-            _, total, free_nodes = _free_nodes(state, tier, kind)
-            out.append((kind, sum(f for f, _ in free_nodes), total))
-    return out
+    """(slice type, free, total) for each type of the tier's chain."""
+    return [(r.slice_type, r.free, r.total) for r in chain_rows(tier, state)]
 
 
 __all__ = [
+    "ChainRow",
     "Decision",
     "NodeInfo",
     "SpawnRequest",
     "admit",
     "availability",
+    "chain_rows",
     "decide",
 ]

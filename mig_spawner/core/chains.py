@@ -52,6 +52,22 @@ def resolve_chain(tier: Tier, kinds: Iterable[SliceType]) -> list[list[SliceType
 
 
 def tier_chain(tier: Tier, state: ClusterState) -> list[list[SliceType]]:
-    """The tier's chain over the slice types its nodes (by selector and taints) offer."""
-    kinds = [k for k in state.slice_types() if reachable(tier, state.nodes_offering(k))]
-    return resolve_chain(tier, kinds)
+    """The tier's chain over the slice types its nodes (by selector and taints) offer.
+
+    Cached per ``state.nodes_version`` (pod events do not change it); callers must not
+    modify the lists returned.
+    """
+    cache = state.chain_cache
+    hit = cache.get(id(tier))
+    if hit is not None and hit[0] is tier and hit[1] == state.nodes_version:
+        return hit[2]
+    kinds = [
+        k
+        for k in state.slice_types()
+        if state.slice_index(k, tier.node_selector, tier.tolerations).members
+    ]
+    chain = resolve_chain(tier, kinds)
+    if len(cache) > 512:  # policies rebuilt many times: forget old tiers
+        cache.clear()
+    cache[id(tier)] = (tier, state.nodes_version, chain)
+    return chain

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .index import SliceIndex, reach_key
 from .nodes import NodeInfo, SliceType, parse_node
 from .pods import Charge, PodInfo, Trust, parse_pod
 from .quota import Usage
@@ -73,6 +74,8 @@ class ClusterState:
         self.pods: dict[str, PodInfo] = {}
         self.reservations: dict[str, Reservation] = {}
         self.version = 0  # bumps on every change; lets shells cache derived views
+        #: bumps only when a node's offers, labels, taints or readiness change (chains)
+        self.nodes_version = 0
         self._used: dict[str, dict[str, int]] = defaultdict(dict)  # node -> resource -> n
         self._reserved: dict[str, dict[str, int]] = defaultdict(dict)
         self._nodes_by_type: dict[SliceType, set[str]] = defaultdict(set)
@@ -83,6 +86,20 @@ class ClusterState:
         #: reservation key -> uid of the *earlier* pod that had its name when it was made
         #: (a server restarted while its old pod is still listed); "" if that pod had none
         self._earlier: dict[str, str] = {}
+        # Indexes for O(chain x log N) decisions (see core/index.py): per reach (a
+        # tier's node selector + tolerations) and slice type, built on first use.
+        self._reaches: dict[tuple, tuple[Mapping[str, str], tuple]] = {}
+        self._indexes: dict[tuple[SliceType, tuple], SliceIndex] = {}
+        self._indexes_by_kind: dict[SliceType, list[SliceIndex]] = defaultdict(list)
+        # Quota usage per scope, kept incrementally: [compute slices, memory in MB, servers]
+        self._scope_sums: dict[tuple, list[int]] = {}
+        #: scope -> exact user -> pod key -> (server name, profile, compute slices)
+        self._scope_users: dict[tuple, dict[str, dict[str, tuple[str, str, int]]]] = {}
+        self._reservations_by_scope: dict[tuple, set[str]] = defaultdict(set)
+        #: derived views cached until the next change (``memo``); chains per nodes_version
+        self._memo: dict[Any, Any] = {}
+        self._memo_version = -1
+        self.chain_cache: dict[int, tuple[Any, int, Any]] = {}
 
     # ------------------------------------------------------------------ events
 
@@ -93,17 +110,28 @@ class ClusterState:
         and its problems listed in ``NodeInfo.problems``.
         """
         node = parse_node(obj)
-        old = self.nodes.pop(node.name, None)
+        old = self.nodes.get(node.name)
+        self.version += 1
+        if event_type != DELETED and old == node:
+            return node  # a heartbeat: nothing a decision reads has changed
         if old is not None:
+            del self.nodes[old.name]
             for kind in old.offers:
                 self._nodes_by_type[kind].discard(old.name)
                 if not self._nodes_by_type[kind]:
                     del self._nodes_by_type[kind]
-        self.version += 1
+                for index in self._indexes_by_kind.get(kind, ()):
+                    index.remove(old)
+        self.nodes_version += 1
         if event_type != DELETED:
             self.nodes[node.name] = node
             for kind in node.offers:
                 self._nodes_by_type[kind].add(node.name)
+                for index in self._indexes_by_kind.get(kind, ()):
+                    selector, tolerations = self._reaches[index.reach]
+                    if node.admits(selector, tolerations) is None:
+                        index.add(node, self.free(node, kind))
+        # After the indexes have the node: moving a reservation updates them through _hold.
         self._displace_from(node.name, "deleted" if event_type == DELETED else None)
         return None if event_type == DELETED else node
 
@@ -121,18 +149,20 @@ class ClusterState:
             if why is None and node is not None:
                 why = node.admits(res.node_selector, res.tolerations) or "no longer offers it"
             target = self._room_for(res, exclude=node_name)
-            _add(self._reserved[node_name], {res.slice_type.resource: 1}, -1)
             if target is None:
-                del self.reservations[key]
-                self._earlier.pop(key, None)
+                self._drop_reservation(key)
                 self.displaced[key] = f"node {node_name} is {why}"
             else:
-                _add(self._reserved[target], {res.slice_type.resource: 1}, +1)
+                self._hold(self._reserved, node_name, {res.slice_type.resource: 1}, -1)
+                self._hold(self._reserved, target, {res.slice_type.resource: 1}, +1)
                 self.reservations[key] = replace(res, node=target)
-            self.version += 1
+                self.version += 1
 
     def _room_for(self, res: Reservation, exclude: str) -> str | None:
-        """The node within ``res``'s reach with the most free slices of its type, if any."""
+        """The node within ``res``'s reach with the most free slices of its type, if any.
+
+        Runs on the (rare) events that move a reservation, never on a decision.
+        """
         room = [
             (self.free(other, res.slice_type), other.name)
             for other in self.nodes_offering(res.slice_type)
@@ -157,10 +187,9 @@ class ClusterState:
             return pod  # holds no GPU and no quota: nothing to track
         self.pods[pod.key] = pod
         if pod.slot:
-            _add(self._used[pod.slot], pod.requests, +1)
+            self._hold(self._used, pod.slot, pod.requests, +1)
         if pod.active and pod.managed:
-            self._pods_by_scope[self.scope(pod.team, pod.user)].add(pod.key)
-            self._pods_by_user[pod.user].add(pod.key)
+            self._count_pod(pod, +1)
         if (pod.slot or not pod.active) and not earlier:
             self._drop_reservation(pod.key)  # the pod now holds what was reserved
         if pod.slot:
@@ -193,8 +222,8 @@ class ClusterState:
                 return  # nowhere to go: stay conservative (the node shows 0 free)
             key, target = movable[-1]
             res = self.reservations[key]
-            _add(self._reserved[node_name], {resource: 1}, -1)
-            _add(self._reserved[target], {resource: 1}, +1)
+            self._hold(self._reserved, node_name, {resource: 1}, -1)
+            self._hold(self._reserved, target, {resource: 1}, +1)
             self.reservations[res.key] = replace(res, node=target)
             self.version += 1
 
@@ -240,15 +269,55 @@ class ClusterState:
         if old is None:
             return
         if old.slot:
-            _add(self._used[old.slot], old.requests, -1)
-        if old.managed:
-            for index, bucket in (
-                (self._pods_by_scope, self.scope(old.team, old.user)),
-                (self._pods_by_user, old.user),
-            ):
-                index[bucket].discard(key)
-                if not index[bucket]:
-                    del index[bucket]
+            self._hold(self._used, old.slot, old.requests, -1)
+        if old.managed and key in self._pods_by_scope.get(self.scope(old.team, old.user), ()):
+            self._count_pod(old, -1)
+
+    def _count_pod(self, pod: PodInfo, sign: int) -> None:
+        """Add (+1) or take out (-1) an active managed pod from its scope's usage."""
+        scope = self.scope(pod.team, pod.user)
+        charge = pod.charge or Charge(0, 0)
+        sums = self._scope_sums.setdefault(scope, [0, 0, 0])
+        sums[0] += sign * charge.compute_slices
+        sums[1] += sign * round(charge.memory_gb * 1000)
+        sums[2] += sign
+        users = self._scope_users.setdefault(scope, {})
+        user = pod.user or ""
+        if sign > 0:
+            self._pods_by_scope[scope].add(pod.key)
+            self._pods_by_user[user].add(pod.key)
+            entry = (pod.server_name, pod.profile, charge.compute_slices)
+            users.setdefault(user, {})[pod.key] = entry
+            return
+        for index, bucket in ((self._pods_by_scope, scope), (self._pods_by_user, user)):
+            index[bucket].discard(pod.key)
+            if not index[bucket]:
+                del index[bucket]
+        if scope not in self._pods_by_scope:
+            del self._scope_sums[scope]
+        mine = users.get(user, {})
+        mine.pop(pod.key, None)
+        if not mine:
+            users.pop(user, None)
+        if not users:
+            self._scope_users.pop(scope, None)
+
+    def _hold(self, book: dict, node_name: str, requests: Mapping[str, int], sign: int) -> None:
+        """Change what pods (``_used``) or reservations (``_reserved``) hold on a node.
+
+        Every hold on a slice goes through here, so the indexes' free counts follow.
+        """
+        _add(book[node_name], requests, sign)
+        node = self.nodes.get(node_name)
+        if node is None or not self._indexes:
+            return
+        for resource in requests:
+            kind = node.resources.get(resource)
+            if kind is None or kind not in node.offers:
+                continue
+            free = self.free(node, kind)
+            for index in self._indexes_by_kind.get(kind, ()):
+                index.update(node_name, free)
 
     # ------------------------------------------------------------------ reservations
 
@@ -260,7 +329,10 @@ class ClusterState:
         earlier = self.pods.get(reservation.key)
         if earlier is not None:  # a server restarted while its old pod is still listed
             self._earlier[reservation.key] = earlier.uid
-        _add(self._reserved[reservation.node], {reservation.slice_type.resource: 1}, +1)
+        self._reservations_by_scope[self.scope(reservation.team, reservation.user)].add(
+            reservation.key
+        )
+        self._hold(self._reserved, reservation.node, {reservation.slice_type.resource: 1}, +1)
         self.version += 1
 
     def release(self, key: str) -> bool:
@@ -273,7 +345,11 @@ class ClusterState:
         self._earlier.pop(key, None)
         if res is None:
             return False
-        _add(self._reserved[res.node], {res.slice_type.resource: 1}, -1)
+        scope = self.scope(res.team, res.user)
+        self._reservations_by_scope[scope].discard(key)
+        if not self._reservations_by_scope[scope]:
+            del self._reservations_by_scope[scope]
+        self._hold(self._reserved, res.node, {res.slice_type.resource: 1}, -1)
         self.version += 1
         return True
 
@@ -328,32 +404,40 @@ class ClusterState:
         from ``team_quotas``, a group the user left, the default quota of a user who has
         since joined a team -- count here too: changing the configuration never frees a
         running server from every quota.
+
+        O(the user's own servers + the scope's in-flight reservations): the scope's sums
+        are kept by the pod events.
         """
         scope = self.scope(team, user)
-        keys = set(self._pods_by_scope.get(scope, ()))
+        slices, memory_mb, servers = self._scope_sums.get(scope, (0, 0, 0))
+        usage = Usage(compute_slices=slices, memory_gb=memory_mb / 1000, servers=servers)
+        mine = self._scope_users.get(scope, {}).get(user, {})
+        for server_name, profile, own_slices in mine.values():
+            usage.user_compute_slices += own_slices
+            usage.own_servers.append((server_name, profile))
         if scopes_now is not None:
             allowed = set(scopes_now)
-            keys.update(
-                k for k in self._pods_by_user.get(user, ()) if self.pods[k].team not in allowed
-            )
-        usage = Usage()
-        holders: list[tuple[str, str, Charge, str]] = []
-        for key in sorted(keys):
-            pod = self.pods[key]
-            holders.append(
-                (pod.user or "", pod.server_name, pod.charge or Charge(0, 0), pod.profile)
-            )
-        for res in self.reservations.values():
-            unseen = res.key not in self.pods or res.key in self._earlier
-            if self.scope(res.team, res.user) == scope and unseen:
-                holders.append((res.user, res.server_name, res.charge, res.slice_type.profile))
-        for holder, server_name, charge, profile in holders:
-            usage.compute_slices += charge.compute_slices
-            usage.memory_gb += charge.memory_gb
-            usage.servers += 1
-            if holder == user:
+            in_scope = self._pods_by_scope.get(scope, ())
+            for key in self._pods_by_user.get(user, ()):
+                pod = self.pods[key]
+                if pod.team in allowed or key in in_scope:
+                    continue
+                charge = pod.charge or Charge(0, 0)
+                usage.compute_slices += charge.compute_slices
+                usage.memory_gb += charge.memory_gb
+                usage.servers += 1
                 usage.user_compute_slices += charge.compute_slices
-                usage.own_servers.append((server_name, profile))
+                usage.own_servers.append((pod.server_name, pod.profile))
+        for key in self._reservations_by_scope.get(scope, ()):
+            res = self.reservations[key]
+            if key in self.pods and key not in self._earlier:
+                continue  # its pod is seen: the pod is counted instead
+            usage.compute_slices += res.charge.compute_slices
+            usage.memory_gb += res.charge.memory_gb
+            usage.servers += 1
+            if res.user == user:
+                usage.user_compute_slices += res.charge.compute_slices
+                usage.own_servers.append((res.server_name, res.slice_type.profile))
         usage.own_servers.sort()
         return usage
 
@@ -376,3 +460,38 @@ class ClusterState:
         if not any(r in node.resources for r in pod.requests):
             return f"node {pod.pinned} no longer offers {pod.profile}"
         return None
+
+    # ------------------------------------------------------------------ indexes
+
+    def slice_index(self, kind: SliceType, node_selector, tolerations) -> SliceIndex:
+        """The index of ``kind`` on the nodes a pod with this selector/tolerations may reach.
+
+        Built from the nodes offering ``kind`` on first use (O(those nodes)), then kept
+        by the events; a lookup is O(1).
+        """
+        key = reach_key(node_selector, tolerations)
+        index = self._indexes.get((kind, key))
+        if index is not None:
+            return index
+        if key not in self._reaches:
+            self._reaches[key] = (dict(node_selector), tuple(tolerations))
+        selector, tolerations = self._reaches[key]
+        index = SliceIndex(kind, key)
+        for name in self._nodes_by_type.get(kind, ()):
+            node = self.nodes[name]
+            if node.admits(selector, tolerations) is None:
+                index.add(node, self.free(node, kind))
+        self._indexes[(kind, key)] = index
+        self._indexes_by_kind[kind].append(index)
+        return index
+
+    def memo(self, key: Any, compute):
+        """``compute()``, cached until the state next changes (``version``)."""
+        if self._memo_version != self.version:
+            self._memo.clear()
+            self._memo_version = self.version
+        try:
+            return self._memo[key]
+        except KeyError:
+            value = self._memo[key] = compute()
+            return value

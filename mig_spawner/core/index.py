@@ -1,0 +1,134 @@
+"""Indexes that make a decision cost O(chain x log N): one per (slice type, node reach).
+
+A tier reaches a node by its ``node_selector`` and ``tolerations`` (its *reach*). For
+each slice type and each reach some tier has asked about, a :class:`SliceIndex` keeps,
+incrementally:
+
+- the reachable nodes offering the type, and how many of them are usable (Ready and not
+  cordoned) or why the others are not;
+- the total slices of the type on them, and how many are free on the usable ones;
+- a heap of (-free, node name) that yields the node to grant -- most free, then by name
+  -- without sorting or scanning: entries go stale when a node's free count changes and
+  are dropped lazily when they reach the top; the heap is rebuilt when stale entries
+  outnumber live ones, so its size stays O(nodes) and each change costs O(log N).
+
+:class:`~mig_spawner.core.cluster.ClusterState` owns these and updates them from the
+events that change a node's offers or a node's held slices. Pure: standard library only.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from typing import Any
+
+from .nodes import NodeInfo, SliceType
+
+#: members value of a reachable node that is NotReady or cordoned
+_UNUSABLE = -1
+
+
+def reach_key(node_selector: Mapping[str, str], tolerations) -> tuple:
+    """A hashable key for a tier's reach: its node selector and tolerations."""
+    return (
+        tuple(sorted(node_selector.items())),
+        tuple(tuple(sorted((str(k), repr(v)) for k, v in dict(t).items())) for t in tolerations),
+    )
+
+
+class SliceIndex:
+    """Reachable nodes offering one slice type, with free counts and the node to grant."""
+
+    __slots__ = ("_heap", "free", "kind", "members", "reach", "reasons", "total", "usable")
+
+    def __init__(self, kind: SliceType, reach: tuple = ((), ())) -> None:
+        self.kind = kind
+        self.reach = reach  # reach_key() of the node selector and tolerations
+        #: node name -> free slices it contributes (usable nodes), or -1 (unusable)
+        self.members: dict[str, int] = {}
+        self.total = 0  # slices of the type on every reachable node, usable or not
+        self.free = 0  # free slices on usable reachable nodes
+        self.usable = 0  # usable reachable nodes
+        self.reasons: dict[str, int] = {}  # why_unusable() -> number of nodes
+        self._heap: list[tuple[int, str]] = []
+
+    def add(self, node: NodeInfo, free: int) -> None:
+        self.total += node.offers.get(self.kind, 0)
+        if node.usable:
+            self.members[node.name] = free
+            self.free += free
+            self.usable += 1
+            if free > 0:
+                self._push(free, node.name)
+        else:
+            self.members[node.name] = _UNUSABLE
+            why = node.why_unusable() or "unusable"
+            self.reasons[why] = self.reasons.get(why, 0) + 1
+
+    def remove(self, node: NodeInfo) -> None:
+        """Take out ``node``: the same NodeInfo that was added."""
+        held = self.members.pop(node.name, None)
+        if held is None:
+            return
+        self.total -= node.offers.get(self.kind, 0)
+        if held == _UNUSABLE:
+            why = node.why_unusable() or "unusable"
+            self.reasons[why] -= 1
+            if not self.reasons[why]:
+                del self.reasons[why]
+        else:
+            self.free -= held
+            self.usable -= 1
+
+    def update(self, name: str, free: int) -> None:
+        """A usable member's free count changed (a pod or reservation came or went)."""
+        held = self.members.get(name)
+        if held is None or held in (_UNUSABLE, free):
+            return
+        self.members[name] = free
+        self.free += free - held
+        if free > 0:
+            self._push(free, name)
+
+    def best(self, exclude: frozenset[str] = frozenset()) -> str | None:
+        """The node to grant: most free slices, then by name; None if none is free.
+
+        ``exclude``: nodes not to grant on (a spawn's pod already failed there); their
+        entries are set aside and put back, O(|exclude| x log N).
+        """
+        heap = self._heap
+        members = self.members
+        set_aside = []
+        found = None
+        while heap:
+            neg_free, name = heap[0]
+            if members.get(name) != -neg_free:
+                heapq.heappop(heap)  # stale
+            elif name in exclude:
+                set_aside.append(heapq.heappop(heap))
+            else:
+                found = name
+                break
+        for entry in set_aside:
+            heapq.heappush(heap, entry)
+        return found
+
+    def unusable_reasons(self) -> list[str]:
+        return sorted(self.reasons)
+
+    def _push(self, free: int, name: str) -> None:
+        heap = self._heap
+        heapq.heappush(heap, (-free, name))
+        if len(heap) > 2 * len(self.members) + 32:  # mostly stale: rebuild, O(1) amortized
+            heap[:] = [(-f, n) for n, f in self.members.items() if f > 0]
+            heapq.heapify(heap)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Figures for tests and debugging."""
+        return {
+            "nodes": len(self.members),
+            "usable": self.usable,
+            "total": self.total,
+            "free": self.free,
+            "heap": len(self._heap),
+        }
