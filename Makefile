@@ -9,7 +9,7 @@ CHROMIUM ?= /usr/bin/chromium
 export PATH := $(BIN):$(NODE_BIN):$(PATH)
 export PLAYWRIGHT_CHROMIUM := $(CHROMIUM)
 
-.PHONY: demo test lint install chromium chp docs helm z2jh-venv test-z2jh-pins kubespawner-suite k8s
+.PHONY: demo test lint install chromium chp docs helm z2jh-venv test-z2jh-pins kubespawner-suite k8s bench
 
 # The Zero to JupyterHub hub image's exact packages (JupyterHub 5.5.0, KubeSpawner 7.0.0,
 # kubernetes-asyncio 36.1.0, ...): a second venv in which the hub-level suite and the chart
@@ -92,3 +92,9 @@ test: install chromium lint z2jh-venv k8s
 	MIG_SPAWNER_REQUIRE_REAL_K8S=1 $(BIN)/python -m pytest -q
 	MIG_SPAWNER_REQUIRE_REAL_K8S=1 $(MAKE) --no-print-directory test-z2jh-pins
 	$(MAKE) --no-print-directory kubespawner-suite
+
+# Benchmarks (not part of `make test`): figures next to their targets, JSON + PNG plots
+# in benchmarks/results/, as benchmarks/README.md reports them.
+bench: install
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m benchmarks.run

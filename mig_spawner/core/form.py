@@ -13,10 +13,11 @@ Every figure comes from :func:`mig_spawner.core.admission.decide`, the same func
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .admission import Decision, SpawnRequest, availability, decide
+from .admission import Decision, SpawnRequest, decide
 from .cluster import ClusterState
 from .policy import Policy, Tier
 from .profiles import TEAM_OPTION, TIER_KEY, combine, tier_of
@@ -31,7 +32,7 @@ def _quota_line(decision: Decision) -> str:
 
 
 def _tier_view(tier: Tier, decision: Decision, state: ClusterState, known: bool) -> dict:
-    rows = availability(state, tier)
+    rows = [(c.slice_type, c.free, c.total) for c in decision.chain]  # the chain it walked
     view: dict[str, Any] = {
         "known": known,
         "gives": "",
@@ -92,13 +93,31 @@ def build_profile_list(
     tier carries its own ``"mig"`` figures; a team choice carries that team's quota line.
     """
     groups = tuple(sorted(groups))
+    key = ("profile-list", id(policy), user, groups, known, problem, repr(own))
+
+    def compute():
+        return policy, _profile_list(policy, state, user, groups, known, problem, own)
+
+    cached_policy, profiles = state.memo(key, compute)
+    if cached_policy is not policy:
+        profiles = compute()[1]
+    return copy.deepcopy(profiles)  # KubeSpawner initialises profiles in place
+
+
+def _profile_list(policy, state, user, groups, known, problem, own) -> list[dict[str, Any]]:
+    """One decision per tier; per-team figures from that decision's ``per_team``."""
     profiles = tier_profiles(policy, groups, own)
     views: dict[tuple[str, str | None], tuple[Decision, dict]] = {}
 
     def view_of(slug: str, team: str | None = None) -> tuple[Decision, dict]:
         if (slug, team) not in views:
-            request = SpawnRequest(user=user, tier=slug, groups=groups, team=team)
-            decision = decide(request, policy, state)
+            decision = None
+            if team is not None:  # the tier's one decision already has every team's
+                base, _ = view_of(slug)
+                decision = next((d for d in base.per_team if d.team == team), None)
+            if decision is None:
+                request = SpawnRequest(user=user, tier=slug, groups=groups, team=team)
+                decision = decide(request, policy, state)
             view = _tier_view(policy.tiers[slug], decision, state, known)
             view["gpu"] = True
             if not known and problem:
@@ -135,3 +154,25 @@ def build_profile_list(
         for p in profiles:
             p["default"] = p is enabled[0]
     return profiles
+
+
+def live_figures(profiles: list[dict[str, Any]]) -> dict[str, Any]:
+    """What an open form refreshes, per profile slug, from a :func:`build_profile_list` result.
+
+    The status lines, whether the profile can be chosen, and the team picker's labels --
+    only the user's own teams are in the profile list, so only they are here.
+    """
+    tiers = {}
+    for profile in profiles:
+        view = profile.get("mig") or {}
+        figures = {
+            k: view.get(k, "") for k in ("gives", "available", "fallback_note", "quota", "reason")
+        }
+        figures["gpu"] = bool(view.get("gpu"))
+        figures["disabled"] = bool(view.get("disabled"))
+        figures["chain"] = view.get("chain", [])
+        options = profile.get("profile_options") or {}
+        team = (options.get(TEAM_OPTION) or {}).get("choices") or {}
+        figures["teams"] = {name: choice["display_name"] for name, choice in team.items()}
+        tiers[profile["slug"]] = figures
+    return {"tiers": tiers}

@@ -206,6 +206,7 @@ def banner(
     pod_logs: Path,
     kubeconfig: Path | None = None,
     control_plane: str = "emulated control plane",
+    api_url: str = "",
 ) -> str:
     width = max(len(", ".join(m)) for m in [*TEAMS.values(), [LONER]]) + 2
     lines = [
@@ -224,6 +225,8 @@ def banner(
     if kubeconfig is not None:
         lines.append(f"  kubeconfig: {kubeconfig}")
         lines.append(f"             KUBECONFIG={kubeconfig} kubectl get nodes,pods -A")
+    if api_url:
+        lines.append(f"  kube API:  {api_url}")
     lines.append(f"  pod logs:  {pod_logs}")
     lines.append("Press Ctrl-C to stop (stops the hub and every notebook).")
     return "\n".join(lines)
@@ -368,7 +371,10 @@ async def run(
         )
         url = f"http://127.0.0.1:{port}/hub/login"
         await _wait_hub_route(proxy_api, token, proc, timeout=60)
-        print(banner(url, cluster_path, workdir / "pods", kubeconfig, cluster.name), flush=True)
+        print(
+            banner(url, cluster_path, workdir / "pods", kubeconfig, cluster.name, cluster_url),
+            flush=True,
+        )
         hub_exit = asyncio.ensure_future(proc.wait())
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait({hub_exit, stopped}, return_when=asyncio.FIRST_COMPLETED)

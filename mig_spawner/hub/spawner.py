@@ -19,12 +19,13 @@ from kubespawner import KubeSpawner
 from traitlets import CaselessStrEnum, Dict, Float, Integer, List, Unicode, default
 
 from ..core import admission, messages
-from ..core.form import build_profile_list, tier_profiles
+from ..core.form import build_profile_list, live_figures, tier_profiles
 from ..core.options import RECORD_KEY, OptionsError, parse_options
 from ..core.pods import Trust
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
 from . import metrics
 from .formpage import render_form
+from .live import install as install_figures_route
 from .placing import PlacementMixin
 from .refusals import STATUS, SpawnException, not_a_failure, refusal
 from .watch import ClusterView
@@ -244,7 +245,20 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
                 problem="" if known else messages.availability_unknown(),
                 own=own,
             )
+            url = install_figures_route()  # the open form polls it (hub/live.py)
+            for profile in profiles if url else ():
+                profile["mig"]["live_url"] = url
         return self._get_initialized_profile_list(profiles)
+
+    async def live_figures(self) -> dict[str, Any]:
+        """What an open form refreshes (hub/live.py), from the per-version cache.
+
+        ``tiers``: the figures per profile; ``html``: the form as the page renders it, for
+        the page to swap in its status lines and choices without reloading.
+        """
+        view = self.cluster_view()
+        profiles = await self._mig_profiles(self.policy, live=True)
+        return {"known": view.known, **live_figures(profiles), "html": await render_form(self)}
 
     # ---------------------------------------------------------------- cluster view
 

@@ -200,8 +200,8 @@ def test_bob_is_told_his_notebook_falls_back_to_a_larger_slice(browser, demo):
     carol.check("#profile-item-notebook")
     start_and_reach_lab(carol, "carol", demo["artifacts"] / "03-carol-jupyterlab.png")
     carol.context.close()
-    # erin's open form updates by itself (it refreshes its figures every 15 s)
-    expect(tier(erin, "notebook")).to_contain_text("0 of 2 free", timeout=40_000)
+    # erin's open form updates by itself (it polls the hub's live figures)
+    expect(tier(erin, "notebook")).to_contain_text("0 of 2 free", timeout=10_000)
     # ... and for erin (personal quota: 1 slice, no server) the cause, not "stop a server"
     reason = tier(erin, "notebook").locator(".mig-reason")
     expect(reason).to_have_text(
@@ -326,4 +326,47 @@ def test_admin_sees_the_slice_map_team_bars_fallback_and_refusals(browser, demo)
     # the picture is JupyterHub's page: its navigation bar, with the admin link
     expect(page.locator("nav.navbar")).to_contain_text("Admin")
     page.screenshot(path=str(demo["artifacts"] / "07-admin-slice-map.png"), full_page=True)
+    page.context.close()
+
+
+def _kube_api(demo) -> str:
+    line = next(line for line in demo["lines"] if line.strip().startswith("kube API:"))
+    return line.split("kube API:", 1)[1].split()[0]
+
+
+def test_an_open_form_shows_a_change_within_5_s_of_the_event(browser, demo):
+    page = login(browser, demo, "dave")
+    page.wait_for_url(lambda url: "/hub/login" not in url)
+    page.goto(f"{demo['url']}/hub/spawn/dave/live")
+    figures = page.request.get(f"{demo['url']}/hub/api/mig/figures").json()
+    first = figures["tiers"]["training"]["chain"][0]
+    free, total = first["free"], first["total"]
+    assert free > 0, figures
+    profile = first["label"].split(" on ")[0]
+    expect(tier(page, "training")).to_contain_text(f"{free} of {total} free")
+    api = _kube_api(demo)
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "batch-live", "namespace": "research"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "job",
+                    "image": "busybox",
+                    "resources": {"limits": {f"nvidia.com/mig-{profile}": "1"}},
+                }
+            ]
+        },
+    }
+    r = page.request.post(f"{api}/api/v1/namespaces/research/pods", data=body)
+    assert r.status == 201, r.text()
+    # someone else's job took a slice: the open form says so within 5 s, no reload
+    expect(tier(page, "training")).to_contain_text(f"{free - 1} of {total} free", timeout=5_000)
+    r = page.request.delete(
+        f"{api}/api/v1/namespaces/research/pods/batch-live?gracePeriodSeconds=0"
+    )
+    assert r.ok, r.text()
+    expect(tier(page, "training")).to_contain_text(f"{free} of {total} free", timeout=5_000)
+    page.screenshot(path=str(demo["artifacts"] / "08-live-figures.png"), full_page=True)
     page.context.close()

@@ -1,0 +1,216 @@
+"""``make bench``: every benchmark, its figures next to its target, JSON + PNG plots.
+
+    python -m benchmarks.run [--quick] [--out benchmarks/results] [--no-storm]
+
+``--quick`` uses tiny sizes (the smoke test runs it); the full run takes a few minutes
+on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import time
+from pathlib import Path
+
+from . import decisions, utilisation
+
+TARGETS = {
+    "decide_p99_ms_at_max": 1.0,
+    "speedup_vs_naive": 100.0,
+    "growth_500_to_max": 1.5,
+    "form_ms_at_max": 10.0,
+    "storm_stall_ms": 50.0,
+    "fallback_vs_optimum": 0.95,
+}
+
+
+def _line(name, value, target, ok, unit=""):
+    mark = "met" if ok else "MISSED"
+    print(f"  {name:<44} {value:>12.3f}{unit:<4} target {target}{unit}  [{mark}]")
+
+
+def run(quick: bool, out: Path, storm: bool) -> dict:
+    sizes = [20, 50] if quick else [100, 500, 1000, 5000]
+    samples = 30 if quick else 400
+    results: dict = {"machine": platform.platform(), "python": platform.python_version()}
+    results["sizes"] = []
+    for n in sizes:
+        t = time.perf_counter()
+        naive = 2 if quick else (3 if n >= 5000 else 5)
+        r = decisions.bench_size(n, samples=samples, naive_samples=naive)
+        r["bench_s"] = time.perf_counter() - t
+        results["sizes"].append(r)
+        print(
+            f"{n:>5} nodes: decide median {r['decide_median_us']:.0f} us, p99 (worst tier) "
+            f"{r['decide_p99_us_worst_tier']:.0f} us wall / {r['decide_cpu_p99_us_worst_tier']:.0f}"
+            f" us CPU; naive {r['naive']['median_us'] / 1000:.0f} ms; form "
+            f"{r['form']['median_us'] / 1000:.2f} ms "
+            f"(cached {r['form_cached']['median_us']:.0f} us)",
+            flush=True,
+        )
+    big = sizes[-1]
+    results["events"] = decisions.bench_events(
+        sizes[-2] if quick else 1000, 2000 if quick else 20000
+    )
+    results["memory"] = decisions.bench_memory(big)
+    results["utilisation"] = [
+        utilisation.run(n=40 if quick else n, seed=3) for n in ([40] if quick else [100, 160])
+    ]
+    if storm:
+        from .storm import run_storm
+
+        results["storm"] = asyncio.run(run_storm(20 if quick else 300, n_nodes=6 if quick else 24))
+    results["targets"] = _targets(results)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    _plots(results, out)
+    return results
+
+
+def _targets(results) -> dict:
+    sizes = {r["nodes"]: r for r in results["sizes"]}
+    big = sizes[max(sizes)]
+    mid = sizes.get(500, sizes[min(sizes)])
+    t = {
+        "decide_p99_ms_at_max": big["decide_p99_us_worst_tier"] / 1000,
+        "decide_cpu_p99_ms_at_max": big["decide_cpu_p99_us_worst_tier"] / 1000,
+        "speedup_vs_naive": big["naive"]["median_us"] / big["decide_median_us"],
+        "growth_500_to_max": big["decide_median_us"] / mid["decide_median_us"],
+        "form_ms_at_max": big["form"]["median_us"] / 1000,
+        "fallback_vs_optimum": min(
+            u["modes"]["fallback"]["vs_optimum"] for u in results["utilisation"]
+        ),
+    }
+    if "storm" in results:
+        t["storm_stall_ms"] = results["storm"]["longest_loop_stall_ms"] or 0.0
+    print("targets:")
+    _line(
+        "decide p99, worst tier, largest cluster",
+        t["decide_p99_ms_at_max"],
+        1.0,
+        t["decide_p99_ms_at_max"] < 1,
+        " ms",
+    )
+    _line(
+        "  same, CPU time of the deciding thread",
+        t["decide_cpu_p99_ms_at_max"],
+        1.0,
+        t["decide_cpu_p99_ms_at_max"] < 1,
+        " ms",
+    )
+    _line(
+        "naive rebuild-then-decide / decide (median)",
+        t["speedup_vs_naive"],
+        100,
+        t["speedup_vs_naive"] >= 100,
+        "x",
+    )
+    _line(
+        "growth of the median 500 -> largest",
+        t["growth_500_to_max"],
+        1.5,
+        t["growth_500_to_max"] <= 1.5,
+        "x",
+    )
+    _line(
+        "form render per user (after a change)",
+        t["form_ms_at_max"],
+        10,
+        t["form_ms_at_max"] < 10,
+        " ms",
+    )
+    if "storm_stall_ms" in t:
+        s = results["storm"]
+        _line(
+            "storm: longest event-loop stall",
+            t["storm_stall_ms"],
+            50,
+            t["storm_stall_ms"] < 50,
+            " ms",
+        )
+        print(
+            f"  storm: double-booked {s['double_booked_slices']}, quota overshoot "
+            f"{s['quota_overshoot_compute_slices']} (must be 0); {s['spawns_per_s']:.2f} spawns/s"
+        )
+    _line(
+        "fallback admissions / optimum's",
+        t["fallback_vs_optimum"],
+        0.95,
+        t["fallback_vs_optimum"] >= 0.95,
+    )
+    return t
+
+
+def _plots(results, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = results["sizes"]
+    n = [r["nodes"] for r in sizes]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for tier in sizes[0]["decide"]:
+        ax.plot(
+            n,
+            [r["decide"][tier]["median_us"] for r in sizes],
+            marker="o",
+            label=f"decide {tier} (median)",
+        )
+    ax.plot(
+        n,
+        [r["naive"]["median_us"] for r in sizes],
+        marker="s",
+        color="k",
+        label="naive rebuild+decide",
+    )
+    ax.plot(n, [r["form"]["median_us"] for r in sizes], marker="^", ls="--", label="form, one user")
+    ax.axhline(1000, color="r", lw=0.8, ls=":", label="1 ms target (p99)")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="nodes (8 GPUs each, ~10 GPU pods a node)",
+        ylabel="microseconds",
+    )
+    ax.legend(fontsize=7)
+    ax.set_title("Decision latency vs cluster size")
+    fig.tight_layout()
+    fig.savefig(out / "latency.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    labels, values = [], []
+    for u in results["utilisation"]:
+        req = u["trace"]["requests"]
+        for mode, m in u["modes"].items():
+            labels.append(f"{mode}\n{req} req")
+            values.append(m["admitted"])
+        labels.append(f"optimum\n{req} req")
+        values.append(u["optimum"]["admitted"])
+    ax.bar(
+        range(len(values)),
+        values,
+        color=["#999", "#4a7", "#47a", "#222"] * len(results["utilisation"]),
+    )
+    ax.set_xticks(range(len(values)), labels, fontsize=7)
+    ax.set_ylabel("sessions admitted")
+    ax.set_title("Seeded trace: admissions by policy vs the exact optimum")
+    fig.tight_layout()
+    fig.savefig(out / "utilisation.png", dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-storm", action="store_true")
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args()
+    run(args.quick, Path(args.out), storm=not args.no_storm)
+
+
+if __name__ == "__main__":
+    main()

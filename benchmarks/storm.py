@@ -1,0 +1,264 @@
+"""A spawn storm: N users spawning at once through a real JupyterHub over real HTTP.
+
+The emulated cluster (``python -m mig_spawner.demo.emulator``, stub kubelet) and a real
+``jupyterhub`` run as their own processes, exactly as in the demo. An aiohttp client
+fires every ``POST /hub/api/users/<name>/server`` at once (truly concurrent: one
+connection each). Inside the hub a loop-lag probe (started by the first spawn through
+``pre_spawn_hook``) records the longest event-loop stall. Afterwards the pods are read
+from the cluster's API: slices double-booked (a node holding more of a resource than it
+has) and quota overshoots (a team's charged compute slices above its quota) must be 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+
+H100 = "NVIDIA-H100-80GB-HBM3"
+TOKEN = "storm-benchmark-token"
+SCOPES = ["admin:users", "admin:groups", "servers", "admin:servers"]
+TIERS = {
+    "notebook": {
+        "display_name": "1g",
+        "compute_slices": 1,
+        "min_memory_gb": 10,
+        "max_compute_slices": 3,
+    }
+}
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _config(workdir: Path, api: str, port: int, users: list[str], teams: dict, quotas: dict) -> str:
+    probe = workdir / "loop-lag.json"
+    return textwrap.dedent(
+        f"""\
+        import asyncio, json, time
+        c = get_config()  # noqa
+        c.JupyterHub.spawner_class = "mig"
+        c.JupyterHub.ip = "127.0.0.1"
+        c.JupyterHub.port = {port}
+        c.JupyterHub.hub_ip = "127.0.0.1"
+        c.JupyterHub.hub_port = {_port()}
+        c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{_port()}"
+        c.JupyterHub.db_url = "sqlite:///{workdir / "hub.sqlite"}"
+        c.JupyterHub.cookie_secret_file = "{workdir / "cookie_secret"}"
+        c.JupyterHub.pid_file = "{workdir / "hub.pid"}"
+        c.JupyterHub.cleanup_servers = True
+        c.JupyterHub.concurrent_spawn_limit = 0
+        c.JupyterHub.active_server_limit = 0
+        c.JupyterHub.authenticator_class = "dummy"
+        c.Authenticator.allowed_users = set({users!r})
+        c.JupyterHub.load_groups = {{t: {{"users": m}} for t, m in {teams!r}.items()}}
+        c.JupyterHub.services = [{{"name": "storm", "api_token": {TOKEN!r}}}]
+        c.JupyterHub.load_roles = [{{"name": "storm", "scopes": {SCOPES!r}, "services": ["storm"]}}]
+        c.KubeSpawner.k8s_api_host = {api!r}
+        c.KubeSpawner.namespace = "storm"
+        c.KubeSpawner.storage_pvc_ensure = False
+        c.KubeSpawner.start_timeout = 300
+        c.KubeSpawner.http_timeout = 300
+        c.MIGSpawner.tiers = {TIERS!r}
+        c.MIGSpawner.team_quotas = {quotas!r}
+
+        _lag = {{"max_ms": 0.0, "samples": 0}}
+        async def _probe():
+            while True:
+                t = time.perf_counter()
+                await asyncio.sleep(0.01)
+                lag = (time.perf_counter() - t - 0.01) * 1000
+                _lag["samples"] += 1
+                if lag > _lag["max_ms"]:
+                    _lag["max_ms"] = lag
+                    with open({str(probe)!r}, "w") as f:
+                        json.dump(_lag, f)
+        _task = []
+        def _start_probe(spawner):
+            if not _task:
+                _task.append(asyncio.get_running_loop().create_task(_probe()))
+        c.Spawner.pre_spawn_hook = _start_probe
+        """
+    )
+
+
+async def _wait_http(url: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            try:
+                async with http.get(url) as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer in {timeout:.0f}s")
+
+
+async def run_storm(n_users: int = 300, n_nodes: int = 24, quota: int = 40, teams: int = 4) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="mig-storm-"))
+    layouts = [["1g.10gb"] * 7, ["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"]]
+    nodes = [
+        {"name": f"h{i:03d}", "gpu": H100, "strategy": "mixed", "mig": [layouts[i % 2]]}
+        for i in range(n_nodes)
+    ]
+    (workdir / "cluster.yaml").write_text(json.dumps({"nodes": nodes}))
+    capacity = Counter()
+    users = [f"u{i:03d}" for i in range(n_users)]
+    team_of = {u: f"team{i % teams}" for i, u in enumerate(users)}
+    team_members = {
+        f"team{t}": [u for u in users if team_of[u] == f"team{t}"] for t in range(teams)
+    }
+    quotas = {t: {"compute_slices": quota} for t in team_members}
+    api_port, hub_port = _port(), _port()
+    env = dict(os.environ, KUBECONFIG=str(workdir / "kubeconfig"))
+    emu = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mig_spawner.demo.emulator",
+            str(workdir / "cluster.yaml"),
+            "--kubelet",
+            "stub",
+            "--port",
+            str(api_port),
+            "--kubeconfig",
+            str(workdir / "kubeconfig"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    api = f"http://127.0.0.1:{api_port}"
+    hub = None
+    try:
+        await _wait_http(f"{api}/api/v1/nodes")
+        (workdir / "jupyterhub_config.py").write_text(
+            _config(workdir, api, hub_port, users, team_members, quotas)
+        )
+        hub = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("jupyterhub")),
+                "-f",
+                str(workdir / "jupyterhub_config.py"),
+            ],
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        base = f"http://127.0.0.1:{hub_port}/hub/api"
+        await _wait_http(f"{base}/")
+        headers = {"Authorization": f"token {TOKEN}"}
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(
+            headers=headers, connector=connector, timeout=aiohttp.ClientTimeout(total=600)
+        ) as http:
+            async with http.get(f"{api}/api/v1/nodes") as r:
+                for node in (await r.json())["items"]:
+                    for res, n in node["status"]["allocatable"].items():
+                        if res.startswith("nvidia.com/"):
+                            capacity[(node["metadata"]["name"], res)] = int(n)
+            async with http.post(f"{base}/users", json={"usernames": users}) as r:
+                assert r.status in (201, 409), await r.text()
+            for team, members in team_members.items():
+                async with http.post(f"{base}/groups/{team}/users", json={"users": members}) as r:
+                    assert r.status == 200, await r.text()
+            in_flight = max_in_flight = 0
+
+            async def spawn(user):
+                nonlocal in_flight, max_in_flight
+                in_flight += 1
+                max_in_flight = max(max_in_flight, in_flight)
+                try:
+                    async with http.post(
+                        f"{base}/users/{user}/server", json={"tier": "notebook"}
+                    ) as r:
+                        return user, r.status, await r.text()
+                finally:
+                    in_flight -= 1
+
+            t0 = time.perf_counter()
+            results = await asyncio.gather(*(spawn(u) for u in users))
+            t_answered = time.perf_counter() - t0
+            admitted = [u for u, status, _ in results if status in (201, 202)]
+            statuses = Counter(status for _, status, _ in results)
+            ready = set()
+            deadline = time.monotonic() + 300
+            while len(ready) < len(admitted) and time.monotonic() < deadline:
+                async with http.get(f"{base}/users?state=ready&limit=1000") as r:
+                    ready = {u["name"] for u in await r.json()}
+                if len(ready) < len(admitted):
+                    await asyncio.sleep(0.5)
+            t_ready = time.perf_counter() - t0
+            async with http.get(f"{api}/api/v1/pods") as r:
+                pods = (await r.json())["items"]
+        held, charged = Counter(), Counter()
+        for p in pods:
+            if p["status"].get("phase") in ("Succeeded", "Failed") or not p["spec"].get("nodeName"):
+                continue
+            labels = p["metadata"].get("labels", {})
+            for c in p["spec"]["containers"]:
+                for res, n in c.get("resources", {}).get("limits", {}).items():
+                    if res.startswith("nvidia.com/"):
+                        held[(p["spec"]["nodeName"], res)] += int(n)
+            if "mig-spawner/team" in labels:
+                charged[labels["mig-spawner/team"]] += int(
+                    labels.get("mig-spawner/charge-compute-slices", 0)
+                )
+        double_booked = sum(max(n - capacity[k], 0) for k, n in held.items())
+        overshoot = sum(
+            max(n - quotas[t]["compute_slices"], 0) for t, n in charged.items() if t in quotas
+        )
+        lag_file = workdir / "loop-lag.json"
+        lag = (
+            json.loads(lag_file.read_text())
+            if lag_file.exists()
+            else {"max_ms": None, "samples": 0}
+        )
+        return {
+            "users": n_users,
+            "slices": sum(capacity.values()),
+            "team_quota_compute_slices": quota,
+            "teams": teams,
+            "max_requests_in_flight": max_in_flight,
+            "statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "admitted": len(admitted),
+            "ready": len(ready),
+            "answered_s": t_answered,
+            "all_ready_s": t_ready,
+            "spawns_per_s": len(ready) / t_ready if t_ready else 0,
+            "double_booked_slices": double_booked,
+            "quota_overshoot_compute_slices": overshoot,
+            "longest_loop_stall_ms": lag["max_ms"],
+        }
+    finally:
+        for proc in (hub, emu):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    print(
+        json.dumps(asyncio.run(run_storm(int(sys.argv[1]) if len(sys.argv) > 1 else 300)), indent=1)
+    )

@@ -1,0 +1,132 @@
+"""A synthetic production-sized cluster: N nodes x 8 H100s, mixed MIG layouts, ~10 GPU pods a node.
+
+Nodes come from the emulator's own GFD labelling (``demo.emulator.nodelabels``), so they
+are the Node objects the API returns; pods are plain API dicts, some created by
+mig-spawner (team/user/charge labels), some by other workloads. Seeded: the same
+arguments give the same cluster.
+"""
+
+from __future__ import annotations
+
+import random
+
+from mig_spawner.core.policy import build_policy
+from mig_spawner.demo.emulator.clusterfile import load_cluster_spec
+from mig_spawner.demo.emulator.nodelabels import node_object
+
+H100 = "NVIDIA-H100-80GB-HBM3"
+#: mig-parted-style per-GPU layouts of an H100 80GB
+LAYOUTS = [
+    ["1g.10gb"] * 7,
+    ["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"],
+    ["2g.20gb", "2g.20gb", "2g.20gb"],
+    ["3g.40gb", "3g.40gb"],
+    ["4g.40gb", "3g.40gb"],
+    ["7g.80gb"],
+]
+TEAMS = [f"team{i}" for i in range(8)]
+TIERS = {
+    "notebook": {
+        "display_name": "1g notebook",
+        "compute_slices": 1,
+        "min_memory_gb": 10,
+        "max_compute_slices": 3,
+        "max_fallback_steps": 2,
+        "default": True,
+    },
+    "medium": {"display_name": "2g", "compute_slices": 2, "min_memory_gb": 20},
+    "training": {"display_name": "3g training", "compute_slices": 3, "min_memory_gb": 40},
+    "full": {"display_name": "7g full GPU", "compute_slices": 7},
+    "pool": {
+        "display_name": "dedicated pool",
+        "compute_slices": 1,
+        "node_selector": {"example.com/pool": "dedicated"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+    },
+}
+
+
+def policy(quota_slices: int = 100_000):
+    return build_policy(
+        tiers=TIERS,
+        team_quotas={t: {"compute_slices": quota_slices} for t in TEAMS},
+        default_quota={"compute_slices": 7},
+    )
+
+
+def nodes(n: int, seed: int = 1) -> list[dict]:
+    rng = random.Random(seed)
+    raw = []
+    for i in range(n):
+        spec = {
+            "name": f"gpu-{i:05d}",
+            "gpu": H100,
+            "gpus": 8,
+            "strategy": "mixed",
+            "mig": [rng.choice(LAYOUTS) for _ in range(8)],
+        }
+        if i % 10 == 0:  # a tenth of the nodes: a dedicated, tainted pool
+            spec["labels"] = {"example.com/pool": "dedicated"}
+            spec["taints"] = [{"key": "dedicated", "value": "yes", "effect": "NoSchedule"}]
+        raw.append(spec)
+    spec = load_cluster_spec({"nodes": raw})
+    return [node_object(s) for s in spec.nodes]
+
+
+def pod(
+    name, namespace, node_name, resource, *, user=None, team=None, charge=None, phase="Running"
+):
+    labels = {}
+    if user is not None:
+        labels = {
+            "mig-spawner/user": user,
+            "mig-spawner/team": team or "",
+            "mig-spawner/charge-compute-slices": str(charge[0]),
+            "mig-spawner/charge-memory-gb": f"{charge[1]:g}",
+            "component": "singleuser-server",
+        }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels, "uid": f"uid-{name}"},
+        "spec": {
+            "nodeName": node_name,
+            "containers": [{"name": "main", "resources": {"limits": {resource: "1"}}}],
+        },
+        "status": {"phase": phase},
+    }
+
+
+def pods(node_objs: list[dict], per_node: int = 10, seed: int = 2) -> list[dict]:
+    """~``per_node`` GPU pods on each node, never more than it offers; 70 % the hub's."""
+    rng = random.Random(seed)
+    out = []
+    for obj in node_objs:
+        name = obj["metadata"]["name"]
+        slots = [
+            r
+            for r, n in obj["status"]["allocatable"].items()
+            if r.startswith("nvidia.com/mig-")
+            for _ in range(int(n))
+        ]
+        rng.shuffle(slots)
+        for j, resource in enumerate(slots[:per_node]):
+            profile = resource.removeprefix("nvidia.com/mig-")
+            g, mem = int(profile[0]), float(profile.split(".")[1].removesuffix("gb"))
+            if rng.random() < 0.7:
+                team = rng.choice(TEAMS)
+                user = f"user{rng.randrange(2000)}"
+                out.append(
+                    pod(
+                        f"jupyter-{name}-{j}",
+                        "jhub",
+                        name,
+                        resource,
+                        user=user,
+                        team=team,
+                        charge=(g, mem),
+                    )
+                )
+            else:
+                out.append(pod(f"job-{name}-{j}", "batch", name, resource))
+    return out

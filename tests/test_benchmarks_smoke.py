@@ -1,0 +1,31 @@
+"""The benchmark code runs, at tiny sizes (structure of the results only, no timings)."""
+
+from __future__ import annotations
+
+from benchmarks import decisions, utilisation
+
+
+def test_decision_benchmark_reports_every_tier_and_the_naive_baseline():
+    r = decisions.bench_size(12, samples=5, naive_samples=1)
+    assert r["nodes"] == 12 and r["gpus"] == 96 and r["pods"] > 0
+    assert set(r["decide"]) == {"notebook", "medium", "training", "full", "pool"}
+    for figures in r["decide"].values():
+        assert figures["n"] == 5 and figures["p99_us"] >= figures["median_us"] > 0
+    assert r["naive"]["n"] == 1 and r["form"]["n"] == 5
+
+
+def test_event_and_memory_benchmarks_report_rates_and_sizes():
+    assert decisions.bench_events(5, 50)["pod_events_per_s"] > 0
+    assert decisions.bench_memory(5)["state_mb"] > 0
+
+
+def test_utilisation_replays_three_policies_through_the_admission_code():
+    # (the exact optimum needs scipy, a `bench` extra: `make bench` runs it)
+    requests = utilisation.trace(30, seed=1)
+    modes = {m: utilisation.replay(m, requests) for m in ("fixed", "fallback", "fallback+quotas")}
+    assert modes["fixed"]["fallbacks"] == 0  # no fallback under a fixed profile list
+    for m in modes.values():
+        assert m["admitted"] + m["turned_away"] == 30
+        assert 0 <= m["mean_slice_utilisation_pct"] <= 100
+    # on this seeded trace the quotas turn away more than the same chains without them
+    assert modes["fallback+quotas"]["admitted"] <= modes["fallback"]["admitted"]
