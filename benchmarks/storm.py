@@ -45,11 +45,13 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _config(workdir: Path, api: str, port: int, users: list[str], teams: dict, quotas: dict) -> str:
+def _config(
+    workdir: Path, api: str, port: int, users: list[str], teams: dict, quotas: dict, debug: bool
+) -> str:
     probe = workdir / "loop-lag.json"
     return textwrap.dedent(
         f"""\
-        import asyncio, json, time
+        import asyncio, json, logging, time
         c = get_config()  # noqa
         c.JupyterHub.spawner_class = "mig"
         c.JupyterHub.ip = "127.0.0.1"
@@ -76,21 +78,63 @@ def _config(workdir: Path, api: str, port: int, users: list[str], teams: dict, q
         c.MIGSpawner.tiers = {TIERS!r}
         c.MIGSpawner.team_quotas = {quotas!r}
 
-        _lag = {{"max_ms": 0.0, "samples": 0}}
+        _lag = {{"max_ms": 0.0, "samples": 0, "debug": None, "slow_callbacks": 0,
+                "max_callback_ms": 0.0, "slowest": ""}}
+
+        class _SlowCallbacks(logging.Handler):
+            # asyncio debug mode: "Executing %s took %.3f seconds" for each slow callback
+            def emit(self, record):
+                if record.msg.startswith("Executing") and len(record.args) == 2:
+                    _lag["slow_callbacks"] += 1
+                    ms = record.args[1] * 1000
+                    where = str(record.args[0])
+                    coro = where.split("coro=<", 1)[-1].split(" running at ", 1)
+                    at = coro[1].split(">", 1)[0].rsplit("/", 1)[-1] if len(coro) > 1 else ""
+                    key = coro[0][:60] + " @ " + at[:40]
+                    _lag.setdefault("by_place", {{}})
+                    _lag["by_place"][key] = max(_lag["by_place"].get(key, 0), round(ms))
+                    if ms > _lag["max_callback_ms"]:
+                        _lag["max_callback_ms"] = ms
+                        _lag["slowest"] = str(record.args[0])[:300]
+                    _dump()
+
+        def _dump():
+            with open({str(probe)!r}, "w") as f:
+                json.dump(_lag, f)
+
+        logging.getLogger("asyncio").addHandler(_SlowCallbacks())
         async def _probe():
             while True:
                 t = time.perf_counter()
                 await asyncio.sleep(0.01)
                 lag = (time.perf_counter() - t - 0.01) * 1000
+                if _reset.exists():  # the client starts the measured storm
+                    _reset.unlink()
+                    if {debug!r}:
+                        _prof.enable()
+                    _lag.update(max_ms=0.0, samples=0, slow_callbacks=0, max_callback_ms=0.0,
+                                slowest="", by_place={{}})
+                    continue
                 _lag["samples"] += 1
                 if lag > _lag["max_ms"]:
                     _lag["max_ms"] = lag
-                    with open({str(probe)!r}, "w") as f:
-                        json.dump(_lag, f)
+                    _dump()
+                elif _lag["samples"] % 100 == 0:
+                    _dump()
+                    if {debug!r}:
+                        _prof.dump_stats({str(workdir / "hub.prof")!r})
         _task = []
+        import cProfile, pathlib
+        _prof = cProfile.Profile()
+        _reset = pathlib.Path({str(workdir / "reset-probe")!r})
         def _start_probe(spawner):
             if not _task:
-                _task.append(asyncio.get_running_loop().create_task(_probe()))
+                loop = asyncio.get_running_loop()
+                loop.slow_callback_duration = 0.05  # logged in asyncio debug mode
+                if {debug!r}:
+                    loop.set_debug(True)
+                _lag["debug"] = loop.get_debug()
+                _task.append(loop.create_task(_probe()))
         c.Spawner.pre_spawn_hook = _start_probe
         """
     )
@@ -110,7 +154,10 @@ async def _wait_http(url: str, timeout: float = 90) -> None:
     raise RuntimeError(f"{url} did not answer in {timeout:.0f}s")
 
 
-async def run_storm(n_users: int = 300, n_nodes: int = 24, quota: int = 40, teams: int = 4) -> dict:
+async def run_storm(
+    n_users: int = 300, n_nodes: int = 24, quota: int = 40, teams: int = 4, debug: bool = False
+) -> dict:
+    """``debug``: asyncio debug mode in the hub, slow callbacks (> 50 ms) in its log."""
     workdir = Path(tempfile.mkdtemp(prefix="mig-storm-"))
     layouts = [["1g.10gb"] * 7, ["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"]]
     nodes = [
@@ -127,6 +174,7 @@ async def run_storm(n_users: int = 300, n_nodes: int = 24, quota: int = 40, team
     quotas = {t: {"compute_slices": quota} for t in team_members}
     api_port, hub_port = _port(), _port()
     env = dict(os.environ, KUBECONFIG=str(workdir / "kubeconfig"))
+    hub_log = open(workdir / "hub.log", "w")  # noqa: SIM115 (closed in finally)
     emu = subprocess.Popen(
         [
             sys.executable,
@@ -149,7 +197,7 @@ async def run_storm(n_users: int = 300, n_nodes: int = 24, quota: int = 40, team
     try:
         await _wait_http(f"{api}/api/v1/nodes")
         (workdir / "jupyterhub_config.py").write_text(
-            _config(workdir, api, hub_port, users, team_members, quotas)
+            _config(workdir, api, hub_port, users, team_members, quotas, debug)
         )
         hub = subprocess.Popen(
             [
@@ -160,7 +208,7 @@ async def run_storm(n_users: int = 300, n_nodes: int = 24, quota: int = 40, team
             cwd=workdir,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=hub_log,
             start_new_session=True,
         )
         base = f"http://127.0.0.1:{hub_port}/hub/api"
@@ -180,6 +228,25 @@ async def run_storm(n_users: int = 300, n_nodes: int = 24, quota: int = 40, team
             for team, members in team_members.items():
                 async with http.post(f"{base}/groups/{team}/users", json={"users": members}) as r:
                     assert r.status == 200, await r.text()
+            # Warm-up: one spawn and stop, so imports, the reflectors and the cluster watch
+            # start before the storm (a hub in production is warm); its stall is reported.
+            async with http.post(f"{base}/users", json={"usernames": ["warmup"]}) as r:
+                assert r.status in (201, 409), await r.text()
+            t = time.perf_counter()
+            async with http.post(f"{base}/users/warmup/server", json={"tier": "notebook"}) as r:
+                assert r.status in (201, 202), await r.text()
+            while True:
+                async with http.get(f"{base}/users/warmup") as r:
+                    if (await r.json())["servers"].get("", {}).get("ready"):
+                        break
+                await asyncio.sleep(0.2)
+            warmup_s = time.perf_counter() - t
+            async with http.delete(f"{base}/users/warmup/server") as r:
+                assert r.status in (202, 204), await r.text()
+            await asyncio.sleep(2)
+            cold = json.loads((workdir / "loop-lag.json").read_text())
+            (workdir / "reset-probe").touch()
+            await asyncio.sleep(0.5)
             in_flight = max_in_flight = 0
 
             async def spawn(user):
@@ -247,8 +314,18 @@ async def run_storm(n_users: int = 300, n_nodes: int = 24, quota: int = 40, team
             "double_booked_slices": double_booked,
             "quota_overshoot_compute_slices": overshoot,
             "longest_loop_stall_ms": lag["max_ms"],
+            "loop_lag_samples": lag.get("samples"),
+            "warmup_spawn_s": warmup_s,
+            "warmup_longest_loop_stall_ms": cold["max_ms"],
+            "asyncio_debug": lag.get("debug"),
+            "slow_callbacks_over_50ms": lag.get("slow_callbacks"),
+            "longest_callback_ms": lag.get("max_callback_ms"),
+            "slowest_callback": lag.get("slowest"),
+            "slow_callbacks_by_place_ms": lag.get("by_place"),
+            "workdir": str(workdir),
         }
     finally:
+        hub_log.close()
         for proc in (hub, emu):
             if proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGINT)
@@ -259,6 +336,5 @@ async def run_storm(n_users: int = 300, n_nodes: int = 24, quota: int = 40, team
 
 
 if __name__ == "__main__":
-    print(
-        json.dumps(asyncio.run(run_storm(int(sys.argv[1]) if len(sys.argv) > 1 else 300)), indent=1)
-    )
+    n = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 300
+    print(json.dumps(asyncio.run(run_storm(n, debug="--debug" in sys.argv)), indent=1))

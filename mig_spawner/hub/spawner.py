@@ -195,6 +195,10 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
     )
 
     _views: dict[tuple, ClusterView] = {}
+    #: settings (repr) -> Policy, shared by every user's spawner: the same settings give
+    #: the same Policy object, so the per-state-version caches of the core (tier
+    #: chains, chain figures, forms) serve every user, not one spawner each
+    _policies: dict[str, Policy] = {}
 
     # ---------------------------------------------------------------- config
 
@@ -203,10 +207,14 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         """The validated policy; rebuilt only when a setting changes."""
         settings = {name: getattr(self, name) for name in POLICY_SETTINGS}
         key = repr(settings)
-        cached = getattr(self, "_mig_policy", None)
-        if cached is None or cached[0] != key:
-            self._mig_policy = (key, policy_from_settings(settings))
-        return self._mig_policy[1]
+        policies = MIGSpawner._policies
+        policy = policies.get(key)
+        if policy is None:
+            policy = policy_from_settings(settings)  # raises ConfigError: nothing cached
+            if len(policies) > 16:  # settings changed many times (tests, reloads)
+                policies.clear()
+            policies[key] = policy
+        return policy
 
     @default("options_form")
     def _mig_options_form_default(self):

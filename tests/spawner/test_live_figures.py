@@ -38,6 +38,8 @@ async def test_figures_are_the_users_own_and_follow_the_cluster(hub):
         "nlp": "nlp (0 of 4 compute slices in use)",
     }
     assert "full" in alice["tiers"]
+    # every user's spawner shares one Policy, so the core's per-version caches are shared
+    assert app.users["alice"].spawner.policy is app.users["carol"].spawner.policy
 
     # someone else's job takes a slice: the next answer says so, with no page load
     await create_foreign_pod(cluster, "batch-1", "nvidia.com/mig-1g.10gb")
