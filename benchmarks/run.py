@@ -60,11 +60,27 @@ def run(quick: bool, out: Path, storm: bool) -> dict:
         utilisation.run(n=40 if quick else n, seed=3) for n in ([40] if quick else [100, 160])
     ]
     if storm:
-        from .storm import run_storm
-
-        results["storm"] = asyncio.run(run_storm(20 if quick else 300, n_nodes=6 if quick else 24))
+        results["storm"] = _storm(quick)
     results["targets"] = _targets(results)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    _plots(results, out)
+    return results
+
+
+def _storm(quick: bool) -> dict:
+    from .storm import run_storm
+
+    result = asyncio.run(run_storm(20 if quick else 300, n_nodes=6 if quick else 24))
+    print(f"storm: {json.dumps(result)}", flush=True)
+    return result
+
+
+def storm_only(out: Path) -> dict:
+    """Re-run the storm alone into an existing results.json (the rest is kept)."""
+    results = json.loads((out / "results.json").read_text())
+    results["storm"] = _storm(quick=False)
+    results["targets"] = _targets(results)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     _plots(results, out)
     return results
@@ -181,7 +197,7 @@ def _plots(results, out: Path) -> None:
     fig.savefig(out / "latency.png", dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     labels, values = [], []
     for u in results["utilisation"]:
         req = u["trace"]["requests"]
@@ -190,11 +206,10 @@ def _plots(results, out: Path) -> None:
             values.append(m["admitted"])
         labels.append(f"optimum\n{req} req")
         values.append(u["optimum"]["admitted"])
-    ax.bar(
-        range(len(values)),
-        values,
-        color=["#999", "#4a7", "#47a", "#222"] * len(results["utilisation"]),
-    )
+        labels.append(f"optimum +\nquotas, {req}")
+        values.append(u["optimum_with_quotas"]["admitted"])
+    colours = ["#999", "#4a7", "#47a", "#222", "#225"] * len(results["utilisation"])
+    ax.bar(range(len(values)), values, color=colours)
     ax.set_xticks(range(len(values)), labels, fontsize=7)
     ax.set_ylabel("sessions admitted")
     ax.set_title("Seeded trace: admissions by policy vs the exact optimum")
@@ -207,9 +222,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-storm", action="store_true")
+    parser.add_argument("--storm-only", action="store_true", help="re-run the storm alone")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
-    run(args.quick, Path(args.out), storm=not args.no_storm)
+    if args.storm_only:
+        storm_only(Path(args.out))
+    else:
+        run(args.quick, Path(args.out), storm=not args.no_storm)
 
 
 if __name__ == "__main__":

@@ -264,16 +264,23 @@ async def run_storm(
             t0 = time.perf_counter()
             results = await asyncio.gather(*(spawn(u) for u in users))
             t_answered = time.perf_counter() - t0
-            admitted = [u for u, status, _ in results if status in (201, 202)]
+            accepted = [u for u, status, _ in results if status in (201, 202)]
             statuses = Counter(status for _, status, _ in results)
-            ready = set()
-            deadline = time.monotonic() + 300
-            while len(ready) < len(admitted) and time.monotonic() < deadline:
-                async with http.get(f"{base}/users?state=ready&limit=1000") as r:
-                    ready = {u["name"] for u in await r.json()}
-                if len(ready) < len(admitted):
-                    await asyncio.sleep(0.5)
+            # A 202 means "still pending after slow_spawn_timeout": the decision may yet
+            # refuse it. Follow every server until none is pending.
+            ready, pending = set(), set(accepted)
+            deadline = time.monotonic() + 420
+            while pending and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+                listed = []
+                for offset in range(0, n_users + 1, 200):  # the API's page limit is 200
+                    async with http.get(f"{base}/users?offset={offset}&limit=200") as r:
+                        listed += await r.json()
+                servers = {u["name"]: u["servers"].get("", {}) for u in listed}
+                ready = {n for n, srv in servers.items() if srv.get("ready")}
+                pending = {n for n in accepted if servers.get(n, {}).get("pending")}
             t_ready = time.perf_counter() - t0
+            refused_later = [u for u in accepted if u not in ready and u not in pending]
             async with http.get(f"{api}/api/v1/pods") as r:
                 pods = (await r.json())["items"]
         held, charged = Counter(), Counter()
@@ -306,10 +313,13 @@ async def run_storm(
             "teams": teams,
             "max_requests_in_flight": max_in_flight,
             "statuses": {str(k): v for k, v in sorted(statuses.items())},
-            "admitted": len(admitted),
+            "accepted_by_post": len(accepted),
+            "refused_by_post": n_users - len(accepted),
+            "refused_after_202": len(refused_later),
+            "still_pending_at_timeout": len(pending),
             "ready": len(ready),
             "answered_s": t_answered,
-            "all_ready_s": t_ready,
+            "settled_s": t_ready,
             "spawns_per_s": len(ready) / t_ready if t_ready else 0,
             "double_booked_slices": double_booked,
             "quota_overshoot_compute_slices": overshoot,
