@@ -46,10 +46,24 @@ class FiguresHandler(BaseHandler):
         spawner = user.spawner  # figures do not depend on the server's name
         if not isinstance(spawner, MIGSpawner):
             raise web.HTTPError(404, "This hub does not use mig-spawner.")
-        figures = await spawner.live_figures()
+        figures = await live_figures(spawner)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(figures))
+
+
+async def live_figures(spawner) -> dict:
+    """What an open form refreshes, from the per-version cache.
+
+    ``tiers``: the figures per profile; ``html``: the form as the page renders it, for
+    the page to swap in its status lines and choices without reloading.
+    """
+    from ..core.form import live_figures as figures_of
+    from .formpage import render_form
+
+    view = spawner.cluster_view()
+    profiles = await spawner._mig_profiles(spawner.policy, live=True)
+    return {"known": view.known, **figures_of(profiles), "html": await render_form(spawner)}
 
 
 def figures_url(hub_prefix: str) -> str:
@@ -77,3 +91,10 @@ def install() -> str:
     application._mig_figures_installed = True
     log.info("Serving live spawn-form figures at %s", pattern)
     return pattern
+
+
+def offer_figures_route(profiles: list[dict]) -> None:
+    """Install the route if need be and tell each live profile where to poll."""
+    url = install()
+    for profile in profiles if url else ():
+        profile["mig"]["live_url"] = url

@@ -19,13 +19,13 @@ from kubespawner import KubeSpawner
 from traitlets import CaselessStrEnum, Dict, Float, Integer, List, Unicode, default
 
 from ..core import admission, messages
-from ..core.form import build_profile_list, live_figures, tier_profiles
+from ..core.form import build_profile_list, tier_profiles
 from ..core.options import RECORD_KEY, OptionsError, parse_options
 from ..core.pods import Trust
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
 from . import metrics
 from .formpage import render_form
-from .live import install as install_figures_route
+from .live import offer_figures_route
 from .placing import PlacementMixin
 from .refusals import STATUS, SpawnException, not_a_failure, refusal
 from .watch import ClusterView
@@ -195,9 +195,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
     )
 
     _views: dict[tuple, ClusterView] = {}
-    #: settings (repr) -> Policy, shared by every user's spawner: the same settings give
-    #: the same Policy object, so the per-state-version caches of the core (tier
-    #: chains, chain figures, forms) serve every user, not one spawner each
+    #: settings -> Policy, one for all users' spawners, so the core's caches serve them all
     _policies: dict[str, Policy] = {}
 
     # ---------------------------------------------------------------- config
@@ -207,14 +205,9 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         """The validated policy; rebuilt only when a setting changes."""
         settings = {name: getattr(self, name) for name in POLICY_SETTINGS}
         key = repr(settings)
-        policies = MIGSpawner._policies
-        policy = policies.get(key)
-        if policy is None:
-            policy = policy_from_settings(settings)  # raises ConfigError: nothing cached
-            if len(policies) > 16:  # settings changed many times (tests, reloads)
-                policies.clear()
-            policies[key] = policy
-        return policy
+        if key not in MIGSpawner._policies:  # a ConfigError caches nothing
+            MIGSpawner._policies = {key: policy_from_settings(settings)}  # the live settings
+        return MIGSpawner._policies[key]
 
     @default("options_form")
     def _mig_options_form_default(self):
@@ -253,20 +246,8 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
                 problem="" if known else messages.availability_unknown(),
                 own=own,
             )
-            url = install_figures_route()  # the open form polls it (hub/live.py)
-            for profile in profiles if url else ():
-                profile["mig"]["live_url"] = url
+            offer_figures_route(profiles)  # the open form polls it (hub/live.py)
         return self._get_initialized_profile_list(profiles)
-
-    async def live_figures(self) -> dict[str, Any]:
-        """What an open form refreshes (hub/live.py), from the per-version cache.
-
-        ``tiers``: the figures per profile; ``html``: the form as the page renders it, for
-        the page to swap in its status lines and choices without reloading.
-        """
-        view = self.cluster_view()
-        profiles = await self._mig_profiles(self.policy, live=True)
-        return {"known": view.known, **live_figures(profiles), "html": await render_form(self)}
 
     # ---------------------------------------------------------------- cluster view
 
