@@ -4,22 +4,31 @@
 chains (core/index.py, core/cluster.py). The reference below reads none of them: it
 recomputes every figure from ``state.nodes``, ``state.pods`` and ``state.reservations``
 by scanning, exactly as the core did before the indexes (sort reachable nodes, count what
-each pod and reservation holds). Indexes are built before the events arrive, so the
-test checks that the events keep them right, not only that a fresh build is right.
+each pod and reservation holds), under issue 10's rules: a pod holds its slice on its
+slot (bound node, else the node it is pinned to), only the hub's own pods count toward
+quotas, a user's servers under scopes that no longer apply count against the quota that
+applies now, and a retry grants on no node it avoids. Indexes are built before the
+events arrive, so the test checks that the events keep them right (also when node events
+move or drop reservations), not only that a fresh build is right.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from k8s_factories import node, pod
 from test_properties import (
     NODE_NAMES,
     POD_NAMES,
+    RESOURCES,
     TEAMS,
     TIERS,
     USERS,
     gpu_node,
-    pod_objects,
     quota_limits,
     request_of,
 )
@@ -28,7 +37,7 @@ from mig_spawner.core import admission as adm
 from mig_spawner.core.admission import SpawnRequest, admit, decide
 from mig_spawner.core.chains import resolve_chain
 from mig_spawner.core.cluster import ADDED, DELETED, MODIFIED, ClusterState
-from mig_spawner.core.pods import Charge, label_value
+from mig_spawner.core.pods import TERMINAL_PHASES, Charge, Trust
 from mig_spawner.core.policy import build_policy
 from mig_spawner.core.quota import Usage, check_quota
 
@@ -56,8 +65,37 @@ def placed_node(draw, name):
 
 
 @st.composite
+def pod_objects(draw, namespace, name):
+    """Pods as issue 10 sees them: the hub's own (maybe pinned and unbound, maybe under a
+    team the user is no longer in), another hub's in the same namespace, other workloads."""
+    ours = namespace == "jhub"
+    user = draw(st.sampled_from(sorted(USERS)))
+    node = draw(st.sampled_from([None, *NODE_NAMES, "gone-node"]))
+    pinned = draw(st.sampled_from(["", *NODE_NAMES])) if node is None else ""
+    return pod(
+        name,
+        namespace=namespace,
+        node=node,
+        resources=draw(st.dictionaries(st.sampled_from(RESOURCES), st.integers(1, 2), max_size=2)),
+        phase=draw(st.sampled_from([None, "Pending", "Running", *TERMINAL_PHASES])),
+        user=user if ours else None,
+        # "interns" has no quota and "vision" is not every user's: a scope that no longer applies
+        team=draw(st.sampled_from([None, *USERS[user], "interns", "vision"])) if ours else None,
+        requested_profile=draw(st.sampled_from(["", "1g.10gb", "3g.40gb"])) if ours else "",
+        charge_mode=draw(st.sampled_from(["granted", "requested"])),
+        server_name=draw(st.sampled_from(["", "gpu"])),
+        pinned=pinned,
+        hub=draw(st.sampled_from(["jupyterhub", "jupyterhub", "other-hub"])),
+    )
+
+
+@st.composite
 def steps(draw):
-    what = draw(st.sampled_from(["node", "pod", "pod", "pod", "admit", "admit", "release"]))
+    what = draw(
+        st.sampled_from(["node", "cordon", "pod", "pod", "pod", "admit", "admit", "release"])
+    )
+    if what == "cordon":  # an existing node cordoned: its reservations move or are dropped
+        return ("cordon", draw(st.sampled_from(NODE_NAMES)), None)
     if what == "node":
         name = draw(st.sampled_from(NODE_NAMES))
         return ("node", draw(st.sampled_from([ADDED, MODIFIED, DELETED])), draw(placed_node(name)))
@@ -72,10 +110,11 @@ def steps(draw):
     key = draw(st.sampled_from([f"{ns}/{n}" for ns, n in POD_NAMES[:2]] + ["jhub/jupyter-c"]))
     if what == "release":
         return ("release", key, None)
+    avoid = draw(st.frozensets(st.sampled_from(NODE_NAMES), max_size=2))
     return (
         "admit",
         key,
-        (user, draw(st.sampled_from(sorted(FAST_TIERS))), draw(st.integers(0, 2))),
+        (user, draw(st.sampled_from(sorted(FAST_TIERS))), draw(st.integers(0, 2)), avoid),
     )
 
 
@@ -85,7 +124,8 @@ def steps(draw):
 def ref_free(state: ClusterState, node, kind) -> int:
     held = 0
     for p in state.pods.values():
-        if p.active and p.node == node.name:
+        # bound there, or created unbound and pinned there: it can only ever land there
+        if p.active and (p.node or p.pinned) == node.name:
             held += p.requests.get(kind.resource, 0)
     for r in state.reservations.values():
         if r.node == node.name and r.slice_type.resource == kind.resource:
@@ -93,13 +133,15 @@ def ref_free(state: ClusterState, node, kind) -> int:
     return max(node.offers.get(kind, 0) - held, 0)
 
 
-def ref_usage(state: ClusterState, team: str, user: str) -> Usage:
+def ref_usage(state: ClusterState, team: str, user: str, scopes_now=None) -> Usage:
     scope = state.scope(team, user)
     usage = Usage()
-    me = label_value(user)
     holders = []
     for p in state.pods.values():
-        if p.active and p.managed and state.scope(p.team, p.user) == scope:
+        if not (p.active and p.managed):
+            continue
+        elsewhere = scopes_now is not None and p.user == user and p.team not in scopes_now
+        if state.scope(p.team, p.user) == scope or elsewhere:
             holders.append((p.user or "", p.server_name, p.charge or Charge(0, 0), p.profile))
     for r in state.reservations.values():
         unseen = r.key not in state.pods or r.key in state._earlier
@@ -109,7 +151,7 @@ def ref_usage(state: ClusterState, team: str, user: str) -> Usage:
         usage.compute_slices += charge.compute_slices
         usage.memory_gb += charge.memory_gb
         usage.servers += 1
-        if label_value(holder) == me:
+        if holder == user:
             usage.user_compute_slices += charge.compute_slices
             usage.own_servers.append((server, profile))
     usage.own_servers.sort()
@@ -140,20 +182,25 @@ def ref_decide(request: SpawnRequest, policy, state: ClusterState) -> dict:
         teams = [request.team]
     elif not teams:
         teams = [""]
+    scopes_now = tuple(policy.teams_for(frozenset(request.groups))) or ("",)
     chain, reach = ref_chain(tier, state)
     if not chain:
         return {"code": adm.NO_MATCHING_GPU}
     results = []
     for team in teams:
         quota = policy.quota_for(team or None)
-        usage = ref_usage(state, team, request.user)
+        usage = ref_usage(state, team, request.user, scopes_now)
         requested = chain[0][0]
         outcomes, result = [], None
         for step, kinds in enumerate(chain):
             for kind in kinds:
                 nodes = reach(kind)
                 total = sum(n.offers.get(kind, 0) for n in nodes)
-                free_nodes = [(ref_free(state, n, kind), n) for n in nodes if n.usable]
+                free_nodes = [
+                    (ref_free(state, n, kind), n)
+                    for n in nodes
+                    if n.usable and n.name not in request.avoid_nodes
+                ]
                 free_nodes = [(f, n) for f, n in free_nodes if f > 0]
                 free = sum(f for f, _ in free_nodes)
                 if step > 0 and not tier.fallback:
@@ -224,16 +271,18 @@ def fast_view(d) -> dict:
     charge=st.sampled_from(["granted", "requested"]),
     nodes=st.lists(st.sampled_from(NODE_NAMES), min_size=1, max_size=3, unique=True),
     data=st.data(),
-    stream=st.lists(steps(), max_size=30),
+    stream=st.lists(steps(), min_size=10, max_size=40),
 )
 def test_the_indexed_decision_equals_a_straightforward_one(quotas, charge, nodes, data, stream):
     policy = build_policy(tiers=FAST_TIERS, team_quotas=quotas, charge=charge)
-    state = ClusterState()
+    state = ClusterState(Trust(namespaces=frozenset({"jhub"}), hub="jupyterhub"))
+    objs = {}
     for name in nodes:
-        state.apply_node_event(ADDED, data.draw(placed_node(name)))
+        objs[name] = data.draw(placed_node(name))
+        state.apply_node_event(ADDED, objs[name])
 
-    def compare(user, tier, pick):
-        req = request_of(user, tier, pick)
+    def compare(user, tier, pick, avoid=frozenset()):
+        req = replace(request_of(user, tier, pick), avoid_nodes=avoid)
         if policy.tier(tier).visible_to(frozenset(req.groups)) and (
             req.team is None or req.team in policy.teams_for(frozenset(req.groups))
         ):
@@ -244,21 +293,32 @@ def test_the_indexed_decision_equals_a_straightforward_one(quotas, charge, nodes
     for what, a, b in stream:
         if what == "node":
             state.apply_node_event(a, b)
+            objs.pop(b["metadata"]["name"], None)
+            if a != DELETED:
+                objs[b["metadata"]["name"]] = b
+        elif what == "cordon":
+            if a in objs:
+                objs[a] = copy.deepcopy(objs[a])
+                objs[a]["spec"]["unschedulable"] = True
+                state.apply_node_event(MODIFIED, objs[a])
         elif what == "pod":
             state.apply_pod_event(a, b)
         elif what == "release":
             state.release(a)
         else:
-            user, tier, pick = b
-            req = request_of(user, tier, pick)
-            compare(user, tier, pick)
+            user, tier, pick, avoid = b
+            req = replace(request_of(user, tier, pick), avoid_nodes=avoid)
+            compare(user, tier, pick, avoid)
             if policy.tier(tier).visible_to(frozenset(req.groups)):
                 admit(req, policy, state, pod_key=a)
-        for user in ("alice", "carol", "erin@example.com"):
-            for team in ("", *TEAMS):
+        for tier in FAST_TIERS:  # after every step: node events move reservations too
+            compare("carol", tier, 0)
+        for user in ("alice", "carol", "erin@example.com", "frank"):
+            now = tuple(policy.teams_for(frozenset(USERS[user]))) or ("",)
+            for team, scopes in itertools.product(("", *TEAMS), (None, now)):
                 fast, ref = (
-                    state.usage(team, label_value(user)),
-                    ref_usage(state, team, label_value(user)),
+                    state.usage(team, user, scopes),
+                    ref_usage(state, team, user, scopes),
                 )
                 assert (
                     fast.compute_slices,
@@ -270,3 +330,28 @@ def test_the_indexed_decision_equals_a_straightforward_one(quotas, charge, nodes
     for tier in FAST_TIERS:
         for user in sorted(USERS):
             compare(user, tier, 0)
+
+
+def test_a_reservation_moved_off_a_cordoned_node_takes_its_slice_in_the_index():
+    """A cordon moves a reservation to another node: the index's free counts follow."""
+    policy = build_policy(tiers=FAST_TIERS)
+    state = ClusterState(Trust(namespaces=frozenset({"jhub"}), hub="jupyterhub"))
+    objs = {name: node(name, mig=["1g.10gb"] * 7, strategy="mixed") for name in NODE_NAMES[:2]}
+    for obj in objs.values():
+        state.apply_node_event(ADDED, obj)
+    req = request_of("alice", "strict", 0)
+    assert decide(req, policy, state).node == "gpu-0"  # builds the index; tie: by name
+    admit(req, policy, state, pod_key="jhub/jupyter-a")
+    objs["gpu-0"]["spec"]["unschedulable"] = True
+    state.apply_node_event(MODIFIED, objs["gpu-0"])
+    assert state.reservations["jhub/jupyter-a"].node == "gpu-1"
+
+    other = request_of("carol", "strict", 0)
+    decision = decide(other, policy, state)
+    assert (decision.node, decision.candidates[0].free) == ("gpu-1", 6)
+    assert fast_view(decision) == ref_decide(other, policy, state)
+    # and the retry path: gpu-1 avoided, gpu-0 cordoned: full, not unusable
+    avoiding = replace(other, avoid_nodes=frozenset({"gpu-1"}))
+    decision = decide(avoiding, policy, state)
+    assert (decision.code, decision.candidates[0].outcome) == (adm.CAPACITY, adm.FULL)
+    assert fast_view(decision) == ref_decide(avoiding, policy, state)
