@@ -26,6 +26,8 @@ from pathlib import Path
 
 import aiohttp
 
+from mig_spawner.core.pods import Trust, parse_pod
+
 H100 = "NVIDIA-H100-80GB-HBM3"
 TOKEN = "storm-benchmark-token"
 SCOPES = ["admin:users", "admin:groups", "servers", "admin:servers"]
@@ -287,15 +289,14 @@ async def run_storm(
         for p in pods:
             if p["status"].get("phase") in ("Succeeded", "Failed") or not p["spec"].get("nodeName"):
                 continue
-            labels = p["metadata"].get("labels", {})
             for c in p["spec"]["containers"]:
                 for res, n in c.get("resources", {}).get("limits", {}).items():
                     if res.startswith("nvidia.com/"):
                         held[(p["spec"]["nodeName"], res)] += int(n)
-            if "mig-spawner/team" in labels:
-                charged[labels["mig-spawner/team"]] += int(
-                    labels.get("mig-spawner/charge-compute-slices", 0)
-                )
+            # the charge as the core derives it (from what the pod requests, never a label)
+            info = parse_pod(p, Trust(namespaces=frozenset({"storm"}), hub="jupyterhub"))
+            if info.managed and info.team and info.charge is not None:
+                charged[info.team] += info.charge.compute_slices
         double_booked = sum(max(n - capacity[k], 0) for k, n in held.items())
         overshoot = sum(
             max(n - quotas[t]["compute_slices"], 0) for t, n in charged.items() if t in quotas

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 
+from mig_spawner.core.pods import hub_marks
 from mig_spawner.core.policy import build_policy
 from mig_spawner.demo.emulator.clusterfile import load_cluster_spec
 from mig_spawner.demo.emulator.nodelabels import node_object
@@ -73,22 +74,34 @@ def nodes(n: int, seed: int = 1) -> list[dict]:
     return [node_object(s) for s in spec.nodes]
 
 
-def pod(
-    name, namespace, node_name, resource, *, user=None, team=None, charge=None, phase="Running"
-):
-    labels = {}
+def pod(name, namespace, node_name, resource, *, user=None, team=None, phase="Running"):
+    """A GPU pod; with ``user``, one this hub created, marked exactly as the spawner does
+    (so it counts toward its team's quota, its charge derived from what it requests)."""
+    labels, annotations = {}, {}
     if user is not None:
-        labels = {
-            "mig-spawner/user": user,
-            "mig-spawner/team": team or "",
-            "mig-spawner/charge-compute-slices": str(charge[0]),
-            "mig-spawner/charge-memory-gb": f"{charge[1]:g}",
-            "component": "singleuser-server",
-        }
+        profile = resource.removeprefix("nvidia.com/mig-")
+        labels, annotations = hub_marks(
+            hub="jupyterhub",
+            user=user,
+            team=team or "",
+            tier="",
+            requested_profile=profile,
+            granted_profile=profile,
+            granted_product=H100,
+            charge_mode="granted",
+            node=node_name,
+        )
+        labels["component"] = "singleuser-server"
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels, "uid": f"uid-{name}"},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": annotations,
+            "uid": f"uid-{name}",
+        },
         "spec": {
             "nodeName": node_name,
             "containers": [{"name": "main", "resources": {"limits": {resource: "1"}}}],
@@ -111,8 +124,6 @@ def pods(node_objs: list[dict], per_node: int = 10, seed: int = 2) -> list[dict]
         ]
         rng.shuffle(slots)
         for j, resource in enumerate(slots[:per_node]):
-            profile = resource.removeprefix("nvidia.com/mig-")
-            g, mem = int(profile[0]), float(profile.split(".")[1].removesuffix("gb"))
             if rng.random() < 0.7:
                 team = rng.choice(TEAMS)
                 user = f"user{rng.randrange(2000)}"
@@ -124,7 +135,6 @@ def pods(node_objs: list[dict], per_node: int = 10, seed: int = 2) -> list[dict]
                         resource,
                         user=user,
                         team=team,
-                        charge=(g, mem),
                     )
                 )
             else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks import decisions, utilisation
+from benchmarks import decisions, synthetic, utilisation
 
 
 def test_decision_benchmark_reports_every_tier_and_the_naive_baseline():
@@ -12,6 +12,18 @@ def test_decision_benchmark_reports_every_tier_and_the_naive_baseline():
     for figures in r["decide"].values():
         assert figures["n"] == 5 and figures["p99_us"] >= figures["median_us"] > 0
     assert r["naive"]["n"] == 1 and r["form"]["n"] == 5
+
+
+def test_the_synthetic_hub_pods_are_the_hubs_own_and_count_toward_quotas():
+    """Marked as the spawner marks them: else the benchmark's quotas would count nothing."""
+    node_objs = synthetic.nodes(3)
+    state = decisions.build(node_objs, synthetic.pods(node_objs))
+    ours = [p for p in state.pods.values() if p.managed]
+    assert ours and all(p.team in synthetic.TEAMS and p.charge.compute_slices for p in ours)
+    team = ours[0].team
+    used = state.usage(team, "")
+    assert used.servers == sum(p.team == team for p in ours)
+    assert used.compute_slices == sum(p.charge.compute_slices for p in ours if p.team == team)
 
 
 def test_event_and_memory_benchmarks_report_rates_and_sizes():
