@@ -9,7 +9,7 @@ CHROMIUM ?= /usr/bin/chromium
 export PATH := $(BIN):$(NODE_BIN):$(PATH)
 export PLAYWRIGHT_CHROMIUM := $(CHROMIUM)
 
-.PHONY: demo test lint install chromium chp docs helm z2jh-venv test-z2jh-pins kubespawner-suite k8s bench
+.PHONY: demo test lint install chromium debian-tools chp docs helm z2jh-venv test-z2jh-pins kubespawner-suite k8s bench
 
 # The Zero to JupyterHub hub image's exact packages (JupyterHub 5.5.0, KubeSpawner 7.0.0,
 # kubernetes-asyncio 36.1.0, ...): a second venv in which the hub-level suite and the chart
@@ -59,6 +59,11 @@ $(NODE_BIN)/configurable-http-proxy:
 chromium:
 	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Debian's kubectl (the CLI tests feed its `get nodes,pods -A -o json` to explain), openssl
+# (the control plane's certificates) and unshare (the chart tests' private namespaces).
+debian-tools:
+	@command -v kubectl >/dev/null && command -v openssl >/dev/null && command -v unshare >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl openssl util-linux >/dev/null; }
+
 # The real Kubernetes control plane (kube-apiserver, kube-scheduler, kube-controller-manager,
 # etcd) and helm, built with Go from the module proxy into ~/.cache/mig-spawner/k8s-<version>/
 # (outside the clone, reused); only what is missing is built. Needs `go` on PATH.
@@ -88,7 +93,7 @@ $(KS_VENV)/.installed: tests/dropin/kubespawner-suite-requirements.txt
 kubespawner-suite: $(KS_VENV)/.installed
 	$(KS_VENV)/bin/python tests/dropin/run_kubespawner_suite.py
 
-test: install chromium lint z2jh-venv k8s
+test: install chromium debian-tools lint z2jh-venv k8s
 	MIG_SPAWNER_REQUIRE_REAL_K8S=1 $(BIN)/python -m pytest -q
 	MIG_SPAWNER_REQUIRE_REAL_K8S=1 $(MAKE) --no-print-directory test-z2jh-pins
 	$(MAKE) --no-print-directory kubespawner-suite
