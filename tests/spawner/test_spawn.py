@@ -177,7 +177,12 @@ async def test_forged_options_are_rejected_with_400_class(hub):
     assert not [p for p in cluster.pods if p["metadata"]["namespace"] == "jhub"]
 
 
-async def test_twenty_concurrent_spawns_never_overshoot_the_quota(hub):
+async def test_twenty_spawns_in_a_row_never_overshoot_the_quota(hub):
+    """One after another (the test helper's client is serial): the quota and its message.
+
+    The same storm sent truly at once, counting the reservations in flight, is
+    ``test_admission_trust.test_concurrent_spawns_have_several_reservations_in_flight``.
+    """
     users = [f"user{i:02d}" for i in range(20)]
     spec = {
         "nodes": [
@@ -188,8 +193,8 @@ async def test_twenty_concurrent_spawns_never_overshoot_the_quota(hub):
     app, cluster = await hub(
         spec=spec, teams={"vision": users}, team_quotas={"vision": {"compute_slices": 8}}
     )
-    responses = await asyncio.gather(*(spawn(app, u, {"tier": "notebook"}) for u in users))
-    admitted = [u for u, r in zip(users, responses, strict=False) if r.status_code in (201, 202)]
+    responses = [await spawn(app, u, {"tier": "notebook"}) for u in users]
+    admitted = [u for u, r in zip(users, responses, strict=True) if r.status_code in (201, 202)]
     refused = [r for r in responses if r.status_code == 403]
     assert len(admitted) == 8 and len(refused) == 12
     assert all("team vision's GPU quota" in r.json()["message"] for r in refused)
