@@ -242,7 +242,8 @@ async def test_a_pod_that_fits_nowhere_gets_failed_scheduling(api):
     assert cond["message"].startswith("0/2 nodes are available")
 
 
-def _invalid(status: int, body: dict, field: str) -> None:
+def assert_invalid(status: int, body: dict, field: str) -> None:
+    """A 422 Status whose causes name ``field``, as kube-apiserver answers an invalid object."""
     assert status == 422, body
     assert body["kind"] == "Status" and body["reason"] == "Invalid"
     fields = [c.get("field") for c in body["details"]["causes"]]
@@ -256,7 +257,7 @@ def _invalid(status: int, body: dict, field: str) -> None:
 )
 async def test_invalid_label_is_422(api, labels):
     status, body = await api.api.request("POST", PODS, pod("badlabel", labels))
-    _invalid(status, body, "metadata.labels")
+    assert_invalid(status, body, "metadata.labels")
 
 
 @pytest.mark.parametrize(
@@ -272,7 +273,7 @@ async def test_invalid_extended_resources_are_422(api, resources):
     status, body = await api.api.request(
         "POST", PODS, pod("badres", container={"resources": resources})
     )
-    _invalid(status, body, "spec.containers[0].resources")
+    assert_invalid(status, body, "spec.containers[0].resources")
 
 
 async def test_extended_resource_limits_default_the_requests(api):
@@ -285,7 +286,7 @@ async def test_extended_resource_limits_default_the_requests(api):
 
 async def test_invalid_name_is_422(api):
     status, body = await api.api.request("POST", PODS, pod("Not_A_Name"))
-    _invalid(status, body, "metadata.name")
+    assert_invalid(status, body, "metadata.name")
 
 
 @pytest.mark.parametrize("name", ["bob", "bob\n", "Ünïcode user", "a" * 80, "-x-", "x.y_z"])
