@@ -9,8 +9,9 @@
   test`` sets it), which turns that into a failure.
 * ``real_cluster`` (function): ``real_cluster(spec, kubelet="stub")`` starts the node agent
   (:mod:`mig_spawner.demo.controlplane.agent`) for a cluster spec and returns a :class:`RealCluster`
-  whose helpers mirror :class:`mig_spawner.demo.emulator.EmulatedCluster`'s read side; on teardown
-  the agent stops and its pods, nodes and leases are deleted.
+  whose helpers mirror :class:`mig_spawner.demo.emulator.EmulatedCluster`'s read side and its
+  node changes (cordon, label); on teardown the agent stops and its pods, nodes and leases,
+  and the test namespaces' ResourceQuotas, are deleted.
 """
 
 from __future__ import annotations
@@ -180,6 +181,24 @@ class RealCluster:
             path += f"?gracePeriodSeconds={grace}"
         return self.plane.request("DELETE", path)
 
+    def _patch_node(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        path = f"/api/v1/nodes/{name}"
+        status, body = self.plane.request("PATCH", path, patch, "application/merge-patch+json")
+        assert status == 200, (path, status, body)
+        return body
+
+    def cordon(self, name: str, unschedulable: bool = True) -> dict[str, Any]:
+        """``kubectl cordon`` (or uncordon with ``unschedulable=False``)."""
+        return self._patch_node(name, {"spec": {"unschedulable": True if unschedulable else None}})
+
+    def uncordon(self, name: str) -> dict[str, Any]:
+        return self.cordon(name, unschedulable=False)
+
+    def label_node(self, name: str, labels: dict[str, str | None]) -> dict[str, Any]:
+        """Set (or, with ``None``, remove) node labels: a JSON merge patch, as ``kubectl
+        label`` sends."""
+        return self._patch_node(name, {"metadata": {"labels": labels}})
+
     def wait_for(self, predicate, timeout: float = 30.0, what: str = "condition"):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -204,6 +223,7 @@ class RealCluster:
 def _cleanup(plane: ControlPlane, node_names: list[str]) -> None:
     for ns in (*TEST_NAMESPACES, "default"):
         plane.request("DELETE", f"/api/v1/namespaces/{ns}/pods?gracePeriodSeconds=0")
+        plane.request("DELETE", f"/api/v1/namespaces/{ns}/resourcequotas")
     for name in node_names:
         plane.request("DELETE", f"/api/v1/nodes/{name}")
         plane.request(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import pytest
 from hub_harness import TEAMS, TWO_H100, hub_config
 from jupyterhub.tests.utils import add_user
 from kubespawner.clients import load_config
+from realk8s import HUB_NAMESPACE, hub_kubeconfig
 
 from mig_spawner import MIGSpawner
 from mig_spawner.demo.emulator import EmulatedCluster, load_cluster_spec
@@ -54,3 +59,54 @@ async def hub(make_cluster, hub_app, tmp_path):
         return app, cluster
 
     return start
+
+
+# ------------------------------------------------------------- the real control plane
+
+PLACEHOLDER = Path(os.environ["KUBECONFIG"])
+
+
+@pytest.fixture
+async def _reflectors():
+    """Set up before hub_app, so torn down after it: the next test's hub must not inherit
+    this one's watches (KubeSpawner keeps them at class level)."""
+    saved = PLACEHOLDER.read_text()
+    yield
+    await MIGSpawner.stop_cluster_views()
+    await MIGSpawner._stop_all_reflectors()
+    PLACEHOLDER.write_text(saved)
+
+
+@pytest.fixture
+async def real_hub(_reflectors, control_plane, real_cluster, hub_app, tmp_path):
+    """``await real_hub(spec=..., service_account="hub", **migspawner_settings)`` ->
+    (app, :class:`realk8s.RealCluster`): the same hub as ``hub``, on the real control plane."""
+
+    async def start(spec=TWO_H100, teams=None, extra=None, service_account="hub", **mig):
+        cluster = real_cluster(spec)
+        # KubeSpawner loads its credentials from the kubeconfig kubernetes_asyncio was told
+        # about at import (tests/conftest.py): the hub's ServiceAccount token goes there.
+        hub_kubeconfig(control_plane, PLACEHOLDER, service_account)
+        # load_config is cached by (host, CA file): a per-test CA path makes it reload.
+        ca = tmp_path / "ca.crt"
+        shutil.copy(control_plane.ca, ca)
+        config = hub_config(cluster.url, tmp_path, teams=teams, **mig)
+        config["KubeSpawner"]["k8s_api_ssl_ca_cert"] = str(ca)
+        config["KubeSpawner"]["namespace"] = HUB_NAMESPACE
+        config["KubeSpawner"]["start_timeout"] = 60
+        for section, values in (extra or {}).items():
+            config.setdefault(section, {}).update(values)
+        app = await hub_app(config)
+        for users in (TEAMS if teams is None else teams).values():
+            for name in users:
+                add_user(app.db, app, name=name)
+        return app, cluster
+
+    return start
+
+
+@pytest.fixture(params=["emulator", "real"])
+def plane_hub(request):
+    """``hub`` on the emulator, then ``real_hub`` on the real control plane: a test that
+    takes ``plane_hub`` runs on both, through nothing but HTTP to the API server."""
+    return request.getfixturevalue("hub" if request.param == "emulator" else "real_hub")

@@ -1,8 +1,12 @@
 """Admission you can trust (issue 10), through a real JupyterHub, KubeSpawner and HTTP.
 
-Each test here failed on the code before the fix it is named for. They use the emulated
-cluster's API server over HTTP only (create, label, cordon): nothing in them depends on
-the emulator's internals, so they run unchanged against a real control plane.
+Each test here failed on the code before the fix it is named for. Each runs twice
+(``plane_hub``): on the emulated cluster, and on the real control plane (kube-apiserver,
+kube-scheduler, kube-controller-manager, etcd; the hub as Zero to JupyterHub's ServiceAccount).
+They touch the cluster over HTTP only (create pods, label and cordon nodes), so the real
+scheduler decides where a pod lands and whether it fits. The one API fault a test needs
+(a 403 on creating a pod) is an injected fault on the emulator and a real ResourceQuota
+on the real API server.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 import aiohttp
 from hub_harness import H100, pods_of, spawn, stop, wait_ready
 from jupyterhub.tests.utils import api_request, auth_header, public_url, ujoin
+from realk8s import RealCluster
 
 from mig_spawner.core.cluster import ClusterState
 from mig_spawner.core.pods import hub_marks, label_value
@@ -105,7 +110,7 @@ def hub_pod(name: str, *, user: str, team: str, node: str, resource=MIG1, cpu="1
 # ------------------------------------------------------------------ 1. pin and verify
 
 
-async def test_the_pod_lands_on_the_node_its_slice_was_reserved_on(hub):
+async def test_the_pod_lands_on_the_node_its_slice_was_reserved_on(plane_hub):
     """The scheduler prefers the node with more CPU; the slice was reserved on the other."""
     spec = {
         "nodes": [
@@ -113,7 +118,7 @@ async def test_the_pod_lands_on_the_node_its_slice_was_reserved_on(hub):
             h100("b-small", [["1g.10gb"] * 7], cpu="8"),
         ]
     }
-    app, cluster = await hub(spec=spec)
+    app, cluster = await plane_hub(spec=spec)
     await spawn(app, "bob", {"tier": "notebook"})
     await wait_ready(app, "bob")
     spawner = app.users["bob"].spawners[""]
@@ -133,10 +138,12 @@ async def test_the_pod_lands_on_the_node_its_slice_was_reserved_on(hub):
     assert pod["metadata"]["annotations"]["mig-spawner/node"] == "b-small"
 
 
-async def test_the_pin_is_anded_into_the_admins_node_affinity(hub):
+async def test_the_pin_is_anded_into_the_admins_node_affinity(plane_hub):
     spec = {"nodes": [h100("a", [["1g.10gb"] * 7], labels={"zone": "z1"})]}
     admin = [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z1", "z2"]}]}]
-    app, cluster = await hub(spec=spec, extra={"KubeSpawner": {"node_affinity_required": admin}})
+    app, cluster = await plane_hub(
+        spec=spec, extra={"KubeSpawner": {"node_affinity_required": admin}}
+    )
     await spawn(app, "bob", {"tier": "notebook"})
     await wait_ready(app, "bob")
     (pod,) = pods_of(cluster, user="bob")
@@ -150,7 +157,7 @@ async def test_the_pin_is_anded_into_the_admins_node_affinity(hub):
     ]
 
 
-async def test_failed_scheduling_decides_again_on_another_node_and_says_so(hub, caplog):
+async def test_failed_scheduling_decides_again_on_another_node_and_says_so(plane_hub, caplog):
     """The reserved node cannot take the pod (not enough CPU): another node is tried."""
     spec = {
         "nodes": [
@@ -158,7 +165,7 @@ async def test_failed_scheduling_decides_again_on_another_node_and_says_so(hub, 
             h100("b-small", [["1g.10gb"] * 7], cpu="8"),
         ]
     }
-    app, cluster = await hub(spec=spec, extra={"KubeSpawner": {"cpu_guarantee": 16}})
+    app, cluster = await plane_hub(spec=spec, extra={"KubeSpawner": {"cpu_guarantee": 16}})
     caplog.set_level(logging.INFO)
     await spawn(app, "bob", {"tier": "notebook"})
     await wait_ready(app, "bob")
@@ -185,9 +192,9 @@ async def test_failed_scheduling_decides_again_on_another_node_and_says_so(hub, 
     assert not view.state.reservations and view.state.usage("vision", "bob").servers == 1
 
 
-async def test_with_no_node_left_the_spawn_fails_at_once_with_the_reason(hub):
+async def test_with_no_node_left_the_spawn_fails_at_once_with_the_reason(plane_hub):
     spec = {"nodes": [h100("b-small", [["1g.10gb"] * 7], cpu="8")]}
-    app, cluster = await hub(spec=spec, extra={"KubeSpawner": {"cpu_guarantee": 16}})
+    app, cluster = await plane_hub(spec=spec, extra={"KubeSpawner": {"cpu_guarantee": 16}})
     started = time.monotonic()
     await spawn(app, "bob", {"tier": "notebook"})
     error = await wait_done(app.users["bob"].spawners[""])
@@ -199,7 +206,7 @@ async def test_with_no_node_left_the_spawn_fails_at_once_with_the_reason(hub):
     assert not view.state.reservations and view.state.usage("vision", "bob").servers == 0
 
 
-async def test_a_node_cordoned_before_the_pod_binds_is_left_for_another(hub):
+async def test_a_node_cordoned_before_the_pod_binds_is_left_for_another(plane_hub):
     spec = {"nodes": [h100("a", [["1g.10gb"] * 2]), h100("b", [["1g.10gb"] * 7])]}
 
     async def cordon_b_first(spawner, pod):
@@ -210,7 +217,9 @@ async def test_a_node_cordoned_before_the_pod_binds_is_left_for_another(hub):
             await settle(view, lambda: not view.state.nodes["b"].usable)
         return pod
 
-    app, cluster = await hub(spec=spec, extra={"KubeSpawner": {"modify_pod_hook": cordon_b_first}})
+    app, cluster = await plane_hub(
+        spec=spec, extra={"KubeSpawner": {"modify_pod_hook": cordon_b_first}}
+    )
     await spawn(app, "bob", {"tier": "notebook"})
     await wait_ready(app, "bob")
     spawner = app.users["bob"].spawners[""]
@@ -219,9 +228,9 @@ async def test_a_node_cordoned_before_the_pod_binds_is_left_for_another(hub):
     assert any("node b is cordoned" in n for n in spawner._mig_notes), spawner._mig_notes
 
 
-async def test_a_node_gfd_has_not_labelled_is_never_granted_and_logged_once(hub, caplog):
+async def test_a_node_gfd_has_not_labelled_is_never_granted_and_logged_once(plane_hub, caplog):
     spec = {"nodes": [h100("fresh", [["1g.10gb"] * 7])]}
-    app, cluster = await hub(spec=spec)
+    app, cluster = await plane_hub(spec=spec)
     caplog.set_level(logging.INFO)
     spawner = app.users["bob"].spawners[""]
     view = spawner.cluster_view()
@@ -244,10 +253,10 @@ async def test_a_node_gfd_has_not_labelled_is_never_granted_and_logged_once(hub,
 # ------------------------------------------------------------------ 2. restart-safe
 
 
-async def test_an_unbound_pinned_pod_holds_its_slice_and_quota_after_a_restart(hub):
+async def test_an_unbound_pinned_pod_holds_its_slice_and_quota_after_a_restart(plane_hub):
     """A hub restarted while its pod waits to be scheduled: the first list sees the pin."""
     spec = {"nodes": [h100("only", [["1g.10gb"]], cpu="8")]}
-    app, cluster = await hub(spec=spec, team_quotas={"vision": {"servers": 1}, "nlp": {}})
+    app, cluster = await plane_hub(spec=spec, team_quotas={"vision": {"servers": 1}, "nlp": {}})
     # Created by the previous hub process, pinned, not bound (asks for more CPU for now).
     cluster.create_pod(
         hub_pod("jupyter-bob", user="bob", team="vision", node="only", cpu="16"), "jhub"
@@ -263,11 +272,11 @@ async def test_an_unbound_pinned_pod_holds_its_slice_and_quota_after_a_restart(h
 # ------------------------------------------------------------------ 3. injective scopes
 
 
-async def test_a_user_named_like_anothers_encoding_gets_their_own_quota(hub):
+async def test_a_user_named_like_anothers_encoding_gets_their_own_quota(plane_hub):
     real = "jürgen"
     twin = label_value(real)  # a valid user name in its own right
     assert twin != real
-    app, _cluster = await hub(
+    app, _cluster = await plane_hub(
         teams={"vision": ["bob"]}, default_quota={"compute_slices": 1}, team_quotas={"vision": {}}
     )
     from jupyterhub.tests.utils import add_user
@@ -287,10 +296,10 @@ async def test_a_user_named_like_anothers_encoding_gets_their_own_quota(hub):
     assert "Stop one of your servers: default server (1g.10gb)" in message
 
 
-async def test_two_teams_whose_names_encode_alike_have_separate_quotas(hub):
+async def test_two_teams_whose_names_encode_alike_have_separate_quotas(plane_hub):
     team = "Data Science"
     twin = label_value(team)
-    app, cluster = await hub(
+    app, cluster = await plane_hub(
         teams={team: ["bob"], twin: ["carol"]},
         team_quotas={team: {"compute_slices": 1}, twin: {"compute_slices": 1}},
     )
@@ -306,8 +315,8 @@ async def test_two_teams_whose_names_encode_alike_have_separate_quotas(hub):
 # ------------------------------------------------------------------ 4. trusted charges
 
 
-async def test_pods_outside_the_hubs_namespace_or_mark_never_count_toward_a_quota(hub):
-    app, cluster = await hub(team_quotas={"vision": {"compute_slices": 1}})
+async def test_pods_outside_the_hubs_namespace_or_mark_never_count_toward_a_quota(plane_hub):
+    app, cluster = await plane_hub(team_quotas={"vision": {"compute_slices": 1}})
     forged = hub_pod("forged", user="bob", team="vision", node="h100-a")
     forged["metadata"]["namespace"] = "research"
     cluster.create_pod(forged, "research")
@@ -325,8 +334,8 @@ async def test_pods_outside_the_hubs_namespace_or_mark_never_count_toward_a_quot
     assert sum(view.state.free(n, kind) for n in view.state.nodes_offering(kind)) == 6
 
 
-async def test_a_charge_label_that_parses_to_nan_does_not_disable_a_memory_quota(hub):
-    app, cluster = await hub(team_quotas={"vision": {"memory_gb": 20}})
+async def test_a_charge_label_that_parses_to_nan_does_not_disable_a_memory_quota(plane_hub):
+    app, cluster = await plane_hub(team_quotas={"vision": {"memory_gb": 20}})
     nan = hub_pod(
         "jupyter-alice",
         user="alice",
@@ -348,8 +357,8 @@ async def test_a_charge_label_that_parses_to_nan_does_not_disable_a_memory_quota
 # ------------------------------------------------------------------ 5. no escape
 
 
-async def test_a_server_of_a_removed_team_counts_against_the_quota_that_applies_now(hub):
-    app, cluster = await hub(team_quotas={"vision": {"compute_slices": 1}})
+async def test_a_server_of_a_removed_team_counts_against_the_quota_that_applies_now(plane_hub):
+    app, cluster = await plane_hub(team_quotas={"vision": {"compute_slices": 1}})
     # bob's server from when "robotics" still had a quota (since removed from team_quotas)
     cluster.create_pod(
         hub_pod("jupyter-bob--old", user="bob", team="robotics", node="h100-a"), "jhub"
@@ -365,8 +374,8 @@ async def test_a_server_of_a_removed_team_counts_against_the_quota_that_applies_
 # ------------------------------------------------------------------ 6. refusal != failure
 
 
-async def test_ten_refusals_in_a_row_do_not_stop_a_hub_with_a_failure_limit_of_5(hub, caplog):
-    app, _cluster = await hub(
+async def test_ten_refusals_in_a_row_do_not_stop_a_hub_with_a_failure_limit_of_5(plane_hub, caplog):
+    app, _cluster = await plane_hub(
         team_quotas={"vision": {"compute_slices": 1}},
         extra={"MIGSpawner": {"consecutive_failure_limit": 5}},
     )
@@ -387,17 +396,47 @@ async def test_ten_refusals_in_a_row_do_not_stop_a_hub_with_a_failure_limit_of_5
 # ------------------------------------------------------------------ 7. starts start clean
 
 
-async def test_a_retry_on_another_tier_requests_only_the_new_slice(hub):
+def refuse_the_next_training_pod(cluster) -> None:
+    """Make the API server answer 403 to creating the training tier's pod."""
+    if not isinstance(cluster, RealCluster):
+        cluster.inject_faults(path_prefix="/api/v1/namespaces/jhub/pods", status=403, method="POST")
+        return
+    # A ResourceQuota that allows no 3g.40gb slice in the hub's namespace: the real quota
+    # admission plugin refuses the pod ("exceeded quota"), once the quota controller has
+    # filled in the quota's status.
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-3g", "namespace": "jhub"},
+        "spec": {"hard": {"requests.nvidia.com/mig-3g.40gb": "0"}},
+    }
+    status, body = cluster.plane.request("POST", "/api/v1/namespaces/jhub/resourcequotas", quota)
+    assert status == 201, body
+    cluster.wait_for(
+        lambda c: (
+            (c.plane.get("/api/v1/namespaces/jhub/resourcequotas/no-3g") or {})
+            .get("status", {})
+            .get("hard")
+        ),
+        what="the quota controller to fill in the ResourceQuota's status",
+    )
+
+
+async def test_a_retry_on_another_tier_requests_only_the_new_slice(plane_hub):
     """The same Spawner object starts again (JupyterHub keeps a failed one until the next
     spawn; mig-spawner's own retries restart it): nothing of the last start remains."""
-    app, cluster = await hub(
+    app, cluster = await plane_hub(
         extra={"KubeSpawner": {"extra_labels": {"owner": "admin"}, "tolerations": []}}
     )
-    cluster.inject_faults(path_prefix="/api/v1/namespaces/jhub/pods", status=403, method="POST")
+    refuse_the_next_training_pod(cluster)
     await spawn(app, "bob", {"tier": "training"})
     spawner = app.users["bob"].spawners[""]
     assert await wait_done(spawner) is not None
-    cluster.clear_faults()
+    assert not pods_of(cluster, user="bob")  # the API server refused to create it
+    if isinstance(cluster, RealCluster):
+        cluster.plane.request("DELETE", "/api/v1/namespaces/jhub/resourcequotas/no-3g")
+    else:
+        cluster.clear_faults()
     spawner.user_options = {"tier": "notebook"}
     await spawner.load_user_options()  # what a retry of this spawner runs
     manifest = await spawner.get_pod_manifest()
@@ -422,11 +461,11 @@ async def test_a_retry_on_another_tier_requests_only_the_new_slice(hub):
 # ------------------------------------------------------------------ 9. really concurrent
 
 
-async def test_concurrent_spawns_have_several_reservations_in_flight(hub, monkeypatch):
+async def test_concurrent_spawns_have_several_reservations_in_flight(plane_hub, monkeypatch):
     """Twenty REST requests at once through aiohttp: never more admitted than the quota."""
     users = [f"user{i:02d}" for i in range(20)]
     spec = {"nodes": [h100(f"h{i}", [["1g.10gb"] * 7]) for i in range(3)]}
-    app, cluster = await hub(
+    app, cluster = await plane_hub(
         spec=spec, teams={"vision": users}, team_quotas={"vision": {"compute_slices": 8}}
     )
     in_flight = []

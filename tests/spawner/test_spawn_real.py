@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import os
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -22,54 +19,13 @@ try:  # JupyterHub >= 6: one shared HTTP client singleton per process
     from jupyterhub.httpclient import JupyterHubHTTPClient
 except ImportError:  # JupyterHub 5.5 (the Z2JH 4.4 hub image): tornado's per-loop client
     JupyterHubHTTPClient = None
-from hub_harness import H100, TEAMS, TWO_H100, hub_config, pods_of, spawn, stop, wait_ready
+from hub_harness import H100, pods_of, spawn, stop, wait_ready
 from jupyterhub.tests.mocking import MockHub
-from jupyterhub.tests.utils import add_user
 from realk8s import HUB_NAMESPACE, hub_kubeconfig, our_cluster_rbac, render_hub_rbac
 
 from mig_spawner import MIGSpawner
 
 pytestmark = pytest.mark.hub
-
-PLACEHOLDER = Path(os.environ["KUBECONFIG"])
-
-
-@pytest.fixture
-async def _reflectors():
-    """Set up before hub_app, so torn down after it: the next test's hub must not inherit
-    this one's watches (KubeSpawner keeps them at class level)."""
-    saved = PLACEHOLDER.read_text()
-    yield
-    await MIGSpawner.stop_cluster_views()
-    await MIGSpawner._stop_all_reflectors()
-    PLACEHOLDER.write_text(saved)
-
-
-@pytest.fixture
-async def real_hub(_reflectors, control_plane, real_cluster, hub_app, tmp_path):
-    """``await real_hub(spec=..., service_account="hub", **migspawner_settings)``."""
-
-    async def start(spec=TWO_H100, teams=None, extra=None, service_account="hub", **mig):
-        cluster = real_cluster(spec)
-        # KubeSpawner loads its credentials from the kubeconfig kubernetes_asyncio was told
-        # about at import (tests/conftest.py): the hub's ServiceAccount token goes there.
-        hub_kubeconfig(control_plane, PLACEHOLDER, service_account)
-        # load_config is cached by (host, CA file): a per-test CA path makes it reload.
-        ca = tmp_path / "ca.crt"
-        shutil.copy(control_plane.ca, ca)
-        config = hub_config(cluster.url, tmp_path, teams=teams, **mig)
-        config["KubeSpawner"]["k8s_api_ssl_ca_cert"] = str(ca)
-        config["KubeSpawner"]["namespace"] = HUB_NAMESPACE
-        config["KubeSpawner"]["start_timeout"] = 60
-        for section, values in (extra or {}).items():
-            config.setdefault(section, {}).update(values)
-        app = await hub_app(config)
-        for users in (TEAMS if teams is None else teams).values():
-            for name in users:
-                add_user(app.db, app, name=name)
-        return app, cluster
-
-    return start
 
 
 async def spawn_bob_and_check(app, cluster) -> None:
