@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 import aiohttp
 
 from mig_spawner.core.pods import Trust, parse_pod
+from mig_spawner.demo.command import free_port, local_hub_lines
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 TOKEN = "storm-benchmark-token"
@@ -41,30 +41,13 @@ TIERS = {
 }
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _config(
     workdir: Path, api: str, port: int, users: list[str], teams: dict, quotas: dict, debug: bool
 ) -> str:
     probe = workdir / "loop-lag.json"
-    return textwrap.dedent(
+    return local_hub_lines(port=port, workdir=workdir) + textwrap.dedent(
         f"""\
         import asyncio, json, logging, time
-        c = get_config()  # noqa
-        c.JupyterHub.spawner_class = "mig"
-        c.JupyterHub.ip = "127.0.0.1"
-        c.JupyterHub.port = {port}
-        c.JupyterHub.hub_ip = "127.0.0.1"
-        c.JupyterHub.hub_port = {_port()}
-        c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{_port()}"
-        c.JupyterHub.db_url = "sqlite:///{workdir / "hub.sqlite"}"
-        c.JupyterHub.cookie_secret_file = "{workdir / "cookie_secret"}"
-        c.JupyterHub.pid_file = "{workdir / "hub.pid"}"
-        c.JupyterHub.cleanup_servers = True
         c.JupyterHub.concurrent_spawn_limit = 0
         c.JupyterHub.active_server_limit = 0
         c.JupyterHub.authenticator_class = "dummy"
@@ -174,7 +157,7 @@ async def run_storm(
         f"team{t}": [u for u in users if team_of[u] == f"team{t}"] for t in range(teams)
     }
     quotas = {t: {"compute_slices": quota} for t in team_members}
-    api_port, hub_port = _port(), _port()
+    api_port, hub_port = free_port(), free_port()
     env = dict(os.environ, KUBECONFIG=str(workdir / "kubeconfig"))
     hub_log = open(workdir / "hub.log", "w")  # noqa: SIM115 (closed in finally)
     emu = subprocess.Popen(

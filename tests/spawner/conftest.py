@@ -16,6 +16,17 @@ from mig_spawner import MIGSpawner
 from mig_spawner.demo.emulator import EmulatedCluster, load_cluster_spec
 
 
+async def _start_hub(hub_app, config: dict, teams, extra):
+    """Start the hub with ``config`` plus the test's ``extra`` sections; add the teams' users."""
+    for section, values in (extra or {}).items():
+        config.setdefault(section, {}).update(values)
+    app = await hub_app(config)
+    for users in (TEAMS if teams is None else teams).values():
+        for name in users:
+            add_user(app.db, app, name=name)
+    return app
+
+
 @pytest.fixture
 async def make_cluster():
     clusters = []
@@ -50,13 +61,7 @@ async def hub(make_cluster, hub_app, tmp_path):
     async def start(spec=TWO_H100, teams=None, extra=None, **mig):
         cluster = await make_cluster(spec)
         config = hub_config(cluster.url, tmp_path, teams=teams, **mig)
-        for section, values in (extra or {}).items():
-            config.setdefault(section, {}).update(values)
-        app = await hub_app(config)
-        for users in (TEAMS if teams is None else teams).values():
-            for name in users:
-                add_user(app.db, app, name=name)
-        return app, cluster
+        return await _start_hub(hub_app, config, teams, extra), cluster
 
     return start
 
@@ -94,13 +99,7 @@ async def real_hub(_reflectors, control_plane, real_cluster, hub_app, tmp_path):
         config["KubeSpawner"]["k8s_api_ssl_ca_cert"] = str(ca)
         config["KubeSpawner"]["namespace"] = HUB_NAMESPACE
         config["KubeSpawner"]["start_timeout"] = 60
-        for section, values in (extra or {}).items():
-            config.setdefault(section, {}).update(values)
-        app = await hub_app(config)
-        for users in (TEAMS if teams is None else teams).values():
-            for name in users:
-                add_user(app.db, app, name=name)
-        return app, cluster
+        return await _start_hub(hub_app, config, teams, extra), cluster
 
     return start
 
