@@ -48,7 +48,9 @@ def run(quick: bool, out: Path, storm: bool) -> dict:
             f"{r['decide_p99_us_worst_tier']:.0f} us wall / {r['decide_cpu_p99_us_worst_tier']:.0f}"
             f" us CPU; naive {r['naive']['median_us'] / 1000:.0f} ms; form "
             f"{r['form']['median_us'] / 1000:.2f} ms "
-            f"(cached {r['form_cached']['median_us']:.0f} us)",
+            f"(cached {r['form_cached']['median_us']:.0f} us); {r['users']} users, the "
+            f"busiest ({r['busiest_user_servers']} servers) decided in "
+            f"{r['decide_busiest_user']['median_us']:.0f} us",
             flush=True,
         )
     big = sizes[-1]

@@ -110,9 +110,24 @@ def pod(name, namespace, node_name, resource, *, user=None, team=None, phase="Ru
     }
 
 
-def pods(node_objs: list[dict], per_node: int = 10, seed: int = 2) -> list[dict]:
-    """~``per_node`` GPU pods on each node, never more than it offers; 70 % the hub's."""
+#: Servers a user holds on average. Zero to JupyterHub's default is one (named servers
+#: off); hubs that allow named servers usually cap them at a few per user.
+SERVERS_PER_USER = 2
+
+
+def n_users(node_objs: list[dict], per_node: int = 10) -> int:
+    """Users of the hub: as many as give each ~``SERVERS_PER_USER`` of its pods."""
+    return max(1, round(0.7 * per_node * len(node_objs) / SERVERS_PER_USER))
+
+
+def pods(
+    node_objs: list[dict], per_node: int = 10, seed: int = 2, users: int | None = None
+) -> list[dict]:
+    """~``per_node`` GPU pods on each node, never more than it offers; 70 % the hub's,
+    spread over ``users`` users (default :func:`n_users`: the users grow with the cluster,
+    as on a real hub, rather than each of a fixed set holding ever more servers)."""
     rng = random.Random(seed)
+    users = users or n_users(node_objs, per_node)
     out = []
     for obj in node_objs:
         name = obj["metadata"]["name"]
@@ -126,7 +141,7 @@ def pods(node_objs: list[dict], per_node: int = 10, seed: int = 2) -> list[dict]
         for j, resource in enumerate(slots[:per_node]):
             if rng.random() < 0.7:
                 team = rng.choice(TEAMS)
-                user = f"user{rng.randrange(2000)}"
+                user = f"user{rng.randrange(users)}"
                 out.append(
                     pod(
                         f"jupyter-{name}-{j}",
