@@ -155,11 +155,17 @@ class Emulated:
         return {}
 
 
+#: What the kubelet gives a pod between SIGTERM and SIGKILL (terminationGracePeriodSeconds,
+#: the chart sets none for the hub). JupyterHub needs up to 20 s of it: a managed service
+#: (the chart's idle culler) gets SIGINT, 10 s, then SIGTERM, 5 s, then SIGKILL.
+GRACE_SECONDS = 30
+
+
 def stop_process(proc) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(GRACE_SECONDS)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
