@@ -11,7 +11,8 @@ import json
 import os
 from pathlib import Path
 
-from jupyterhub.tests.utils import api_request
+import aiohttp
+from jupyterhub.tests.utils import api_request, auth_header, public_url, ujoin
 
 from mig_spawner import MIGSpawner
 
@@ -81,6 +82,37 @@ def hub_config(cluster_url: str, workdir: Path, *, teams=None, **mig) -> dict:
 async def spawn(app, user: str, options: dict, server: str = ""):
     path = ("users", user, "servers", server) if server else ("users", user, "server")
     return await api_request(app, *path, method="post", data=json.dumps(options))
+
+
+async def spawn_at_once(app, users: list[str], options: dict) -> list[tuple[str, int, dict]]:
+    """POST a server for every user, all requests in flight at once (aiohttp, not the serial
+    ``api_request``); ``[(user, status, body)]``."""
+    headers = {**auth_header(app.db, "admin"), "Sec-Fetch-Mode": "cors"}
+    base = public_url(app, path="hub")
+    async with aiohttp.ClientSession(headers=headers) as http:
+
+        async def one(user):
+            url = ujoin(base, "api", "users", user, "server")
+            async with http.post(url, json=options) as r:
+                return user, r.status, await r.json(content_type=None)
+
+        return list(await asyncio.gather(*(one(u) for u in users)))
+
+
+def count_reservations_in_flight(monkeypatch) -> list[int]:
+    """After each reservation, how many the state holds: a maximum above 1 proves that
+    spawns were admitted concurrently."""
+    from mig_spawner.core.cluster import ClusterState
+
+    in_flight: list[int] = []
+    reserve = ClusterState.reserve
+
+    def counting(self, reservation):
+        reserve(self, reservation)
+        in_flight.append(len(self.reservations))
+
+    monkeypatch.setattr(ClusterState, "reserve", counting)
+    return in_flight
 
 
 async def wait_ready(app, user: str, server: str = "", timeout: float = 30) -> None:

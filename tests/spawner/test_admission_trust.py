@@ -15,12 +15,18 @@ import asyncio
 import logging
 import time
 
-import aiohttp
-from hub_harness import H100, pods_of, spawn, stop, wait_ready
-from jupyterhub.tests.utils import api_request, auth_header, public_url, ujoin
+from hub_harness import (
+    H100,
+    count_reservations_in_flight,
+    pods_of,
+    spawn,
+    spawn_at_once,
+    stop,
+    wait_ready,
+)
+from jupyterhub.tests.utils import api_request
 from realk8s import RealCluster
 
-from mig_spawner.core.cluster import ClusterState
 from mig_spawner.core.pods import hub_marks, label_value
 
 MIG1 = "nvidia.com/mig-1g.10gb"
@@ -468,24 +474,8 @@ async def test_concurrent_spawns_have_several_reservations_in_flight(plane_hub, 
     app, cluster = await plane_hub(
         spec=spec, teams={"vision": users}, team_quotas={"vision": {"compute_slices": 8}}
     )
-    in_flight = []
-    reserve = ClusterState.reserve
-
-    def counting(self, reservation):
-        reserve(self, reservation)
-        in_flight.append(len(self.reservations))
-
-    monkeypatch.setattr(ClusterState, "reserve", counting)
-    headers = {**auth_header(app.db, "admin"), "Sec-Fetch-Mode": "cors"}
-    base = public_url(app, path="hub")
-    async with aiohttp.ClientSession(headers=headers) as http:
-
-        async def one(user):
-            url = ujoin(base, "api", "users", user, "server")
-            async with http.post(url, json={"tier": "notebook"}) as r:
-                return user, r.status, await r.json(content_type=None)
-
-        results = await asyncio.gather(*(one(u) for u in users))
+    in_flight = count_reservations_in_flight(monkeypatch)
+    results = await spawn_at_once(app, users, {"tier": "notebook"})
     admitted = [u for u, status, _ in results if status in (201, 202)]
     refused = [body for _, status, body in results if status == 403]
     assert len(admitted) == 8 and len(refused) == 12, results

@@ -19,7 +19,15 @@ try:  # JupyterHub >= 6: one shared HTTP client singleton per process
     from jupyterhub.httpclient import JupyterHubHTTPClient
 except ImportError:  # JupyterHub 5.5 (the Z2JH 4.4 hub image): tornado's per-loop client
     JupyterHubHTTPClient = None
-from hub_harness import H100, pods_of, spawn, stop, wait_ready
+from hub_harness import (
+    H100,
+    count_reservations_in_flight,
+    pods_of,
+    spawn,
+    spawn_at_once,
+    stop,
+    wait_ready,
+)
 from jupyterhub.tests.mocking import MockHub
 from realk8s import HUB_NAMESPACE, hub_kubeconfig, our_cluster_rbac, render_hub_rbac
 
@@ -109,7 +117,10 @@ async def test_fallback_when_the_slice_type_is_full_on_real_kubernetes(real_hub)
     assert pod["metadata"]["annotations"]["mig-spawner/chain"] == "1g.10gb:full,2g.20gb:granted"
 
 
-async def test_concurrent_spawns_never_overshoot_the_quota_on_real_kubernetes(real_hub):
+async def test_concurrent_spawns_never_overshoot_the_quota_on_real_kubernetes(
+    real_hub, monkeypatch
+):
+    """Ten REST requests at once (aiohttp): exactly the quota's six admitted."""
     users = [f"user{i:02d}" for i in range(10)]
     spec = {
         "nodes": [
@@ -120,10 +131,12 @@ async def test_concurrent_spawns_never_overshoot_the_quota_on_real_kubernetes(re
     app, cluster = await real_hub(
         spec=spec, teams={"vision": users}, team_quotas={"vision": {"compute_slices": 6}}
     )
-    responses = await asyncio.gather(*(spawn(app, u, {"tier": "notebook"}) for u in users))
-    admitted = [u for u, r in zip(users, responses, strict=True) if r.status_code in (201, 202)]
-    refused = [r for r in responses if r.status_code == 403]
-    assert len(admitted) == 6 and len(refused) == 4
+    in_flight = count_reservations_in_flight(monkeypatch)
+    results = await spawn_at_once(app, users, {"tier": "notebook"})
+    admitted = [u for u, status, _ in results if status in (201, 202)]
+    refused = [body for _, status, body in results if status == 403]
+    assert len(admitted) == 6 and len(refused) == 4, results
+    assert max(in_flight) > 1, in_flight  # really concurrent: several at once
     await asyncio.gather(*(wait_ready(app, u, timeout=90) for u in admitted))
     pods = pods_of(cluster, team="vision")
     assert len(pods) == 6 and all(p["spec"].get("nodeName") for p in pods)
