@@ -39,13 +39,16 @@ needs() {
 build() {
 	local dir="$1" ldflags="$2" stamp="$3"
 	shift 3
-	local tmp pkgs=() names=() spec
+	local pkgs=() names=() spec
 	for spec in "$@"; do
 		names+=("${spec%%=*}")
 		pkgs+=("${spec#*=}")
 	done
-	tmp="$(mktemp -d "$cache/.build.XXXXXX")"
-	trap 'rm -rf "$tmp"' EXIT # also when go build fails (set -e leaves the function early)
+	# A global, not a local: the EXIT trap runs after this function has returned, and
+	# under `set -u` a local named there would be unbound ("tmp: unbound variable").
+	build_tmp="$(mktemp -d "$cache/.build.XXXXXX")"
+	trap 'rm -rf "${build_tmp:-}"' EXIT # also when go build fails (set -e leaves the function early)
+	local tmp="$build_tmp"
 	echo "building ${names[*]} ($stamp) into $cache" >&2
 	local t0=$SECONDS
 	(cd "$here/$dir" && nice -n "${BUILD_NICE:-10}" go build -trimpath -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}")
