@@ -25,8 +25,11 @@ from pathlib import Path
 
 import aiohttp
 
+from mig_spawner.core.catalog import default_catalog
 from mig_spawner.core.pods import Trust, parse_pod
 from mig_spawner.demo.command import free_port, local_hub_lines
+
+CATALOG = default_catalog()
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 TOKEN = "storm-benchmark-token"
@@ -277,7 +280,7 @@ async def run_storm(
                     if res.startswith("nvidia.com/"):
                         held[(p["spec"]["nodeName"], res)] += int(n)
             # the charge as the core derives it (from what the pod requests, never a label)
-            info = parse_pod(p, Trust(namespaces=frozenset({"storm"}), hub="jupyterhub"))
+            info = parse_pod(p, Trust(namespaces=frozenset({"storm"}), hub="jupyterhub"), CATALOG)
             if info.managed and info.team and info.charge is not None:
                 charged[info.team] += info.charge.compute_slices
         double_booked = sum(max(n - capacity[k], 0) for k, n in held.items())

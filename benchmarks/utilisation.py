@@ -111,7 +111,7 @@ def replay(mode: str, requests: list[dict]) -> dict:
     for _, is_arrival, r in sorted(events, key=lambda e: (e[0], e[1])):
         key = f"jhub/{r['id']}"
         if not is_arrival:
-            state.release(key)
+            state.forget(key)
             continue
         d = admit(
             SpawnRequest(user=r["user"], tier=r["tier"], groups=(r["team"],), team=r["team"]),

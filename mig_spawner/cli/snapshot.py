@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from ..core.catalog import default_catalog
 from ..core.cluster import ADDED, ClusterState
 from ..core.pods import Trust
 
@@ -191,7 +192,7 @@ def build_state(snapshot: Snapshot, trust: Trust | None = None) -> tuple[Cluster
     (``NodeInfo.problems``) become warnings; so do Pods that cannot be parsed. ``trust``:
     which pods are the hub's (count toward quotas); default any marked pod.
     """
-    state = ClusterState(trust)
+    state = ClusterState(trust, default_catalog())
     warnings = list(snapshot.warnings)
     for i, obj in enumerate(snapshot.nodes):
         try:

@@ -18,10 +18,12 @@ from typing import Any
 from . import messages
 from .chains import tier_chain
 from .cluster import ClusterState, Reservation
+from .memo import VersionMemo
 from .nodes import NodeInfo, SliceType
 from .pods import Charge
 from .policy import Policy, Tier
 from .quota import QuotaCheck, check_quota
+from .snapshot import Snapshot
 
 # Decision codes (stable: shells and tests switch on them).
 ADMITTED = "admitted"
@@ -135,8 +137,12 @@ def _refuse(request: SpawnRequest, code: str, message: str, **kw) -> Decision:
     return Decision(False, code, request.user, request.tier, kw.pop("team", None), message, **kw)
 
 
-def decide(request: SpawnRequest, policy: Policy, state: ClusterState) -> Decision:
-    """Decide, without side effects, what ``request`` gets right now."""
+def decide(request: SpawnRequest, policy: Policy, state: ClusterState | Snapshot) -> Decision:
+    """Decide, without side effects, what ``request`` gets right now.
+
+    Reads one :class:`~.snapshot.Snapshot` (``state``, or one taken of the cache ``state``).
+    """
+    state = state.snapshot()
     tier = policy.tier(request.tier)
     if tier is None:
         return _refuse(request, UNKNOWN_TIER, messages.unknown_tier(request.tier, policy.tiers))
@@ -187,8 +193,13 @@ class ChainRow:
     unusable_reasons: tuple[str, ...]
 
 
-def chain_rows(tier: Tier, state: ClusterState) -> tuple[ChainRow, ...]:
+#: chain rows per (cache, version) and tier
+_ROWS = VersionMemo()
+
+
+def chain_rows(tier: Tier, state: ClusterState | Snapshot) -> tuple[ChainRow, ...]:
     """The tier's chain with each candidate's figures: O(chain x log N), cached per version."""
+    state = state.snapshot()
 
     def compute() -> tuple[ChainRow, ...]:
         rows = []
@@ -208,12 +219,11 @@ def chain_rows(tier: Tier, state: ClusterState) -> tuple[ChainRow, ...]:
                 )
         return tuple(rows)
 
-    cached_tier, rows = state.memo(("chain-rows", id(tier)), lambda: (tier, compute()))
-    return rows if cached_tier is tier else compute()
+    return _ROWS.get(state.key, tier, compute)
 
 
 def _avoiding(
-    rows: tuple[ChainRow, ...], tier: Tier, state: ClusterState, avoid: frozenset[str]
+    rows: tuple[ChainRow, ...], tier: Tier, state: Snapshot, avoid: frozenset[str]
 ) -> tuple[ChainRow, ...]:
     """``rows`` as if the ``avoid`` nodes had no free slice: O(chain x |avoid| x log N).
 
@@ -231,7 +241,7 @@ def _avoiding(
 def _decide_for_team(
     request: SpawnRequest,
     policy: Policy,
-    state: ClusterState,
+    state: Snapshot,
     tier: Tier,
     rows: tuple[ChainRow, ...],
     team: str,
@@ -275,7 +285,7 @@ def _decide_for_team(
             report(OVER_QUOTA, last_check.reason)
             continue
         report(GRANTED, f"{free} of {total} free")
-        granted = state.node_slice_type(state.nodes[row.node], kind)  # its own figures
+        granted = state.node_slice_type(state.node(row.node), kind)  # its own figures
         rest = tuple(
             CandidateReport(
                 r.slice_type, r.step, r.free, r.total, NOT_NEEDED, f"{r.free} of {r.total} free"
@@ -322,30 +332,38 @@ def _decide_for_team(
 
 
 def admit(request: SpawnRequest, policy: Policy, state: ClusterState, *, pod_key: str) -> Decision:
-    """Decide and, if admitted, reserve the slice and quota under ``pod_key`` at once."""
-    state.release(pod_key)  # a respawn of the same server replaces its old reservation
-    decision = decide(request, policy, state)
+    """Decide on a snapshot of the cache and, if admitted, assume the spawn under ``pod_key``.
+
+    One synchronous step, no ``await``: forget the server's previous assumption (a respawn
+    replaces it), take a snapshot, decide on it, assume the grant on the cache.
+    """
+    state.forget(pod_key)
+    view = state.snapshot()
+    decision = decide(request, policy, view)
     if decision.admitted:
-        assert decision.granted is not None and decision.node is not None
-        state.reserve(
-            Reservation(
-                key=pod_key,
-                user=request.user,
-                team=decision.team or "",
-                slice_type=decision.granted,
-                node=decision.node,
-                charge=decision.charge or _charge(decision.granted),
-                server_name=request.server_name,
-                tier=decision.tier,
-                requested_profile=decision.requested.profile if decision.requested else "",
-                node_selector=dict(decision.node_selector),
-                tolerations=decision.tolerations,
-            )
-        )
+        state.assume(reservation_for(decision, request, pod_key), seen=view)
     return decision
 
 
-def availability(state: ClusterState, tier: Tier) -> list[tuple[SliceType, int, int]]:
+def reservation_for(decision: Decision, request: SpawnRequest, pod_key: str) -> Reservation:
+    """What an admitted decision holds on the cache until its pod is seen."""
+    assert decision.granted is not None and decision.node is not None
+    return Reservation(
+        key=pod_key,
+        user=request.user,
+        team=decision.team or "",
+        slice_type=decision.granted,
+        node=decision.node,
+        charge=decision.charge or _charge(decision.granted),
+        server_name=request.server_name,
+        tier=decision.tier,
+        requested_profile=decision.requested.profile if decision.requested else "",
+        node_selector=dict(decision.node_selector),
+        tolerations=decision.tolerations,
+    )
+
+
+def availability(state: ClusterState | Snapshot, tier: Tier) -> list[tuple[SliceType, int, int]]:
     """(slice type, free, total) for each type of the tier's chain."""
     return [(r.slice_type, r.free, r.total) for r in chain_rows(tier, state)]
 

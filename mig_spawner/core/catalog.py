@@ -222,6 +222,14 @@ class Catalog:
                 if other != model.key:
                     raise ValueError(f"product {product!r} is listed twice ({other}, {model.key})")
 
+        self._hash = hash(self.models)
+
+    def __eq__(self, other: object) -> bool:  # a value: equal models, equal catalogs
+        return isinstance(other, Catalog) and self.models == other.models
+
+    def __hash__(self) -> int:
+        return self._hash
+
     def __iter__(self) -> Iterator[GPUModel]:
         return iter(self.models)
 

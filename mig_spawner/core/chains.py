@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .cluster import ClusterState
+from .memo import VersionMemo
 from .nodes import NodeInfo, SliceType
 from .policy import Tier
+from .snapshot import Snapshot
+
+#: chains per (cache, nodes_version) and tier: pod events do not change a chain
+_CHAINS = VersionMemo()
 
 
 def adequate(tier: Tier, kind: SliceType) -> bool:
@@ -51,23 +55,19 @@ def resolve_chain(tier: Tier, kinds: Iterable[SliceType]) -> list[list[SliceType
     return steps
 
 
-def tier_chain(tier: Tier, state: ClusterState) -> list[list[SliceType]]:
+def tier_chain(tier: Tier, view: Snapshot) -> list[list[SliceType]]:
     """The tier's chain over the slice types its nodes (by selector and taints) offer.
 
-    Cached per ``state.nodes_version`` (pod events do not change it); callers must not
-    modify the lists returned.
+    Cached per cache and ``nodes_version`` (pod events do not change it), keyed by the
+    tier's value; callers must not modify the lists returned.
     """
-    cache = state.chain_cache
-    hit = cache.get(id(tier))
-    if hit is not None and hit[0] is tier and hit[1] == state.nodes_version:
-        return hit[2]
-    kinds = [
-        k
-        for k in state.slice_types()
-        if state.slice_index(k, tier.node_selector, tier.tolerations).members
-    ]
-    chain = resolve_chain(tier, kinds)
-    if len(cache) > 512:  # policies rebuilt many times: forget old tiers
-        cache.clear()
-    cache[id(tier)] = (tier, state.nodes_version, chain)
-    return chain
+
+    def compute() -> list[list[SliceType]]:
+        kinds = [
+            k
+            for k in view.slice_types()
+            if view.slice_index(k, tier.node_selector, tier.tolerations).members
+        ]
+        return resolve_chain(tier, kinds)
+
+    return _CHAINS.get(view.nodes_key, tier, compute)

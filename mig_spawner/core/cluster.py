@@ -1,4 +1,12 @@
-"""Cluster state, kept incrementally from Node and Pod watch events, plus in-flight reservations.
+"""The cluster cache: kept incrementally from Node and Pod watch events, plus assumed claims.
+
+The split is Kueue's Cache / Snapshot / Assume: the watch feeds this cache
+(``apply_node_event``/``apply_pod_event``); a decision reads a consistent, read-only
+:class:`~.snapshot.Snapshot` of it (:meth:`ClusterState.snapshot`); an admitted spawn is
+then *assumed* on the cache (:meth:`ClusterState.assume`) until its pod is seen, and
+*forgotten* (:meth:`ClusterState.forget`) when the spawn ends without one. The indexes
+live in :mod:`.index`, the quota sums in :mod:`.usage`; values derived from the cache are
+cached by the modules that derive them (:mod:`.memo`).
 
 Every change is applied as one event (``apply_node_event``/``apply_pod_event``); indexes
 are updated for just that object, so a spawn decision reads only the nodes that offer
@@ -19,15 +27,21 @@ dropped and listed in :attr:`ClusterState.displaced` for the spawner to decide a
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .index import SliceIndex, reach_key
+from .catalog import Catalog, default_catalog
+from .index import Indexes, SliceIndex
 from .nodes import NodeInfo, SliceType, parse_node
 from .pods import Charge, PodInfo, Trust, parse_pod
 from .quota import Usage
+from .snapshot import Snapshot, StaleSnapshot
+from .usage import UsageBook, scope
+
+_TOKENS = itertools.count(1)  # one per cache: memo keys tell caches apart by value
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
@@ -65,11 +79,15 @@ def _add(counter: dict[str, int], requests: Mapping[str, int], sign: int) -> Non
 
 
 class ClusterState:
-    """Nodes, GPU pods and reservations. Pure: no I/O, the shell feeds it events."""
+    """The cache: nodes, GPU pods and assumed claims. Pure: no I/O, the shell feeds it events."""
 
-    def __init__(self, trust: Trust | None = None) -> None:
+    def __init__(self, trust: Trust | None = None, catalog: Catalog | None = None) -> None:
         #: which pods are this hub's (count toward quotas); others only hold capacity
         self.trust = trust or Trust()
+        #: the GPU models and MIG profiles nodes and pods are read with; the shipped one
+        #: unless the shell passes another
+        self.catalog = catalog if catalog is not None else default_catalog()
+        self.token = next(_TOKENS)
         self.nodes: dict[str, NodeInfo] = {}
         self.pods: dict[str, PodInfo] = {}
         self.reservations: dict[str, Reservation] = {}
@@ -79,27 +97,18 @@ class ClusterState:
         self._used: dict[str, dict[str, int]] = defaultdict(dict)  # node -> resource -> n
         self._reserved: dict[str, dict[str, int]] = defaultdict(dict)
         self._nodes_by_type: dict[SliceType, set[str]] = defaultdict(set)
-        self._pods_by_scope: dict[tuple, set[str]] = defaultdict(set)  # quota scope -> keys
-        self._pods_by_user: dict[str, set[str]] = defaultdict(set)  # exact user -> pod keys
         #: reservation key -> why it was dropped (its node went away before the pod existed)
         self.displaced: dict[str, str] = {}
         #: reservation key -> uid of the *earlier* pod that had its name when it was made
         #: (a server restarted while its old pod is still listed); "" if that pod had none
         self._earlier: dict[str, str] = {}
-        # Indexes for O(chain x log N) decisions (see core/index.py): per reach (a
-        # tier's node selector + tolerations) and slice type, built on first use.
-        self._reaches: dict[tuple, tuple[Mapping[str, str], tuple]] = {}
-        self._indexes: dict[tuple[SliceType, tuple], SliceIndex] = {}
-        self._indexes_by_kind: dict[SliceType, list[SliceIndex]] = defaultdict(list)
-        # Quota usage per scope, kept incrementally: [compute slices, memory in MB, servers]
-        self._scope_sums: dict[tuple, list[int]] = {}
-        #: scope -> exact user -> pod key -> (server name, profile, compute slices)
-        self._scope_users: dict[tuple, dict[str, dict[str, tuple[str, str, int]]]] = {}
-        self._reservations_by_scope: dict[tuple, set[str]] = defaultdict(set)
-        #: derived views cached until the next change (``memo``); chains per nodes_version
-        self._memo: dict[Any, Any] = {}
-        self._memo_version = -1
-        self.chain_cache: dict[int, tuple[Any, int, Any]] = {}
+        # Indexes for O(chain x log N) decisions (see core/index.py)
+        self._indexes = Indexes()
+        self._book = UsageBook()  # quota usage per scope (core/usage.py)
+
+    def snapshot(self) -> Snapshot:
+        """A read-only view of the cache as it is now, for one decision."""
+        return Snapshot(self)
 
     # ------------------------------------------------------------------ events
 
@@ -109,7 +118,7 @@ class ClusterState:
         Raises ValueError for an object that is not a Node; a garbled Node is accepted
         and its problems listed in ``NodeInfo.problems``.
         """
-        node = parse_node(obj)
+        node = parse_node(obj, self.catalog)
         old = self.nodes.get(node.name)
         self.version += 1
         if event_type != DELETED and old == node:
@@ -120,17 +129,13 @@ class ClusterState:
                 self._nodes_by_type[kind].discard(old.name)
                 if not self._nodes_by_type[kind]:
                     del self._nodes_by_type[kind]
-                for index in self._indexes_by_kind.get(kind, ()):
-                    index.remove(old)
+            self._indexes.node_removed(old)
         self.nodes_version += 1
         if event_type != DELETED:
             self.nodes[node.name] = node
             for kind in node.offers:
                 self._nodes_by_type[kind].add(node.name)
-                for index in self._indexes_by_kind.get(kind, ()):
-                    selector, tolerations = self._reaches[index.reach]
-                    if node.admits(selector, tolerations) is None:
-                        index.add(node, self.free(node, kind))
+            self._indexes.node_added(node, self.free)
         # After the indexes have the node: moving a reservation updates them through _hold.
         self._displace_from(node.name, "deleted" if event_type == DELETED else None)
         return None if event_type == DELETED else node
@@ -173,7 +178,7 @@ class ClusterState:
 
     def apply_pod_event(self, event_type: str, obj: Any) -> PodInfo | None:
         """Apply one Pod watch event (any namespace). Raises ValueError if it is not a Pod."""
-        pod = parse_pod(obj, self.trust)
+        pod = parse_pod(obj, self.trust, self.catalog)
         earlier = self._is_earlier_pod(event_type, pod)
         if not earlier:
             self._earlier.pop(pod.key, None)
@@ -189,7 +194,7 @@ class ClusterState:
         if pod.slot:
             self._hold(self._used, pod.slot, pod.requests, +1)
         if pod.active and pod.managed:
-            self._count_pod(pod, +1)
+            self._book.count_pod(pod, +1)
         if (pod.slot or not pod.active) and not earlier:
             self._drop_reservation(pod.key)  # the pod now holds what was reserved
         if pod.slot:
@@ -270,37 +275,8 @@ class ClusterState:
             return
         if old.slot:
             self._hold(self._used, old.slot, old.requests, -1)
-        if old.managed and key in self._pods_by_scope.get(self.scope(old.team, old.user), ()):
-            self._count_pod(old, -1)
-
-    def _count_pod(self, pod: PodInfo, sign: int) -> None:
-        """Add (+1) or take out (-1) an active managed pod from its scope's usage."""
-        scope = self.scope(pod.team, pod.user)
-        charge = pod.charge or Charge(0, 0)
-        sums = self._scope_sums.setdefault(scope, [0, 0, 0])
-        sums[0] += sign * charge.compute_slices
-        sums[1] += sign * round(charge.memory_gb * 1000)
-        sums[2] += sign
-        users = self._scope_users.setdefault(scope, {})
-        user = pod.user or ""
-        if sign > 0:
-            self._pods_by_scope[scope].add(pod.key)
-            self._pods_by_user[user].add(pod.key)
-            entry = (pod.server_name, pod.profile, charge.compute_slices)
-            users.setdefault(user, {})[pod.key] = entry
-            return
-        for index, bucket in ((self._pods_by_scope, scope), (self._pods_by_user, user)):
-            index[bucket].discard(pod.key)
-            if not index[bucket]:
-                del index[bucket]
-        if scope not in self._pods_by_scope:
-            del self._scope_sums[scope]
-        mine = users.get(user, {})
-        mine.pop(pod.key, None)
-        if not mine:
-            users.pop(user, None)
-        if not users:
-            self._scope_users.pop(scope, None)
+        if old.managed and self._book.counts(old):
+            self._book.count_pod(old, -1)
 
     def _hold(self, book: dict, node_name: str, requests: Mapping[str, int], sign: int) -> None:
         """Change what pods (``_used``) or reservations (``_reserved``) hold on a node.
@@ -315,13 +291,18 @@ class ClusterState:
             kind = node.resources.get(resource)
             if kind is None or kind not in node.offers:
                 continue
-            free = self.free(node, kind)
-            for index in self._indexes_by_kind.get(kind, ()):
-                index.update(node_name, free)
+            self._indexes.free_changed(node_name, kind, self.free(node, kind))
 
-    # ------------------------------------------------------------------ reservations
+    # ------------------------------------------------------------------ assume / forget
 
-    def reserve(self, reservation: Reservation) -> None:
+    def assume(self, reservation: Reservation, *, seen: Snapshot | None = None) -> None:
+        """Hold an admitted spawn's slice and quota until its pod is seen (or it is forgotten).
+
+        ``seen``: the snapshot the decision read; refused (:class:`StaleSnapshot`) if the
+        cache has changed since, so a decision is never assumed on state it did not see.
+        """
+        if seen is not None and (seen.cache is not self or seen.version != self.version):
+            raise StaleSnapshot(f"{reservation.key}: the cluster changed since the decision")
         if reservation.key in self.reservations:
             raise ValueError(f"{reservation.key} is already reserved")
         self.reservations[reservation.key] = reservation
@@ -329,14 +310,12 @@ class ClusterState:
         earlier = self.pods.get(reservation.key)
         if earlier is not None:  # a server restarted while its old pod is still listed
             self._earlier[reservation.key] = earlier.uid
-        self._reservations_by_scope[self.scope(reservation.team, reservation.user)].add(
-            reservation.key
-        )
+        self._book.reservation_added(reservation.key, reservation.team, reservation.user)
         self._hold(self._reserved, reservation.node, {reservation.slice_type.resource: 1}, +1)
         self.version += 1
 
-    def release(self, key: str) -> bool:
-        """Give back a reservation (spawn failed, timed out or stopped). True if one was held."""
+    def forget(self, key: str) -> bool:
+        """Drop an assumed spawn (failed, timed out, stopped). True if one was held."""
         self.displaced.pop(key, None)
         return self._drop_reservation(key)
 
@@ -345,25 +324,14 @@ class ClusterState:
         self._earlier.pop(key, None)
         if res is None:
             return False
-        scope = self.scope(res.team, res.user)
-        self._reservations_by_scope[scope].discard(key)
-        if not self._reservations_by_scope[scope]:
-            del self._reservations_by_scope[scope]
+        self._book.reservation_dropped(key, res.team, res.user)
         self._hold(self._reserved, res.node, {res.slice_type.resource: 1}, -1)
         self.version += 1
         return True
 
     # ------------------------------------------------------------------ queries
 
-    @staticmethod
-    def scope(team: str, user: str | None) -> tuple[str, str]:
-        """Quota scope: the team, or the user alone when on the default quota.
-
-        Exact names, tagged by kind: two different users, or two different teams, never
-        share a scope whatever characters their names contain (a user and a team of the
-        same name do not either). The names come from the hub's annotations, exact.
-        """
-        return ("team", team) if team else ("user", user or "")
+    scope = staticmethod(scope)  # quota scope of (team, user): see core/usage.py
 
     def slice_types(self) -> list[SliceType]:
         """Every slice type some node offers, smallest first.
@@ -408,38 +376,7 @@ class ClusterState:
         O(the user's own servers + the scope's in-flight reservations): the scope's sums
         are kept by the pod events.
         """
-        scope = self.scope(team, user)
-        slices, memory_mb, servers = self._scope_sums.get(scope, (0, 0, 0))
-        usage = Usage(compute_slices=slices, memory_gb=memory_mb / 1000, servers=servers)
-        mine = self._scope_users.get(scope, {}).get(user, {})
-        for server_name, profile, own_slices in mine.values():
-            usage.user_compute_slices += own_slices
-            usage.own_servers.append((server_name, profile))
-        if scopes_now is not None:
-            allowed = set(scopes_now)
-            in_scope = self._pods_by_scope.get(scope, ())
-            for key in self._pods_by_user.get(user, ()):
-                pod = self.pods[key]
-                if pod.team in allowed or key in in_scope:
-                    continue
-                charge = pod.charge or Charge(0, 0)
-                usage.compute_slices += charge.compute_slices
-                usage.memory_gb += charge.memory_gb
-                usage.servers += 1
-                usage.user_compute_slices += charge.compute_slices
-                usage.own_servers.append((pod.server_name, pod.profile))
-        for key in self._reservations_by_scope.get(scope, ()):
-            res = self.reservations[key]
-            if key in self.pods and key not in self._earlier:
-                continue  # its pod is seen: the pod is counted instead
-            usage.compute_slices += res.charge.compute_slices
-            usage.memory_gb += res.charge.memory_gb
-            usage.servers += 1
-            if res.user == user:
-                usage.user_compute_slices += res.charge.compute_slices
-                usage.own_servers.append((res.server_name, res.slice_type.profile))
-        usage.own_servers.sort()
-        return usage
+        return self._book.usage(team, user, scopes_now, self.pods, self.reservations, self._earlier)
 
     def placement_problem(self, key: str) -> str | None:
         """Why the spawn ``key`` (reserved, or its pod created but unbound) cannot start, if so.
@@ -469,29 +406,6 @@ class ClusterState:
         Built from the nodes offering ``kind`` on first use (O(those nodes)), then kept
         by the events; a lookup is O(1).
         """
-        key = reach_key(node_selector, tolerations)
-        index = self._indexes.get((kind, key))
-        if index is not None:
-            return index
-        if key not in self._reaches:
-            self._reaches[key] = (dict(node_selector), tuple(tolerations))
-        selector, tolerations = self._reaches[key]
-        index = SliceIndex(kind, key)
-        for name in self._nodes_by_type.get(kind, ()):
-            node = self.nodes[name]
-            if node.admits(selector, tolerations) is None:
-                index.add(node, self.free(node, kind))
-        self._indexes[(kind, key)] = index
-        self._indexes_by_kind[kind].append(index)
-        return index
-
-    def memo(self, key: Any, compute):
-        """``compute()``, cached until the state next changes (``version``)."""
-        if self._memo_version != self.version:
-            self._memo.clear()
-            self._memo_version = self.version
-        try:
-            return self._memo[key]
-        except KeyError:
-            value = self._memo[key] = compute()
-            return value
+        return self._indexes.get(
+            kind, node_selector, tolerations, lambda: self.nodes_offering(kind), self.free
+        )

@@ -19,9 +19,13 @@ from typing import Any
 
 from .admission import Decision, SpawnRequest, decide
 from .cluster import ClusterState
+from .memo import VersionMemo, fingerprint
 from .policy import Policy, Tier
 from .profiles import TEAM_OPTION, TIER_KEY, combine, tier_of
 from .quota import describe_usage
+
+#: the form's profile lists per (cache, version), by policy, user, groups and profiles
+_FORMS = VersionMemo()
 
 
 def _quota_line(decision: Decision) -> str:
@@ -93,14 +97,13 @@ def build_profile_list(
     tier carries its own ``"mig"`` figures; a team choice carries that team's quota line.
     """
     groups = tuple(sorted(groups))
-    key = ("profile-list", id(policy), user, groups, known, problem, repr(own))
+    view = state.snapshot()  # every tier's figures from one consistent view
+    key = (policy, user, groups, known, problem, fingerprint(own, ordered=True))
 
     def compute():
-        return policy, _profile_list(policy, state, user, groups, known, problem, own)
+        return _profile_list(policy, view, user, groups, known, problem, own)
 
-    cached_policy, profiles = state.memo(key, compute)
-    if cached_policy is not policy:
-        profiles = compute()[1]
+    profiles = _FORMS.get(view.key, key, compute)
     return copy.deepcopy(profiles)  # KubeSpawner initialises profiles in place
 
 

@@ -12,14 +12,16 @@ incrementally:
   are dropped lazily when they reach the top; the heap is rebuilt when stale entries
   outnumber live ones, so its size stays O(nodes) and each change costs O(log N).
 
-:class:`~mig_spawner.core.cluster.ClusterState` owns these and updates them from the
-events that change a node's offers or a node's held slices. Pure: standard library only.
+:class:`Indexes` holds them all for one :class:`~mig_spawner.core.cluster.ClusterState`,
+which updates them from the events that change a node's offers or a node's held slices.
+Pure: standard library only.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .nodes import NodeInfo, SliceType
@@ -132,3 +134,58 @@ class SliceIndex:
             "free": self.free,
             "heap": len(self._heap),
         }
+
+
+class Indexes:
+    """Every :class:`SliceIndex` of one cache, by (slice type, reach), built on first use."""
+
+    __slots__ = ("_by_key", "_by_kind", "_reaches")
+
+    def __init__(self) -> None:
+        self._reaches: dict[tuple, tuple[Mapping[str, str], tuple]] = {}
+        self._by_key: dict[tuple[SliceType, tuple], SliceIndex] = {}
+        self._by_kind: dict[SliceType, list[SliceIndex]] = defaultdict(list)
+
+    def __bool__(self) -> bool:
+        return bool(self._by_key)
+
+    def node_removed(self, node: NodeInfo) -> None:
+        for kind in node.offers:
+            for index in self._by_kind.get(kind, ()):
+                index.remove(node)
+
+    def node_added(self, node: NodeInfo, free: Callable[[NodeInfo, SliceType], int]) -> None:
+        for kind in node.offers:
+            for index in self._by_kind.get(kind, ()):
+                selector, tolerations = self._reaches[index.reach]
+                if node.admits(selector, tolerations) is None:
+                    index.add(node, free(node, kind))
+
+    def free_changed(self, name: str, kind: SliceType, free: int) -> None:
+        for index in self._by_kind.get(kind, ()):
+            index.update(name, free)
+
+    def get(
+        self,
+        kind: SliceType,
+        node_selector: Mapping[str, str],
+        tolerations,
+        offering: Callable[[], Iterable[NodeInfo]],
+        free: Callable[[NodeInfo, SliceType], int],
+    ) -> SliceIndex:
+        """The index of ``kind`` over the nodes this reach admits; built from ``offering()``
+        (the nodes offering ``kind``) on first use, O(those nodes), then O(1)."""
+        key = reach_key(node_selector, tolerations)
+        index = self._by_key.get((kind, key))
+        if index is not None:
+            return index
+        if key not in self._reaches:
+            self._reaches[key] = (dict(node_selector), tuple(tolerations))
+        selector, tolerations = self._reaches[key]
+        index = SliceIndex(kind, key)
+        for node in offering():
+            if node.admits(selector, tolerations) is None:
+                index.add(node, free(node, kind))
+        self._by_key[(kind, key)] = index
+        self._by_kind[kind].append(index)
+        return index

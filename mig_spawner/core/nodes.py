@@ -27,7 +27,7 @@ from .catalog import (
     MIG_RESOURCE_PREFIX,
     WHOLE_GPU,
     WHOLE_GPU_RESOURCE,
-    default_catalog,
+    Catalog,
     parse_profile_name,
     profile_from_resource,
     short_gpu_name,
@@ -187,8 +187,8 @@ def _int_label(labels: Mapping[str, str], key: str) -> int | None:
     return int(value) if isinstance(value, str) and value.isdecimal() else None
 
 
-def _whole_gpu_type(product: str, labels: Mapping[str, str]) -> SliceType:
-    model = default_catalog().model_for_product(product)
+def _whole_gpu_type(product: str, labels: Mapping[str, str], catalog: Catalog) -> SliceType:
+    model = catalog.model_for_product(product)
     mib = _int_label(labels, GPU_MEMORY_LABEL) or (model.memory_mib if model else None)
     if model and model.profiles:
         gb = max(p.memory_gb for p in model.profiles)
@@ -207,10 +207,15 @@ def _whole_gpu_type(product: str, labels: Mapping[str, str]) -> SliceType:
 
 
 def _mig_type(
-    strategy: str, product: str, profile: str, labels: Mapping[str, str], selector: str
+    strategy: str,
+    product: str,
+    profile: str,
+    labels: Mapping[str, str],
+    selector: str,
+    catalog: Catalog,
 ) -> SliceType:
     parsed = parse_profile_name(profile)
-    model = default_catalog().model_for_product(product)
+    model = catalog.model_for_product(product)
     known = model.profile(parsed.k8s_name) if model else None
     if strategy == "mixed":
         prefix = f"nvidia.com/mig-{parsed.k8s_name}"
@@ -237,8 +242,11 @@ def _str_dict(value: Any) -> dict[str, str]:
     return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def parse_node(obj: Any) -> NodeInfo:
-    """Turn a Node object (dict) into a :class:`NodeInfo`. Raises ValueError only if unnamed."""
+def parse_node(obj: Any, catalog: Catalog) -> NodeInfo:
+    """Turn a Node object (dict) into a :class:`NodeInfo`. Raises ValueError only if unnamed.
+
+    ``catalog`` gives the figures (memory, SMs) a node's labels do not.
+    """
     meta = obj.get("metadata") if isinstance(obj, Mapping) else None
     name = meta.get("name") if isinstance(meta, Mapping) else None
     if not isinstance(name, str) or not name:
@@ -297,15 +305,17 @@ def parse_node(obj: Any) -> NodeInfo:
                     if single_profile == "INVALID":
                         problems.append("GPU Feature Discovery reports an invalid MIG layout")
                         continue
-                    kind = _mig_type("single", product, single_profile, labels, raw_product)
+                    kind = _mig_type(
+                        "single", product, single_profile, labels, raw_product, catalog
+                    )
                 else:
-                    kind = _whole_gpu_type(product, labels)
+                    kind = _whole_gpu_type(product, labels, catalog)
             elif resource.startswith(MIG_RESOURCE_PREFIX):
                 profile = profile_from_resource(resource)
                 if profile is None:
                     problems.append(f"ignored {resource}: not a MIG profile name")
                     continue
-                kind = _mig_type("mixed", product, profile, labels, product)
+                kind = _mig_type("mixed", product, profile, labels, product, catalog)
             else:
                 continue
         except ValueError as e:

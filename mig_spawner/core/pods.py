@@ -20,7 +20,7 @@ from typing import Any
 from .catalog import (
     MAX_COMPUTE_SLICES,
     WHOLE_GPU,
-    default_catalog,
+    Catalog,
     parse_profile_name,
     profile_from_resource,
 )
@@ -181,12 +181,12 @@ def effective_requests(spec: Mapping) -> dict[str, int]:
     return {k: v for k, v in out.items() if v > 0}
 
 
-@functools.cache  # the default catalog is fixed: scanning it on every pod event cost 3/4 of one
-def _catalog_max_memory_gb() -> int:
-    return max((p.memory_gb for m in default_catalog() for p in m.profiles), default=0)
+@functools.lru_cache(maxsize=8)  # scanning the catalog on every pod event cost 3/4 of one
+def _catalog_max_memory_gb(catalog: Catalog) -> int:
+    return max((p.memory_gb for m in catalog for p in m.profiles), default=0)
 
 
-def profile_charge(profile: Any, product: Any = "") -> Charge | None:
+def profile_charge(profile: Any, product: Any, catalog: Catalog) -> Charge | None:
     """The charge of one slice of ``profile`` (a MIG profile or WHOLE_GPU), from the catalog.
 
     ``None`` unless the name is a valid profile within the catalog's bounds (1-7 compute
@@ -195,9 +195,9 @@ def profile_charge(profile: Any, product: Any = "") -> Charge | None:
     """
     if not isinstance(profile, str):
         return None
-    ceiling = _catalog_max_memory_gb()
+    ceiling = _catalog_max_memory_gb(catalog)
     if profile == WHOLE_GPU:
-        model = default_catalog().model_for_product(product if isinstance(product, str) else "")
+        model = catalog.model_for_product(product if isinstance(product, str) else "")
         memory = max((p.memory_gb for p in model.profiles), default=0) if model else 0
         if not memory and model and model.memory_mib:
             memory = round(model.memory_mib / 1024)
@@ -212,7 +212,7 @@ def profile_charge(profile: Any, product: Any = "") -> Charge | None:
 
 
 def charge_from_requests(
-    requests: Mapping[str, int], granted_profile: Any = None, product: Any = ""
+    requests: Mapping[str, int], granted_profile: Any, product: Any, catalog: Catalog
 ) -> Charge:
     """What a pod's GPU requests are worth, through the catalog -- never a number it carries.
 
@@ -223,10 +223,10 @@ def charge_from_requests(
     slices = 0
     memory = 0.0
     for resource, n in requests.items():
-        one = profile_charge(profile_from_resource(resource) or "")
+        one = profile_charge(profile_from_resource(resource) or "", "", catalog)
         if one is None:  # nvidia.com/gpu (or an unknown nvidia.com/* resource)
             single = granted_profile if granted_profile != WHOLE_GPU else None
-            one = profile_charge(single) or profile_charge(WHOLE_GPU, product)
+            one = profile_charge(single, "", catalog) or profile_charge(WHOLE_GPU, product, catalog)
         slices += one.compute_slices * n
         memory += one.memory_gb * n
     return Charge(slices, memory)
@@ -241,7 +241,9 @@ def profile_from_requests(requests: Mapping[str, int]) -> str:
     return WHOLE_GPU if requests else ""
 
 
-def pod_charge(requests: Mapping[str, int], annotations: Mapping[str, Any]) -> Charge:
+def pod_charge(
+    requests: Mapping[str, int], annotations: Mapping[str, Any], catalog: Catalog
+) -> Charge:
     """The quota charge of one of the hub's pods.
 
     ``charge = "granted"``: what the pod really requests (:func:`charge_from_requests`).
@@ -249,11 +251,14 @@ def pod_charge(requests: Mapping[str, int], annotations: Mapping[str, Any]) -> C
     profile no larger than what the pod holds; otherwise the granted charge.
     """
     granted = charge_from_requests(
-        requests, annotations.get(GRANTED_ANNOTATION), annotations.get(PRODUCT_ANNOTATION)
+        requests,
+        annotations.get(GRANTED_ANNOTATION),
+        annotations.get(PRODUCT_ANNOTATION),
+        catalog,
     )
     if annotations.get(CHARGE_MODE_ANNOTATION) == "requested":
         asked = profile_charge(
-            annotations.get(REQUESTED_ANNOTATION), annotations.get(PRODUCT_ANNOTATION)
+            annotations.get(REQUESTED_ANNOTATION), annotations.get(PRODUCT_ANNOTATION), catalog
         )
         if (
             asked is not None
@@ -272,10 +277,11 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def parse_pod(obj: Any, trust: Trust | None = None) -> PodInfo:
+def parse_pod(obj: Any, trust: Trust | None, catalog: Catalog) -> PodInfo:
     """Turn a Pod object (dict) into a :class:`PodInfo`. Raises ValueError if it has no name.
 
-    Identity, team and charge are read only from pods ``trust`` accepts as the hub's own.
+    Identity, team and charge are read only from pods ``trust`` accepts as the hub's own;
+    a charge is worked out through ``catalog``, never read off the pod.
     """
     meta = obj.get("metadata") if isinstance(obj, Mapping) else None
     if not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str):
@@ -292,7 +298,7 @@ def parse_pod(obj: Any, trust: Trust | None = None) -> PodInfo:
             user=annotations[USER_ANNOTATION],
             team=_text(annotations.get(TEAM_ANNOTATION)),
             tier=_text(annotations.get(TIER_ANNOTATION)),
-            charge=pod_charge(requests, annotations),
+            charge=pod_charge(requests, annotations, catalog),
             pinned=_text(annotations.get(NODE_ANNOTATION)) or None,
         )
     granted = _text(annotations.get(GRANTED_ANNOTATION)) if fields else ""

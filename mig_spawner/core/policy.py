@@ -9,12 +9,14 @@ tier/team and key at fault. Nothing here knows about Kubernetes or KubeSpawner.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .catalog import MAX_COMPUTE_SLICES, WHOLE_GPU, parse_profile_name
+from .memo import fingerprint
 
 CHARGE_MODES = ("granted", "requested")
 QUOTA_KEYS = ("compute_slices", "memory_gb", "servers", "per_user_compute_slices")
@@ -69,6 +71,14 @@ class Tier:
     def visible_to(self, groups: frozenset[str] | set[str] | tuple[str, ...]) -> bool:
         return not self.groups or bool(self.groups.intersection(groups))
 
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Its settings as canonical text: equal tiers, equal fingerprints."""
+        return _fingerprint(self)
+
+    def __hash__(self) -> int:  # a value: caches key by the tier itself
+        return hash(self.fingerprint)
+
 
 @dataclass(frozen=True)
 class Quota:
@@ -105,6 +115,37 @@ class Policy:
 
     def quota_for(self, team: str | None) -> Quota:
         return self.team_quotas[team] if team is not None else self.default_quota
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Its settings as canonical text: equal policies, equal fingerprints."""
+        return _fingerprint(self)
+
+    def __hash__(self) -> int:  # a value: caches key by the policy itself
+        return hash(self.fingerprint)
+
+    def __eq__(self, other: object) -> bool:  # the order of tiers and teams counts
+        return isinstance(other, Policy) and (
+            self is other or self.fingerprint == other.fingerprint
+        )
+
+
+def _fingerprint(value: Any) -> str:
+    def plain(v: Any) -> Any:
+        if isinstance(v, Policy):  # the order of tiers and teams is part of the policy
+            return {
+                "tiers": [(k, plain(t)) for k, t in v.tiers.items()],
+                "team_quotas": [(k, plain(q)) for k, q in v.team_quotas.items()],
+                "default_quota": plain(v.default_quota),
+                "charge": v.charge,
+            }
+        if isinstance(v, Tier | Quota):
+            return {f.name: plain(getattr(v, f.name)) for f in fields(v)}
+        if isinstance(v, Mapping):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return type(value).__name__ + fingerprint(plain(value))
 
 
 # --------------------------------------------------------------------------- validation
@@ -397,7 +438,23 @@ POLICY_SETTINGS: dict[str, Any] = {
 
 
 def policy_from_settings(settings: Mapping[str, Any]) -> Policy:
-    """The policy from ``{setting: value}`` (missing settings take their defaults)."""
+    """The policy from ``{setting: value}`` (missing settings take their defaults).
+
+    The last policy built is kept under the settings' fingerprint: every spawner of a hub
+    shares one Policy (and so the caches keyed by it). A ConfigError keeps nothing.
+    """
+    key = fingerprint(dict(settings), ordered=True)
+    if _LAST_POLICY and _LAST_POLICY[0] == key:
+        return _LAST_POLICY[1]
+    policy = _policy_from_settings(settings)
+    _LAST_POLICY[:] = [key, policy]
+    return policy
+
+
+_LAST_POLICY: list[Any] = []  # [settings fingerprint, Policy]
+
+
+def _policy_from_settings(settings: Mapping[str, Any]) -> Policy:
     values = {key: settings.get(key, default) for key, default in POLICY_SETTINGS.items()}
     if isinstance(values["charge"], str):
         values["charge"] = values["charge"].lower()  # MIGSpawner.charge is caseless

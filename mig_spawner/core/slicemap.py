@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .catalog import default_catalog
+from .catalog import Catalog
 from .cluster import ClusterState
 from .nodes import NodeInfo, SliceType
 from .policy import QUOTA_KEYS, Policy
@@ -181,9 +181,9 @@ def team_rows(policy: Policy, state: ClusterState) -> list[TeamRow]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _geometry(kind: SliceType) -> tuple[int, int, tuple[int, ...]]:
+def _geometry(kind: SliceType, catalog: Catalog) -> tuple[int, int, tuple[int, ...]]:
     """(GPU width, slice size, allowed starts) in memory slices, from the catalog."""
-    model = default_catalog().model_for_product(kind.product)
+    model = catalog.model_for_product(kind.product)
     width = model.memory_slices if model else _DEFAULT_WIDTH
     if kind.is_whole_gpu:
         return width, width, (0,)
@@ -243,12 +243,14 @@ def gpu_layout(
     return None
 
 
-def _draw(node: NodeInfo) -> tuple[list[tuple[int, SliceType, int, int]], int, list[str]]:
+def _draw(
+    node: NodeInfo, catalog: Catalog
+) -> tuple[list[tuple[int, SliceType, int, int]], int, list[str]]:
     """The node's slices drawn on GPUs: (gpu, kind, start, size), the GPU count, problems."""
     items, kinds = [], {}
     widths = set()
     for kind in sorted(node.offers, key=lambda k: k.sort_key):
-        width, size, starts = _geometry(kind)
+        width, size, starts = _geometry(kind, catalog)
         widths.add(width)
         kinds[kind.profile] = kind
         items += [(kind.profile, width, size, starts)] * node.offers[kind]
@@ -314,20 +316,20 @@ def node_maps(state: ClusterState, names: Iterable[str] | None = None) -> list[N
     for name in wanted:
         node = state.nodes[name]
         if node.offers or by_node.get(name):
-            out.append(node_map(node, by_node.get(name, [])))
+            out.append(node_map(node, by_node.get(name, []), state.catalog))
     return out
 
 
-def node_map(node: NodeInfo, holders: list[tuple[str, Holder]]) -> NodeMap:
+def node_map(node: NodeInfo, holders: list[tuple[str, Holder]], catalog: Catalog) -> NodeMap:
     """One node: its GPUs' cells, each free, used (a pod), reserved, or unusable."""
-    drawn, n_gpus, problems = _draw(node)
+    drawn, n_gpus, problems = _draw(node, catalog)
     queues: dict[str, list[Holder]] = defaultdict(list)
     for resource, holder in holders:
         queues[resource].append(holder)
     cells: dict[int, list[Cell]] = defaultdict(list)
     widths: dict[int, int] = {}
     for gpu, kind, start, size in sorted(drawn, key=lambda d: (d[0], d[2])):
-        width, _, _ = _geometry(kind)
+        width, _, _ = _geometry(kind, catalog)
         widths[gpu] = width
         queue = queues.get(kind.resource)
         holder = queue.pop(0) if queue else None

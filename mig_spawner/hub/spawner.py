@@ -195,19 +195,13 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
     )
 
     _views: dict[tuple, ClusterView] = {}
-    #: settings -> Policy, one for all users' spawners, so the core's caches serve them all
-    _policies: dict[str, Policy] = {}
 
     # ---------------------------------------------------------------- config
 
     @property
     def policy(self) -> Policy:
-        """The validated policy; rebuilt only when a setting changes."""
-        settings = {name: getattr(self, name) for name in POLICY_SETTINGS}
-        key = repr(settings)
-        if key not in MIGSpawner._policies:  # a ConfigError caches nothing
-            MIGSpawner._policies = {key: policy_from_settings(settings)}  # the live settings
-        return MIGSpawner._policies[key]
+        """The validated policy; rebuilt only when a setting changes (core.policy keeps it)."""
+        return policy_from_settings({name: getattr(self, name) for name in POLICY_SETTINGS})
 
     @default("options_form")
     def _mig_options_form_default(self):
@@ -458,7 +452,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
 
     def _release(self, why: str) -> None:
         view = self._current_view()
-        if view is not None and view.state.release(self._mig_pod_key):
+        if view is not None and view.state.forget(self._mig_pod_key):
             self.log.info("Released the reservation of %s (%s)", self._log_name, why)
 
     def _current_view(self) -> ClusterView | None:

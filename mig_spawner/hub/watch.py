@@ -24,6 +24,7 @@ from typing import Any
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.watch import Watch
 
+from ..core.catalog import default_catalog
 from ..core.cluster import ClusterState
 from ..core.pods import Trust
 
@@ -169,7 +170,7 @@ class ClusterView:
         #: the hub's own log (MIGSpawner passes it): a plain module logger has no
         #: handler in a hub process, so its INFO lines would be lost
         self.log = logger or log
-        self.state = ClusterState(trust)
+        self.state = ClusterState(trust, default_catalog())
         self._close = close
         #: node -> the problems last logged for it: each change is logged once
         self._node_problems: dict[str, tuple[str, ...]] = {}

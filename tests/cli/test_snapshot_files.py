@@ -7,8 +7,11 @@ import importlib.util
 import pytest
 from cli_helpers import SNAPSHOTS, items_of, snapshot
 
+from mig_spawner.core.catalog import default_catalog
 from mig_spawner.core.nodes import parse_node
 from mig_spawner.core.pods import parse_pod
+
+CATALOG = default_catalog()
 
 
 def _generator():
@@ -35,13 +38,13 @@ def test_snapshots_are_kubectl_lists_of_clean_nodes_and_pods(name):
     kinds = [i["kind"] for i in data["items"]]
     assert kinds == sorted(kinds)  # kubectl prints the nodes, then the pods
     for obj in items_of(data, "Node"):
-        info = parse_node(obj)
+        info = parse_node(obj, CATALOG)
         assert info.problems == () and info.usable and info.offers
         labels = obj["metadata"]["labels"]
         assert labels["nvidia.com/mig.strategy"] in ("mixed", "single")
         assert labels["nvidia.com/gpu.present"] == "true"
     for obj in items_of(data, "Pod"):
-        pod = parse_pod(obj)
+        pod = parse_pod(obj, None, CATALOG)
         assert obj["metadata"]["uid"] and obj["status"]["phase"]
         if pod.managed:  # hub-spawned: labelled by KubeSpawner and mig-spawner
             assert obj["metadata"]["labels"]["component"] == "singleuser-server"

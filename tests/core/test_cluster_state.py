@@ -62,7 +62,7 @@ def test_version_bumps_on_every_change(state):
 def test_reservation_holds_slice_until_pod_is_bound_and_quota_until_seen(state):
     kind = only_kind(state)
     node_a = state.nodes["a"]
-    state.reserve(Reservation("jhub/p", "alice", "vision", kind, "a", Charge(1, 10)))
+    state.assume(Reservation("jhub/p", "alice", "vision", kind, "a", Charge(1, 10)))
     assert state.free(node_a, kind) == 6
     assert state.usage("vision", "alice").compute_slices == 1
     # The pod is created but not yet scheduled: the reservation still holds the slice,
@@ -86,17 +86,17 @@ def test_reservation_holds_slice_until_pod_is_bound_and_quota_until_seen(state):
 def test_release_and_double_reserve(state):
     kind = only_kind(state)
     r = Reservation("jhub/p", "alice", "", kind, "a", Charge(1, 10))
-    state.reserve(r)
+    state.assume(r)
     with pytest.raises(ValueError):
-        state.reserve(r)
-    assert state.release("jhub/p") is True
-    assert state.release("jhub/p") is False
+        state.assume(r)
+    assert state.forget("jhub/p") is True
+    assert state.forget("jhub/p") is False
     assert free_total(state) == 9 and state.usage("", "alice").servers == 0
 
 
 def test_deleting_a_pending_pod_drops_its_reservation(state):
     kind = only_kind(state)
-    state.reserve(Reservation("jhub/p", "alice", "", kind, "a", Charge(1, 10)))
+    state.assume(Reservation("jhub/p", "alice", "", kind, "a", Charge(1, 10)))
     state.apply_pod_event(DELETED, pod("p", resources={MIG1: 1}, user="alice"))
     assert not state.reservations and free_total(state) == 9
 

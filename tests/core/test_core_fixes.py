@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 from k8s_factories import node, pod
 
+from mig_spawner.core.catalog import default_catalog
 from mig_spawner.core.cluster import ADDED, DELETED, MODIFIED, ClusterState
 from mig_spawner.core.nodes import parse_node
 from mig_spawner.core.pods import parse_pod
+
+CATALOG = default_catalog()
 
 MIG1 = "nvidia.com/mig-1g.10gb"
 
@@ -33,7 +36,7 @@ def test_garbled_node_fields_are_problems_not_exceptions(path, value, problem):
     for key in path[:-1]:
         target = target[key]
     target[path[-1]] = value
-    info = parse_node(obj)
+    info = parse_node(obj, CATALOG)
     assert any(problem in p for p in info.problems), info.problems
     # fail safe: garbled taints block, garbled conditions are not Ready
     if path[-1] == "taints":
@@ -45,7 +48,7 @@ def test_garbled_node_fields_are_problems_not_exceptions(path, value, problem):
 def test_gfd_label_with_a_non_ascii_digit_is_ignored():
     obj = node("n", mig=["1g.10gb"])
     obj["metadata"]["labels"]["nvidia.com/mig-1g.10gb.multiprocessors"] = "¹⁶"
-    info = parse_node(obj)
+    info = parse_node(obj, CATALOG)
     ((kind, count),) = info.offers.items()
     assert count == 1 and kind.sm_count == 16  # falls back to the catalog
 
@@ -56,7 +59,7 @@ def test_gfd_label_with_a_non_ascii_digit_is_ignored():
 def test_garbled_pod_containers_hold_nothing_instead_of_raising(field, value):
     obj = pod("p", node="n", resources={MIG1: 1})
     obj["spec"][field] = value
-    info = parse_pod(obj)
+    info = parse_pod(obj, None, CATALOG)
     if field == "containers":
         assert info.requests == {}
     else:
@@ -66,7 +69,7 @@ def test_garbled_pod_containers_hold_nothing_instead_of_raising(field, value):
 def test_pod_quantity_with_a_non_ascii_digit_counts_zero():
     obj = pod("p", node="n", resources={MIG1: 1})
     obj["spec"]["containers"][0]["resources"]["limits"][MIG1] = "²"
-    assert parse_pod(obj).requests == {}
+    assert parse_pod(obj, None, CATALOG).requests == {}
 
 
 def test_one_garbled_node_does_not_abort_a_relist():
@@ -264,7 +267,7 @@ def test_a_foreign_pod_on_a_reserved_slice_pushes_the_reservation_to_a_free_node
     from mig_spawner.core.cluster import Reservation
     from mig_spawner.core.pods import Charge
 
-    state.reserve(Reservation("jhub/u", "u", "", kind, "a", Charge(1, 10)))
+    state.assume(Reservation("jhub/u", "u", "", kind, "a", Charge(1, 10)))
     state.apply_pod_event(ADDED, pod("batch", namespace="ml", node="a", resources={MIG1: 1}))
     assert state.reservations["jhub/u"].node == "b"
     assert state.free(state.nodes["b"], kind) == 1

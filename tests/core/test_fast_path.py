@@ -304,7 +304,7 @@ def test_the_indexed_decision_equals_a_straightforward_one(quotas, charge, nodes
         elif what == "pod":
             state.apply_pod_event(a, b)
         elif what == "release":
-            state.release(a)
+            state.forget(a)
         else:
             user, tier, pick, avoid = b
             req = replace(request_of(user, tier, pick), avoid_nodes=avoid)

@@ -3,9 +3,11 @@
 import pytest
 from k8s_factories import A100_40, H100, node, pod
 
-from mig_spawner.core.catalog import WHOLE_GPU
+from mig_spawner.core.catalog import WHOLE_GPU, default_catalog
 from mig_spawner.core.nodes import Taint, parse_node, tolerates
 from mig_spawner.core.pods import Charge, effective_requests, parse_pod
+
+CATALOG = default_catalog()
 
 
 def offers(info):
@@ -13,7 +15,9 @@ def offers(info):
 
 
 def test_mixed_node_offers_each_profile_with_node_memory_labels():
-    info = parse_node(node("a", mig=["1g.10gb"] * 2 + ["2g.20gb", "3g.40gb"], whole_gpus=1))
+    info = parse_node(
+        node("a", mig=["1g.10gb"] * 2 + ["2g.20gb", "3g.40gb"], whole_gpus=1), CATALOG
+    )
     assert offers(info) == {
         ("mixed", "1g.10gb"): 2,
         ("mixed", "2g.20gb"): 1,
@@ -29,7 +33,7 @@ def test_mixed_node_offers_each_profile_with_node_memory_labels():
 
 
 def test_single_strategy_node_is_one_profile_behind_nvidia_gpu():
-    info = parse_node(node("s", strategy="single", mig=["1g.10gb"] * 7))
+    info = parse_node(node("s", strategy="single", mig=["1g.10gb"] * 7), CATALOG)
     ((kind, n),) = info.offers.items()
     assert n == 7 and kind.strategy == "single" and kind.profile == "1g.10gb"
     assert kind.resource == "nvidia.com/gpu"
@@ -38,36 +42,43 @@ def test_single_strategy_node_is_one_profile_behind_nvidia_gpu():
 
 
 def test_single_strategy_all_disabled_offers_whole_gpus():
-    info = parse_node(node("w", strategy="single", whole_gpus=8))
+    info = parse_node(node("w", strategy="single", whole_gpus=8), CATALOG)
     ((kind, n),) = info.offers.items()
     assert (kind.strategy, kind.profile, n) == ("whole", WHOLE_GPU, 8)
     assert kind.compute_slices == 7 and kind.memory_gb == 80
 
 
 def test_non_mig_node_offers_whole_gpus():
-    info = parse_node(node("plain", A100_40, strategy="none", whole_gpus=4))
+    info = parse_node(node("plain", A100_40, strategy="none", whole_gpus=4), CATALOG)
     ((kind, n),) = info.offers.items()
     assert kind.is_whole_gpu and n == 4 and kind.memory_gb == 40
 
 
 def test_unknown_product_and_profile_still_work_from_the_name():
-    info = parse_node(node("x", "NVIDIA-Future-GPU-300GB", mig=["2g.75gb"]))
+    info = parse_node(node("x", "NVIDIA-Future-GPU-300GB", mig=["2g.75gb"]), CATALOG)
     ((kind, n),) = info.offers.items()
     assert (kind.profile, kind.compute_slices, kind.memory_gb, n) == ("2g.75gb", 2, 75, 1)
 
 
 def test_cordoned_notready_and_tainted_nodes():
-    assert not parse_node(node("c", mig=["1g.10gb"], unschedulable=True)).usable
-    assert parse_node(node("c", mig=["1g.10gb"], unschedulable=True)).why_unusable() == "cordoned"
-    assert parse_node(node("n", mig=["1g.10gb"], ready=False)).why_unusable() == "NotReady"
+    assert not parse_node(node("c", mig=["1g.10gb"], unschedulable=True), CATALOG).usable
+    assert (
+        parse_node(node("c", mig=["1g.10gb"], unschedulable=True), CATALOG).why_unusable()
+        == "cordoned"
+    )
+    assert parse_node(node("n", mig=["1g.10gb"], ready=False), CATALOG).why_unusable() == "NotReady"
     tainted = parse_node(
-        node("t", mig=["1g.10gb"], taints=[{"key": "gpu", "value": "x", "effect": "NoSchedule"}])
+        node("t", mig=["1g.10gb"], taints=[{"key": "gpu", "value": "x", "effect": "NoSchedule"}]),
+        CATALOG,
     )
     assert "untolerated taint gpu=x:NoSchedule" in tainted.admits({}, [])
     assert tainted.admits({}, [{"key": "gpu", "operator": "Exists"}]) is None
     assert tainted.admits({"pool": "a"}, [{"operator": "Exists"}]) == "lacks label pool=a"
     soft = parse_node(
-        node("p", mig=["1g.10gb"], taints=[{"key": "k", "value": "", "effect": "PreferNoSchedule"}])
+        node(
+            "p", mig=["1g.10gb"], taints=[{"key": "k", "value": "", "effect": "PreferNoSchedule"}]
+        ),
+        CATALOG,
     )
     assert soft.admits({}, []) is None
 
@@ -85,23 +96,25 @@ def test_garbled_node_keeps_what_makes_sense_and_lists_problems():
     obj["status"]["allocatable"]["nvidia.com/mig-2g.20gb"] = "lots"
     obj["status"]["allocatable"]["nvidia.com/mig-weird"] = "1"
     obj["spec"]["taints"] = ["not-a-taint"]
-    info = parse_node(obj)
+    info = parse_node(obj, CATALOG)
     assert offers(info) == {("mixed", "1g.10gb"): 3}
     assert any("'lots' is not a whole count" in p for p in info.problems)
     assert any("mig-weird" in p for p in info.problems)
     assert info.admits({}, []) is not None  # a malformed taint blocks rather than admits
-    info = parse_node({"metadata": {"name": "z", "labels": "oops"}, "status": {"allocatable": 3}})
+    info = parse_node(
+        {"metadata": {"name": "z", "labels": "oops"}, "status": {"allocatable": 3}}, CATALOG
+    )
     assert info.offers == {} and len(info.problems) == 2 and not info.ready
     with pytest.raises(ValueError, match=r"metadata\.name"):
-        parse_node({"kind": "Node"})
+        parse_node({"kind": "Node"}, CATALOG)
     with pytest.raises(ValueError):
-        parse_node("garbage")
+        parse_node("garbage", CATALOG)
 
 
 def test_invalid_mig_layout_offers_nothing():
     obj = node("bad", strategy="single", mig=["1g.10gb"])
     obj["metadata"]["labels"]["nvidia.com/gpu.product"] = f"{H100}-MIG-INVALID"
-    info = parse_node(obj)
+    info = parse_node(obj, CATALOG)
     assert info.offers == {} and "invalid MIG layout" in info.problems[0]
 
 
@@ -134,14 +147,18 @@ def test_managed_pod_carries_user_team_and_charge():
             requested_profile="1g.10gb",
             charge_mode="requested",
             server_name="gpu",
-        )
+        ),
+        None,
+        CATALOG,
     )
     assert info.key == "jhub/p" and info.node == "a" and info.active and info.managed
     assert (info.user, info.team, info.server_name) == ("alice", "vision", "gpu")
     assert info.charge == Charge(1, 10)  # charged as requested, not as granted
-    unlabelled = parse_pod(pod("q", resources={"nvidia.com/mig-2g.20gb": 1}, user="bob"))
+    unlabelled = parse_pod(
+        pod("q", resources={"nvidia.com/mig-2g.20gb": 1}, user="bob"), None, CATALOG
+    )
     assert unlabelled.charge == Charge(2, 20) and unlabelled.node is None
-    assert not parse_pod(pod("r", node="a", phase="Succeeded")).active
-    assert not parse_pod(pod("f", node="a")).managed
+    assert not parse_pod(pod("r", node="a", phase="Succeeded"), None, CATALOG).active
+    assert not parse_pod(pod("f", node="a"), None, CATALOG).managed
     with pytest.raises(ValueError):
-        parse_pod({"metadata": {}})
+        parse_pod({"metadata": {}}, None, CATALOG)

@@ -6,6 +6,7 @@ import pytest
 from k8s_factories import node, pod
 
 from mig_spawner.core import admission
+from mig_spawner.core.catalog import default_catalog
 from mig_spawner.core.cluster import ADDED, DELETED, MODIFIED, ClusterState, Reservation
 from mig_spawner.core.echo import echo
 from mig_spawner.core.nodes import parse_node
@@ -13,13 +14,15 @@ from mig_spawner.core.placement import pinned_terms
 from mig_spawner.core.pods import Charge
 from mig_spawner.core.policy import build_policy
 
+CATALOG = default_catalog()
+
 MIG1 = "nvidia.com/mig-1g.10gb"
 POOL = {"pool": "a"}
 TIERS = {"notebook": {"display_name": "nb", "compute_slices": 1, "node_selector": POOL}}
 
 
 def test_the_pin_uses_the_hostname_label_and_is_anded_into_every_admin_term():
-    n = parse_node(node("n1", mig=["1g.10gb"]))
+    n = parse_node(node("n1", mig=["1g.10gb"]), CATALOG)
     assert pinned_terms([], n) == [
         {
             "matchExpressions": [
@@ -48,7 +51,7 @@ def test_the_pin_uses_the_hostname_label_and_is_anded_into_every_admin_term():
 def test_a_node_without_a_hostname_label_is_pinned_by_name():
     obj = node("n1", mig=["1g.10gb"])
     del obj["metadata"]["labels"]["kubernetes.io/hostname"]
-    (term,) = pinned_terms([], parse_node(obj))
+    (term,) = pinned_terms([], parse_node(obj, CATALOG))
     assert term == {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}
 
 
@@ -105,7 +108,7 @@ def test_a_deleted_node_displaces_its_reservations():
     assert _admit(state).admitted
     state.apply_node_event(DELETED, {"metadata": {"name": "a"}})
     assert state.placement_problem("jhub/bob") == "node a is deleted"
-    state.release("jhub/bob")
+    state.forget("jhub/bob")
     assert state.placement_problem("jhub/bob") is None
 
 
@@ -149,9 +152,9 @@ def test_echoed_input_is_cut_short():
 
 
 def test_reservation_fits_checks_usable_reach_and_type():
-    a = parse_node(node("a", mig=["1g.10gb"], labels=POOL))
+    a = parse_node(node("a", mig=["1g.10gb"], labels=POOL), CATALOG)
     kind = next(iter(a.offers))
     res = Reservation("k", "u", "", kind, "a", Charge(1, 10), node_selector=POOL)
     assert res.fits(a)
-    assert not res.fits(parse_node(node("a", mig=["1g.10gb"])))  # no pool label
-    assert not res.fits(parse_node(node("a", mig=["2g.20gb"], labels=POOL)))
+    assert not res.fits(parse_node(node("a", mig=["1g.10gb"]), CATALOG))  # no pool label
+    assert not res.fits(parse_node(node("a", mig=["2g.20gb"], labels=POOL), CATALOG))

@@ -33,12 +33,14 @@ from k8s_factories import node, pod
 
 from mig_spawner.core import admission as adm
 from mig_spawner.core.admission import Decision, SpawnRequest, admit, availability, decide
-from mig_spawner.core.catalog import WHOLE_GPU
+from mig_spawner.core.catalog import WHOLE_GPU, default_catalog
 from mig_spawner.core.chains import adequate
 from mig_spawner.core.cluster import ADDED, DELETED, MODIFIED, ClusterState
 from mig_spawner.core.nodes import NodeInfo, SliceType, parse_node
 from mig_spawner.core.pods import TERMINAL_PHASES, label_value
 from mig_spawner.core.policy import build_policy
+
+CATALOG = default_catalog()
 
 # ----------------------------------------------------------------------------- clusters
 
@@ -129,7 +131,7 @@ def allocatable(obj: dict) -> dict[str, int]:
 
 
 def kind_of(obj: dict, resource: str) -> SliceType:
-    return parse_node(obj).resources[resource]
+    return parse_node(obj, CATALOG).resources[resource]
 
 
 def hub_pod(
@@ -281,7 +283,7 @@ def test_admit_never_grants_more_than_is_free(cluster, quotas, default_quota, ch
     held = bound_counts(pods)
     for user, tier, pick, key_no in requests:
         key = f"jhub/server-{key_no}"
-        state.release(key)  # admit() replaces the key's reservation; free is counted after
+        state.forget(key)  # admit() replaces the key's reservation; free is counted after
         reserved = reserved_counts(state)
         free = {k: cap - held[k] - reserved[k] for k, cap in capacity.items()}
         decision = admit(request_of(user, tier, pick), policy, state, pod_key=key)
@@ -412,7 +414,7 @@ class HubMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def spawn_fails_before_its_pod(self, data):
         key = data.draw(st.sampled_from(sorted(self.spawning)))
-        self.state.release(key)
+        self.state.forget(key)
         del self.spawning[key]
 
     @precondition(lambda self: any(k not in self.api for k in self.spawning))
@@ -439,7 +441,7 @@ class HubMachine(RuleBasedStateMachine):
     def spawn_times_out(self, data):
         """The spawner gives up on a pending pod: release, and KubeSpawner deletes it."""
         key = data.draw(st.sampled_from(self._pending()))
-        self.state.release(key)
+        self.state.forget(key)
         self.api[key].doomed = True
 
     # -- the scheduler and the kubelet
@@ -459,7 +461,7 @@ class HubMachine(RuleBasedStateMachine):
             for name, obj in sorted(self.nodes.items())
             if name not in self.cordoned
             and name == p.pinned
-            and parse_node(obj).resources.get(granted.resource) == granted
+            and parse_node(obj, CATALOG).resources.get(granted.resource) == granted
             and bound[(name, granted.resource)] < allocatable(obj).get(granted.resource, 0)
         ]
         if not fits:
@@ -485,7 +487,7 @@ class HubMachine(RuleBasedStateMachine):
         """JupyterHub stops a running server: the spawner releases (nothing: the bound pod
         holds the slice), then KubeSpawner deletes the pod."""
         key = data.draw(st.sampled_from(self._running()))
-        assert self.state.release(key) is False
+        assert self.state.forget(key) is False
         self.state.apply_pod_event(DELETED, self.api.pop(key).obj())
 
     @precondition(lambda self: self.api)
@@ -508,7 +510,7 @@ class HubMachine(RuleBasedStateMachine):
             # no pod yet and no other node with room: dropped; the spawner decides again
             assert self.state.displaced[key] == f"node {name} is cordoned"
             del self.spawning[key]
-            self.state.release(key)
+            self.state.forget(key)
         for key, res in self.state.reservations.items():
             assert res.node not in self.cordoned, key  # moved within reach, or dropped
 
@@ -571,7 +573,7 @@ class HubMachine(RuleBasedStateMachine):
         """Per slice type: bound pods + pinned pending pods + spawns in flight <= what exists."""
         total = Counter()
         for obj in self.nodes.values():
-            info = parse_node(obj)
+            info = parse_node(obj, CATALOG)
             for kind, n in info.offers.items():
                 total[kind] += n
         committed = Counter()

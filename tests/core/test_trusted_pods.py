@@ -11,6 +11,7 @@ import math
 import pytest
 from k8s_factories import node, pod
 
+from mig_spawner.core.catalog import default_catalog
 from mig_spawner.core.cluster import ADDED, ClusterState
 from mig_spawner.core.pods import (
     Charge,
@@ -23,6 +24,8 @@ from mig_spawner.core.pods import (
     profile_charge,
 )
 
+CATALOG = default_catalog()
+
 MIG1 = "nvidia.com/mig-1g.10gb"
 MIG3 = "nvidia.com/mig-3g.40gb"
 TRUST = Trust(namespaces=frozenset({"jhub"}), hub="hub-a")
@@ -30,13 +33,13 @@ TRUST = Trust(namespaces=frozenset({"jhub"}), hub="hub-a")
 
 def test_only_pods_in_the_hubs_namespaces_with_its_mark_are_trusted():
     ours = pod("p", node="a", resources={MIG1: 1}, user="bob", team="vision", hub="hub-a")
-    assert parse_pod(ours, TRUST).user == "bob"
+    assert parse_pod(ours, TRUST, CATALOG).user == "bob"
     elsewhere = pod("p", namespace="ml", node="a", resources={MIG1: 1}, user="bob", hub="hub-a")
     other_hub = pod("q", node="a", resources={MIG1: 1}, user="bob", hub="hub-b")
     unmarked = pod("r", node="a", resources={MIG1: 1}, user="bob")
     del unmarked["metadata"]["annotations"]["mig-spawner/hub"]
     for obj in (elsewhere, other_hub, unmarked):
-        info = parse_pod(obj, TRUST)
+        info = parse_pod(obj, TRUST, CATALOG)
         assert not info.managed and info.charge is None
         assert info.requests == {MIG1: 1}  # ... but it still holds its slice
 
@@ -56,7 +59,9 @@ def test_a_charge_label_is_never_believed(bad):
     obj = pod("p", node="a", resources={MIG3: 1}, user="bob", team="vision")
     obj["metadata"]["labels"]["mig-spawner/charge-compute-slices"] = bad
     obj["metadata"]["labels"]["mig-spawner/charge-memory-gb"] = bad
-    assert parse_pod(obj).charge == Charge(3, 40)  # what it requests, through the catalog
+    assert parse_pod(obj, None, CATALOG).charge == Charge(
+        3, 40
+    )  # what it requests, through the catalog
 
 
 @pytest.mark.parametrize(
@@ -66,25 +71,25 @@ def test_a_charge_label_is_never_believed(bad):
 def test_a_recorded_requested_profile_is_validated(requested):
     """charge="requested": a garbled or larger-than-granted record costs what is granted."""
     annotations = {"mig-spawner/charge": "requested", "mig-spawner/requested-profile": requested}
-    charge = pod_charge({MIG3: 1}, annotations)
+    charge = pod_charge({MIG3: 1}, annotations, CATALOG)
     assert charge == Charge(3, 40)
     assert math.isfinite(charge.memory_gb)
 
 
 def test_requested_charge_within_the_catalog_is_used():
     annotations = {"mig-spawner/charge": "requested", "mig-spawner/requested-profile": "1g.10gb"}
-    assert pod_charge({MIG3: 1}, annotations) == Charge(1, 10)
+    assert pod_charge({MIG3: 1}, annotations, CATALOG) == Charge(1, 10)
 
 
 def test_whole_and_single_strategy_gpus_are_charged_from_the_catalog():
     h100 = "NVIDIA-H100-80GB-HBM3"
-    assert charge_from_requests({"nvidia.com/gpu": 1}, "whole-gpu", h100) == Charge(7, 80)
+    assert charge_from_requests({"nvidia.com/gpu": 1}, "whole-gpu", h100, CATALOG) == Charge(7, 80)
     # single strategy: nvidia.com/gpu is one slice of the recorded profile
-    assert charge_from_requests({"nvidia.com/gpu": 1}, "1g.10gb", h100) == Charge(1, 10)
+    assert charge_from_requests({"nvidia.com/gpu": 1}, "1g.10gb", h100, CATALOG) == Charge(1, 10)
     # no (or a garbled) record: a whole GPU of the largest model -- more, never less
-    unknown = charge_from_requests({"nvidia.com/gpu": 1}, "1g.nangb", "")
+    unknown = charge_from_requests({"nvidia.com/gpu": 1}, "1g.nangb", "", CATALOG)
     assert unknown.compute_slices == 7 and unknown.memory_gb >= 80
-    assert profile_charge("nan") is None and profile_charge(None) is None
+    assert profile_charge("nan", "", CATALOG) is None and profile_charge(None, "", CATALOG) is None
 
 
 def test_label_values_are_validated_by_full_match():

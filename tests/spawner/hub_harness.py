@@ -100,18 +100,18 @@ async def spawn_at_once(app, users: list[str], options: dict) -> list[tuple[str,
 
 
 def count_reservations_in_flight(monkeypatch) -> list[int]:
-    """After each reservation, how many the state holds: a maximum above 1 proves that
+    """After each assumed spawn, how many the cache holds: a maximum above 1 proves that
     spawns were admitted concurrently."""
     from mig_spawner.core.cluster import ClusterState
 
     in_flight: list[int] = []
-    reserve = ClusterState.reserve
+    assume = ClusterState.assume
 
-    def counting(self, reservation):
-        reserve(self, reservation)
+    def counting(self, reservation, **kw):
+        assume(self, reservation, **kw)
         in_flight.append(len(self.reservations))
 
-    monkeypatch.setattr(ClusterState, "reserve", counting)
+    monkeypatch.setattr(ClusterState, "assume", counting)
     return in_flight
 
 
