@@ -20,7 +20,7 @@ from typing import Any
 from .echo import echo
 from .profiles import TEAM_OPTION, find, profile_for_tier, tier_of
 
-#: Keys mig-spawner itself writes into a server's user_options (what it was given).
+#: The key under which the hub shows what a server was given (see core/claim.py).
 RECORD_KEY = "mig"
 BASE_KEYS = ("profile", "tier", TEAM_OPTION)
 

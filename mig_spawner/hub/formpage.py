@@ -21,7 +21,7 @@ async def render_form(spawner) -> str:
     gets ``user_options`` itself, so it works with KubeSpawner 7.0 too.
     """
     try:
-        profiles = await spawner._mig_profiles(spawner.policy, live=True)
+        profiles = await spawner.offered_profiles(spawner.policy, live=True)
     except ConfigError as e:
         spawner.log.error("mig-spawner is misconfigured: %s", e)
         return (

@@ -37,14 +37,12 @@ class FiguresHandler(BaseHandler):
     """
 
     async def get(self):
-        from .spawner import MIGSpawner  # the spawner module imports this one
-
         current = self.current_user
         if current is None or getattr(current, "kind", None) != "user":
             raise web.HTTPError(403, "Log in to see GPU availability.")
         user = self.users[current.name]
         spawner = user.spawner  # figures do not depend on the server's name
-        if not isinstance(spawner, MIGSpawner):
+        if not hasattr(spawner, "offered_profiles"):  # not a MIGSpawner
             raise web.HTTPError(404, "This hub does not use mig-spawner.")
         figures = await live_figures(spawner)
         self.set_header("Content-Type", "application/json")
@@ -62,7 +60,7 @@ async def live_figures(spawner) -> dict:
     from .formpage import render_form
 
     view = spawner.cluster_view()
-    profiles = await spawner._mig_profiles(spawner.policy, live=True)
+    profiles = await spawner.offered_profiles(spawner.policy, live=True)
     return {"known": view.known, **figures_of(profiles), "html": await render_form(spawner)}
 
 

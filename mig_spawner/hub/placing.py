@@ -19,6 +19,7 @@ from typing import Any
 from kubernetes_asyncio.client import Configuration
 from kubespawner import KubeSpawner
 
+from ..core.claim import DECIDED, MOVES, PINNED
 from ..core.placement import pinned_terms
 from ..core.pods import hub_marks
 
@@ -37,7 +38,7 @@ class PlacementMixin:
         names = set(_DECIDED_TRAITS) | _override_keys(profiles)
         for tier in policy.tiers.values():
             names.update(tier.kubespawner_override)
-        base = self.__dict__.setdefault("_mig_admin_config", {})
+        base = self.admin_config
         for name in sorted(names - set(base)):
             if self.has_trait(name):
                 base[name] = copy.deepcopy(getattr(self, name))
@@ -60,10 +61,10 @@ class PlacementMixin:
             configuration.verify_ssl = self.k8s_api_verify_ssl
         return configuration
 
-    def _mig_pin(self, node_name: str, view) -> None:
+    def _place_on(self, node_name: str, view) -> None:
         """Pin the pod to ``node_name`` and write the hub's record of this spawn on it."""
-        decision = self._mig_decision
-        base = self._mig_admin_config
+        decision = self.claim.decision
+        base = self.admin_config
         admin_terms = [
             t if isinstance(t, dict) else self.api.api_client.sanitize_for_serialization(t)
             for t in base["node_affinity_required"]
@@ -96,33 +97,35 @@ class PlacementMixin:
             **base["extra_annotations"],
             **{k: v.replace("{", "{{").replace("}", "}}") for k, v in annotations.items()},
         }
-        self._mig_node = node_name
 
     async def get_pod_manifest(self):
         """The pod, pinned where its slice is reserved *now* (a reservation may have moved)."""
+        claim = self.claim
+        if claim is None or PINNED not in MOVES[claim.state]:
+            return await super().get_pod_manifest()  # not a start of ours (a test, a tool)
         view = self._current_view()
-        res = view.state.reservations.get(self._mig_pod_key) if view is not None else None
-        if res is not None and res.node != getattr(self, "_mig_node", res.node):
+        res = view.state.reservations.get(self.pod_key) if view is not None else None
+        if res is not None and claim.gpu and res.node != claim.node:
             self.log.info("%s: reservation moved to %s", self._log_name, res.node)
-            self._mig_pin(res.node, view)
-        return await super().get_pod_manifest()
+            self._place_on(res.node, view)
+        manifest = await super().get_pod_manifest()
+        self.claim = claim.pin(res.node if res is not None and claim.gpu else None)
+        return manifest
 
     async def _start(self):
         """Start; if the pod cannot be placed on its node, decide again elsewhere."""
-        self._mig_avoid: set[str] = set()
-        self._mig_notes: list[str] = []
-        asked = copy.deepcopy(self.user_options)  # load_user_options rewrites them
+        self.avoid_nodes = set()
+        self.placement_notes = []
         try:
             for attempt in range(1, self.unschedulable_retries + 2):
-                self.user_options = copy.deepcopy(asked)
-                task = asyncio.ensure_future(super()._start())
+                task = asyncio.ensure_future(super()._start())  # makes this attempt's claim
                 problem = await self._until_started_or_unplaceable(task)
                 if problem is None:
                     result = task.result()
-                    self._log_started()
+                    self._started()
                     return result
-                node = getattr(self, "_mig_node", None) or "?"
-                self._mig_avoid.add(node)
+                node = (self.claim.node if self.claim is not None else None) or "?"
+                self.avoid_nodes.add(node)
                 self._release(f"cannot start on {node}")
                 await self._delete_unplaceable_pod()
                 if attempt > self.unschedulable_retries:
@@ -134,7 +137,7 @@ class PlacementMixin:
                     )
                 note = f"{problem}: deciding again without {node} (try {attempt + 1})"
                 self.log.warning("%s: %s", self._log_name, note)
-                self._mig_notes.append(note)
+                self.placement_notes.append(note)
             raise AssertionError("unreachable")  # pragma: no cover
         except BaseException:
             self._release("start failed")
@@ -142,17 +145,17 @@ class PlacementMixin:
 
     async def _until_started_or_unplaceable(self, task: asyncio.Future) -> str | None:
         """Wait for ``task``; None when it ended, else why its pod cannot be placed."""
-        key = self._mig_pod_key
+        key = self.pod_key
         while True:
             done, _ = await asyncio.wait({task}, timeout=0.2)
             if done:
                 return None
-            decision = getattr(self, "_mig_decision", None)
-            if decision is None or not decision.admitted:
+            claim = self.claim
+            if claim is None or not claim.holds:
                 continue  # not (yet) a GPU spawn: a CPU profile, or still deciding
             view = self._current_view()
             problem = view.state.placement_problem(key) if view is not None else None
-            if problem is None and getattr(self, "_mig_node", None):
+            if problem is None and claim.node:
                 problem = self._failed_scheduling()
             if problem is not None:
                 task.cancel()
@@ -169,11 +172,11 @@ class PlacementMixin:
         except Exception:  # no event watch yet
             return None
         view = self._current_view()
-        pod = view.state.pods.get(self._mig_pod_key) if view is not None else None
+        pod = view.state.pods.get(self.pod_key) if view is not None else None
         for event in events:
             if event.get("reason") == "FailedScheduling" and (pod is None or not pod.node):
                 message = str(event.get("message") or "")[:300]
-                return f"the scheduler cannot place it on {self._mig_node} ({message})"
+                return f"the scheduler cannot place it on {self.claim.node} ({message})"
         return None
 
     async def _delete_unplaceable_pod(self) -> None:
@@ -182,18 +185,45 @@ class PlacementMixin:
         except Exception as e:  # the next attempt's create will say more
             self.log.warning("%s: deleting the unplaceable pod failed: %s", self._log_name, e)
 
-    def _log_started(self) -> None:
-        view = self._current_view()
-        pod = view.state.pods.get(self._mig_pod_key) if view is not None else None
-        decision = getattr(self, "_mig_decision", None)
-        if decision is None or not decision.admitted:
+    def _started(self) -> None:
+        """The server runs: its claim is bound, and the hub shows what it got."""
+        claim = self.claim
+        if claim is None:
+            return  # no tiers: KubeSpawner, unchanged
+        if claim.state == DECIDED:  # no pod manifest was asked of us (KubeSpawner's own)
+            claim = claim.pin()
+        self.claim = claim = claim.bind()
+        self.user_options = claim.shown_options()  # REST model and admin page (core/claim.py)
+        if not claim.gpu or claim.decision is None:
             return  # a CPU profile: KubeSpawner logs its start
+        view = self._current_view()
+        pod = view.state.pods.get(self.pod_key) if view is not None else None
         self.log.info(
             "Started %s: %s on node %s",
             self._log_name,
-            decision.granted.label,
-            (pod.node if pod is not None and pod.node else None) or self._mig_node,
+            claim.decision.granted.label,
+            (pod.node if pod is not None and pod.node else None) or claim.node,
         )
+
+    async def progress(self):
+        """Our decision first (the slice, and once, why it is a fallback); then every
+        line, which the progress page shows as its headline, names the slice."""
+        claim = self.claim
+        decision = claim.decision if claim is not None else None
+        label = ""
+        if decision is not None and decision.admitted:
+            yield {"progress": 2, "message": decision.message}
+            label = decision.granted.label
+        told = 0
+        async for event in super().progress():
+            for retry in self.placement_notes[told:]:
+                told += 1
+                yield {"progress": event.get("progress", 50), "message": retry}
+            if label and event.get("message"):
+                event = {**event, "message": f"{label}: {event['message']}"}
+            yield event
+        for retry in self.placement_notes[told:]:
+            yield {"message": retry}
 
 
 #: What a start computes from the admin's settings plus its decision.

@@ -19,8 +19,9 @@ from kubespawner import KubeSpawner
 from traitlets import CaselessStrEnum, Dict, Float, Integer, List, Unicode, default
 
 from ..core import admission, messages
+from ..core.claim import RECORD_KEY, Claim, grant_record
 from ..core.form import build_profile_list, tier_profiles
-from ..core.options import RECORD_KEY, OptionsError, parse_options
+from ..core.options import OptionsError, parse_options
 from ..core.pods import Trust
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
 from . import metrics
@@ -29,6 +30,9 @@ from .live import offer_figures_route
 from .placing import PlacementMixin
 from .refusals import STATUS, SpawnException, not_a_failure, refusal
 from .watch import ClusterView
+
+#: the key under which get_state saves the claim
+CLAIM_KEY = "mig_claim"
 
 
 class MIGSpawner(PlacementMixin, KubeSpawner):
@@ -215,7 +219,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         # generic hook would only warn that 'tier'/'team' are unhandled.
         return _handled_in_load_user_options if self.tiers else None
 
-    async def _mig_profiles(self, policy: Policy, live: bool = False) -> list[dict[str, Any]]:
+    async def offered_profiles(self, policy: Policy, live: bool = False) -> list[dict[str, Any]]:
         """The admin's own profiles and the tiers, initialised as KubeSpawner does.
 
         ``live``: with the form's figures (one decision per GPU profile); else static.
@@ -297,60 +301,65 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
 
     # ---------------------------------------------------------------- spawn
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        #: this spawn's :class:`~mig_spawner.core.claim.Claim`: made when a start begins,
+        #: moved by its transitions, saved in the state; None before the first start
+        self.claim: Claim | None = None
+        #: the admin's settings a start changes, recorded by the first start (placing.py)
+        self.admin_config: dict[str, Any] = {}
+        #: this start's nodes its pod could not be placed on, and what the user was told
+        self.avoid_nodes: set[str] = set()
+        self.placement_notes: list[str] = []
+
     @property
-    def _mig_pod_key(self) -> str:
+    def pod_key(self) -> str:
         return f"{self.namespace}/{self.pod_name}"
 
     async def load_user_options(self):
         """Validate the request, apply the profile, then decide and reserve -- before any pod."""
-        self._mig_decision = None
         if not self.tiers:  # no tiers: KubeSpawner, unchanged
             return await super().load_user_options()
+        self._release("a new start")  # an earlier start's claim, if it is still held
+        claim = Claim.request_for(self.pod_key, self.user.name, self.name, self.user_options)
+        self.claim = claim
         try:
             policy = self.policy
-            profiles = await self._mig_profiles(policy)
+            profiles = await self.offered_profiles(policy)
         except ConfigError as e:
             self.log.error("mig-spawner is misconfigured: %s", e)
-            raise refusal(
+            raise self._refused(
                 "GPU spawning is misconfigured on this hub; please tell your hub admin.",
                 reason="config",
                 status=500,
+                counted=True,
             ) from None
         self._restore_admin_config(policy, profiles)
         try:
-            options = parse_options(self.user_options, profiles, tuple(policy.tiers))
+            options = parse_options(claim.request, profiles, tuple(policy.tiers))
         except OptionsError as e:
             raise self._refused(str(e), reason="invalid-options", status=e.status) from None
-        self.user_options = options.as_user_options()
         if options.profile is not None:
-            # KubeSpawner's own validation and override layering (profile, then choices).
+            # KubeSpawner's own validation and override layering (profile, then choices)
+            # read the choices from user_options: lend it the request in its shape.
+            self.user_options = options.as_user_options()
             try:
                 self._validate_user_options(profiles)
                 self._load_profile(options.profile, profiles)
             except (ValueError, KeyError) as e:
                 raise self._refused(str(e), reason="invalid-options", status=400) from None
+            finally:
+                self.user_options = dict(claim.request)  # what the user asked, unchanged
         if options.tier is None:
             self.log.info("Starting %s on CPU profile %s", self._log_name, options.profile)
-            self._set_record({"profile": options.profile, "gpu": None})
-            return
-        decision = await self._admit(policy, options)
-        self._apply_decision(decision, self.cluster_view())
-        self._set_record(
-            {
-                "profile": options.profile,
-                "tier": decision.tier,
-                "tier_name": policy.tiers[decision.tier].display_name,
-                "slice": decision.granted.profile,
-                "resource": decision.granted.resource,
-                "gpu": decision.granted.gpu_name,
-                "node": decision.node,
-                "team": decision.team,
-                "fallback": decision.fallback,
-                "requested": decision.requested.profile,
-            }
-        )
-        if options.team:
-            self.user_options["team"] = options.team
+            self.claim = claim.decide(grant_record(options.profile))
+        else:
+            decision = await self._admit(policy, options)
+            tier_name = policy.tiers[decision.tier].display_name
+            record = grant_record(options.profile, decision, tier_name)
+            self.claim = claim.decide(record, decision).reserve()
+            self._apply_decision(decision, self.cluster_view())
+        self.environment = {**self.environment, **self.claim.environment()}
 
     async def _admit(self, policy: Policy, options) -> admission.Decision:
         view = self.cluster_view()
@@ -365,67 +374,62 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
             groups=self._groups(),
             team=options.team,
             server_name=self.name,
-            avoid_nodes=frozenset(getattr(self, "_mig_avoid", ())),
+            avoid_nodes=frozenset(self.avoid_nodes),
         )
         started = time.perf_counter()
-        decision = admission.admit(request, policy, view.state, pod_key=self._mig_pod_key)
+        decision = admission.admit(request, policy, view.state, pod_key=self.pod_key)
         elapsed = time.perf_counter() - started
-        self._mig_decision = decision
         # One line at info per decision (a refusal is an answer, not an error), no traceback.
         metrics.record_decision(
             decision, user=self.user.name, server=self.name, seconds=elapsed, logger=self.log
         )
         if not decision.admitted:
+            self.claim = self.claim.refuse(decision.message, decision)
             raise self._refused(
                 decision.message, reason=decision.code, status=STATUS[decision.code]
             )
         return decision
 
-    def _refused(self, message: str, *, reason: str, status: int) -> SpawnException:
-        not_a_failure(self)
+    def _refused(
+        self, message: str, *, reason: str, status: int, counted: bool = False
+    ) -> SpawnException:
+        """A refusal to raise; the claim ends refused. ``counted``: a hub fault, which
+        JupyterHub's failure counter may count (config); a refusal of the user is not."""
+        if self.claim is not None and not self.claim.ended:
+            self.claim = self.claim.refuse(message)
+        if not counted:
+            not_a_failure(self)
         return refusal(message, reason=reason, status=status)
 
     # ---------------------------------------------------------------- which slice you got
 
-    def _set_record(self, record: dict[str, Any]) -> None:
-        """What this server got: in user_options (REST, admin page), state and env vars."""
-        self._mig_record = record
-        self.user_options = {**self.user_options, RECORD_KEY: record}
-        if record.get("slice"):
-            # JupyterHub's admin page shows user_options["profile"]: say what it got.
-            fallback = f" (fallback from {record['requested']})" if record["fallback"] else ""
-            shown = f"{record['profile']}: {record['slice']} on {record['gpu']}{fallback}"
-            self.user_options["profile"] = shown
-        env = {
-            "MIG_SPAWNER_PROFILE": record.get("profile") or "",
-            "MIG_SPAWNER_TIER": record.get("tier") or "",
-            "MIG_SPAWNER_SLICE": record.get("slice") or "",
-            "MIG_SPAWNER_RESOURCE": record.get("resource") or "",
-            "MIG_SPAWNER_GPU": record.get("gpu") or "",
-            "MIG_SPAWNER_NODE": record.get("node") or "",
-            "MIG_SPAWNER_TEAM": record.get("team") or "",
-            "MIG_SPAWNER_FALLBACK": "true" if record.get("fallback") else "false",
-        }
-        # Braces would be taken for KubeSpawner template fields: keep them out.
-        env = {k: v.replace("{", "(").replace("}", ")") for k, v in env.items()}
-        self.environment = {**self.environment, **env}
-
     def get_state(self):
         state = super().get_state()
-        record = getattr(self, "_mig_record", None)
-        if record:
-            state[RECORD_KEY] = record
+        claim = self.claim
+        if claim is not None and not claim.ended:
+            state[CLAIM_KEY] = claim.to_state()
+            if claim.grant is not None:
+                state[RECORD_KEY] = claim.record()
         return state
 
     def load_state(self, state):
         super().load_state(state)
-        if state.get(RECORD_KEY):  # a hub restart: the running server's record is back
-            self.user_options = dict(self.user_options or {})
-            self._set_record(dict(state[RECORD_KEY]))
-
-    def clear_state(self):
-        super().clear_state()
-        self._mig_record = None
+        if not (state.get(CLAIM_KEY) or state.get(RECORD_KEY)):
+            return
+        # A hub restart: the running server's claim is back (an older hub saved the
+        # record alone: the claim is rebuilt around it).
+        saved = state.get(CLAIM_KEY) or {
+            "key": self.pod_key,
+            "user": self.user.name,
+            "server_name": self.name,
+            "request": self.user_options or {},
+        }
+        try:
+            self.claim = Claim.from_state(saved, state.get(RECORD_KEY))
+        except ValueError as e:
+            self.log.warning("%s: ignoring a saved claim: %s", self._log_name, e)
+            return
+        self.user_options = self.claim.shown_options()
 
     def _apply_decision(self, decision: admission.Decision, view: ClusterView) -> None:
         """Add this decision to the admin's settings (restored just before)."""
@@ -436,49 +440,28 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         tolerations = list(self.tolerations)
         tolerations += [dict(t) for t in decision.tolerations if dict(t) not in tolerations]
         self.tolerations = tolerations
-        self._mig_pin(decision.node, view)
+        self._place_on(decision.node, view)
 
     async def stop(self, now=False):
         self._release("stopped")
         result = await super().stop(now=now)
-        record = getattr(self, "_mig_record", None)
-        if record and record.get("profile") and isinstance(self.user_options, dict):
-            # Stopped: the form pre-selects the profile by its slug again.
-            self.user_options = {
-                **{k: v for k, v in self.user_options.items() if k != RECORD_KEY},
-                "profile": record["profile"],
-            }
+        if self.claim is not None:  # stopped: the form pre-selects what the user asked
+            self.user_options = self.claim.asked_options()
         return result
 
     def _release(self, why: str) -> None:
+        """The claim leaves the spawner: give back what it holds on the cache, end it."""
         view = self._current_view()
-        if view is not None and view.state.forget(self._mig_pod_key):
+        if view is not None and view.state.forget(self.pod_key):
             self.log.info("Released the reservation of %s (%s)", self._log_name, why)
+        if self.claim is not None and not self.claim.ended:
+            self.claim = self.claim.release(why)
 
     def _current_view(self) -> ClusterView | None:
         try:
             return MIGSpawner._views.get(_view_key(self._api_configuration().host))
         except RuntimeError:  # no running loop: no view can exist
             return None
-
-    async def progress(self):
-        """Our decision first (the slice, and once, why it is a fallback); then every
-        line, which the progress page shows as its headline, names the slice."""
-        decision = getattr(self, "_mig_decision", None)
-        label = ""
-        if decision is not None and decision.admitted:
-            yield {"progress": 2, "message": decision.message}
-            label = decision.granted.label
-        told = 0
-        async for event in super().progress():
-            for retry in getattr(self, "_mig_notes", [])[told:]:
-                told += 1
-                yield {"progress": event.get("progress", 50), "message": retry}
-            if label and event.get("message"):
-                event = {**event, "message": f"{label}: {event['message']}"}
-            yield event
-        for retry in getattr(self, "_mig_notes", [])[told:]:
-            yield {"message": retry}
 
 
 def _handled_in_load_user_options(spawner, user_options):

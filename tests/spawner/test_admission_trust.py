@@ -129,7 +129,7 @@ async def test_the_pod_lands_on_the_node_its_slice_was_reserved_on(plane_hub):
     await wait_ready(app, "bob")
     spawner = app.users["bob"].spawners[""]
     (pod,) = pods_of(cluster, user="bob")
-    assert spawner._mig_decision.node == "b-small"  # most free 1g slices
+    assert spawner.claim.decision.node == "b-small"  # most free 1g slices
     assert pod["spec"]["nodeName"] == "b-small"
     terms = pod["spec"]["affinity"]["nodeAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"
@@ -188,9 +188,9 @@ async def test_failed_scheduling_decides_again_on_another_node_and_says_so(plane
             ]
         }
     ]
-    assert len(spawner._mig_notes) == 1
-    assert spawner._mig_notes[0].startswith("the scheduler cannot place it on b-small")
-    assert "deciding again without b-small (try 2)" in spawner._mig_notes[0]
+    assert len(spawner.placement_notes) == 1
+    assert spawner.placement_notes[0].startswith("the scheduler cannot place it on b-small")
+    assert "deciding again without b-small (try 2)" in spawner.placement_notes[0]
     assert "Started bob: 1g.10gb on H100 80GB on node a-roomy" in caplog.text
     messages = [e["message"] async for e in spawner.progress()]
     assert any("deciding again without b-small" in m for m in messages), messages
@@ -231,7 +231,7 @@ async def test_a_node_cordoned_before_the_pod_binds_is_left_for_another(plane_hu
     spawner = app.users["bob"].spawners[""]
     (pod,) = pods_of(cluster, user="bob")
     assert pod["spec"]["nodeName"] == "a"
-    assert any("node b is cordoned" in n for n in spawner._mig_notes), spawner._mig_notes
+    assert any("node b is cordoned" in n for n in spawner.placement_notes), spawner.placement_notes
 
 
 async def test_a_node_gfd_has_not_labelled_is_never_granted_and_logged_once(plane_hub, caplog):

@@ -101,7 +101,7 @@ async def test_fallback_when_the_slice_type_is_full_and_the_user_is_told(hub):
     assert ann["mig-spawner/granted-profile"] == "2g.20gb"
     assert ann["mig-spawner/chain"] == "1g.10gb:full,2g.20gb:granted"
     spawner = app.users["bob"].spawners[""]
-    assert spawner._mig_decision.message.startswith(
+    assert spawner.claim.decision.message.startswith(
         "Starting on the larger 1 × 2g.20gb · 20 GB · 32 SMs on H100 80GB: "
         "every 1g.10gb on H100 80GB is taken (0 of 2 free)."
     )
@@ -212,6 +212,8 @@ async def test_hub_restart_rebuilds_usage_from_pod_labels(hub, tmp_path, monkeyp
     await spawn(app, "alice", {"tier": "notebook", "team": "vision"})
     await asyncio.gather(wait_ready(app, "bob"), wait_ready(app, "alice"))
     config = app.config
+    claim_before = app.users["bob"].spawners[""].claim
+    assert claim_before.state == "bound" and claim_before.grant["slice"] == "1g.10gb"
 
     # The first hub goes away; its pods stay. (Not app.stop(): in one test process that
     # also cancels every task on the loop, the emulated cluster's included.)
@@ -232,6 +234,11 @@ async def test_hub_restart_rebuilds_usage_from_pod_labels(hub, tmp_path, monkeyp
     await app2.start()
 
     assert app2.users["bob"].spawners[""].ready  # the server survived the restart
+    # ... and its claim is rebuilt from the saved state: bound, the same grant and request
+    claim = app2.users["bob"].spawners[""].claim
+    assert claim == claim_before and claim.request == claim_before.request == {"tier": "notebook"}
+    model = (await api_request(app2, "users", "bob")).json()["servers"][""]
+    assert model["user_options"]["mig"] == claim.record()
     r = await spawn(app2, "bob", {"tier": "notebook"}, server="second")
     assert r.status_code in (201, 202), r.text
     await wait_ready(app2, "bob", "second")
