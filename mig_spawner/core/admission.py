@@ -16,6 +16,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import messages
+from .candidates import (
+    BEYOND_MAX_STEPS,
+    FALLBACK_DISABLED,
+    FULL,
+    GRANTED,
+    NOT_NEEDED,
+    OVER_QUOTA,
+    UNUSABLE,
+    CandidateReport,
+)
 from .chains import tier_chain
 from .cluster import ClusterState, Reservation
 from .memo import VersionMemo
@@ -34,11 +44,6 @@ NO_MATCHING_GPU = "no-matching-gpu"
 CAPACITY = "capacity"
 QUOTA = "quota"
 
-# Candidate outcomes.
-GRANTED, FULL, UNUSABLE, OVER_QUOTA = "granted", "full", "unusable", "quota"
-FALLBACK_DISABLED, BEYOND_MAX_STEPS = "fallback-disabled", "beyond-max-steps"
-NOT_NEEDED = "not-needed"  # after the granted candidate: not tried, reported for the form
-
 
 @dataclass(frozen=True)
 class SpawnRequest:
@@ -49,28 +54,6 @@ class SpawnRequest:
     server_name: str = ""
     #: nodes not to grant on: where this spawn's pod already failed to schedule
     avoid_nodes: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class CandidateReport:
-    slice_type: SliceType
-    step: int
-    free: int
-    total: int
-    outcome: str
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "profile": self.slice_type.profile,
-            "gpu": self.slice_type.gpu_name,
-            "resource": self.slice_type.resource,
-            "step": self.step,
-            "free": self.free,
-            "total": self.total,
-            "outcome": self.outcome,
-            "reason": self.reason,
-        }
 
 
 @dataclass(frozen=True)
@@ -368,7 +351,15 @@ def availability(state: ClusterState | Snapshot, tier: Tier) -> list[tuple[Slice
     return [(r.slice_type, r.free, r.total) for r in chain_rows(tier, state)]
 
 
-__all__ = [
+__all__ = [  # the candidates' outcomes and reports live in core/candidates.py
+    "BEYOND_MAX_STEPS",
+    "FALLBACK_DISABLED",
+    "FULL",
+    "GRANTED",
+    "NOT_NEEDED",
+    "OVER_QUOTA",
+    "UNUSABLE",
+    "CandidateReport",
     "ChainRow",
     "Decision",
     "NodeInfo",

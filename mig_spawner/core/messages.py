@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .echo import echo
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from .admission import CandidateReport
+    from .candidates import CandidateReport
     from .policy import Tier
     from .quota import QuotaCheck, Usage
 
