@@ -10,7 +10,10 @@ here may import the standard library and other ``core`` modules only;
 - :mod:`.policy`    the admin's tiers, chains and quotas, validated → :class:`~.policy.Policy`.
 - :mod:`.nodes`     a Node → what it offers (slice type × count).
 - :mod:`.pods`      a Pod → what it holds and whom it is charged to.
-- :mod:`.cluster`   :class:`~.cluster.ClusterState`, kept incrementally from watch events.
+- :mod:`.cluster`   :class:`~.cluster.ClusterState`, the cache kept from watch events, with
+  assume/forget; :mod:`.snapshot` a decision's read-only view of it; :mod:`.index` and
+  :mod:`.usage` its indexes and quota sums; :mod:`.memo` value-keyed derived caches.
+- :mod:`.claim`     :class:`~.claim.Claim`, one spawn's lifecycle as a value.
 - :mod:`.chains`    a tier → its ordered fallback chain of slice types.
 - :mod:`.quota`     usage and the quota check.
 - :mod:`.admission` :func:`~.admission.decide` / :func:`~.admission.admit`: the decision.
