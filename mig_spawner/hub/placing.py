@@ -21,6 +21,7 @@ from kubespawner import KubeSpawner
 
 from ..core.placement import pinned_terms
 from ..core.pods import hub_marks
+from . import demand
 
 ANNOTATION_PREFIX = "mig-spawner/"
 
@@ -120,6 +121,7 @@ class PlacementMixin:
                 if problem is None:
                     result = task.result()
                     self._log_started()
+                    demand.started(self)
                     return result
                 node = getattr(self, "_mig_node", None) or "?"
                 self._mig_avoid.add(node)
@@ -138,6 +140,7 @@ class PlacementMixin:
             raise AssertionError("unreachable")  # pragma: no cover
         except BaseException:
             self._release("start failed")
+            demand.ended(self, demand.ABANDONED)
             raise
 
     async def _until_started_or_unplaceable(self, task: asyncio.Future) -> str | None:

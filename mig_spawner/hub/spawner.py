@@ -23,7 +23,7 @@ from ..core.form import build_profile_list, tier_profiles
 from ..core.options import RECORD_KEY, OptionsError, parse_options
 from ..core.pods import Trust
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
-from . import metrics
+from . import demand, metrics
 from .formpage import render_form
 from .live import offer_figures_route
 from .placing import PlacementMixin
@@ -193,6 +193,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         waiting for ``start_timeout``.
         """,
     )
+    demand_log_file = demand.log_file_trait()
 
     _views: dict[tuple, ClusterView] = {}
     #: settings -> Policy, one for all users' spawners, so the core's caches serve them all
@@ -381,6 +382,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         metrics.record_decision(
             decision, user=self.user.name, server=self.name, seconds=elapsed, logger=self.log
         )
+        demand.decided(self, decision)
         if not decision.admitted:
             raise self._refused(
                 decision.message, reason=decision.code, status=STATUS[decision.code]
@@ -446,6 +448,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
 
     async def stop(self, now=False):
         self._release("stopped")
+        demand.ended(self)
         result = await super().stop(now=now)
         record = getattr(self, "_mig_record", None)
         if record and record.get("profile") and isinstance(self.user_options, dict):
