@@ -108,6 +108,8 @@ def record_line(record: DemandRecord) -> str:
 @dataclass
 class ParseResult:
     records: list[DemandRecord] = field(default_factory=list)
+    #: ``source:line`` of each record
+    where: list[str] = field(default_factory=list)
     skipped: int = 0  # lines that look like demand but cannot be read
     ignored: int = 0  # other lines (the rest of a hub log)
     #: the first problems, ``source:line: why`` each
@@ -177,13 +179,15 @@ def record_from_dict(raw: Any) -> DemandRecord:
     )
 
 
-def parse_lines(lines: Iterable[str], source: str = "demand") -> ParseResult:
+def parse_lines(
+    lines: Iterable[str], source: str = "demand", result: ParseResult | None = None
+) -> ParseResult:
     """Records from hub log lines (``... demand {...}``) or JSON lines, in input order.
 
     A line with the marker or starting with ``{`` that cannot be read is skipped and counted
     (with its line number); any other line is ignored (a hub log has many).
     """
-    result = ParseResult()
+    result = result if result is not None else ParseResult()
     for number, line in enumerate(lines, 1):
         text = line.strip()
         if not text:
@@ -198,6 +202,7 @@ def parse_lines(lines: Iterable[str], source: str = "demand") -> ParseResult:
             continue
         try:
             result.records.append(record_from_dict(json.loads(payload)))
+            result.where.append(f"{source}:{number}")
         except json.JSONDecodeError as e:
             result.add_problem(f"{source}:{number}", f"not JSON ({e.msg} at column {e.colno})")
         except ValueError as e:
