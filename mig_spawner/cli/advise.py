@@ -233,6 +233,7 @@ def advise(
     patience: float = 0.0,
     time_limit: float = 60.0,
     search_seconds: float = 30.0,
+    exact_up_to: int = 2000,
 ) -> Advice:
     if not demand.records:
         raise InputError(
@@ -265,8 +266,15 @@ def advise(
     best = (current.served, -current.mean_wait_s, 0)
     best_layouts, best_result, chosen = current_map, current, "current"
     solutions = []
-    for w in dict.fromkeys((windows, 4 * windows)):
-        problem = Problem(nodes, layouts, chain_map, peaks(requests, w), max_nodes_changed)
+    runs: list[Any] = list(dict.fromkeys((windows, 4 * windows)))
+    if len(requests.requests) <= exact_up_to:
+        runs.append("sessions")
+    for w in runs:
+        problem = Problem(nodes, layouts, chain_map, [], max_nodes_changed)
+        if w == "sessions":
+            problem.sessions = [(r.tier, r.t, r.t + r.duration_s) for r in requests.requests]
+        else:
+            problem.peaks = peaks(requests, w)
         solution = solve(problem, time_limit=time_limit)
         solutions.append((w, solution))
         result = replay_plans(plans, solution.layouts, policy, requests, patience)

@@ -42,6 +42,9 @@ class Problem:
     chains: dict[str, list[tuple[str, str, int]]]
     peaks: list[dict[str, int]]  # per window: class -> peak concurrency
     max_changed: int | None = None
+    #: instead of ``peaks``: every session (class, start, end), each served whole or not,
+    #: capacity checked at every arrival (the exact offline model; for small traces)
+    sessions: list[tuple[str, float, float]] | None = None
 
 
 @dataclass
@@ -126,7 +129,9 @@ def solve(problem: Problem, *, time_limit: float = 60.0) -> Solution:
         us = [(col, 1) for (i, lay), col in x.items() if lay is None]
         if us:
             constraint(us, -np.inf, problem.max_changed)
-    for peaks in problem.peaks:
+    if problem.sessions is not None:
+        _sessions(problem, var, constraint, supply)
+    for peaks in [] if problem.sessions is not None else problem.peaks:
         use: dict[tuple[str, str], list[int]] = {}
         for cls, demand in peaks.items():
             if demand <= 0:
@@ -176,6 +181,30 @@ def solve(problem: Problem, *, time_limit: float = 60.0) -> Solution:
         constraints=n_rows,
         changed=changed,
     )
+
+
+def _sessions(problem: Problem, var, constraint, supply) -> None:
+    """y[i][s] binary: session i served on slice type s for its whole length; at each
+    arrival the sessions running on s fit the slices of s."""
+    ys: list[list[tuple[int, tuple[str, str]]]] = []
+    for cls, _start, _end in problem.sessions:
+        mine = []
+        for model, profile, step in problem.chains.get(cls, []):
+            if (model, profile) in supply:
+                mine.append((var(0, 1, -(1 - FALLBACK_PENALTY * step), True), (model, profile)))
+        if mine:
+            constraint([(col, 1) for col, _ in mine], 0, 1)
+        ys.append(mine)
+    order = sorted(range(len(problem.sessions)), key=lambda i: problem.sessions[i][1])
+    for i in order:
+        t = problem.sessions[i][1]
+        active = [j for j in order if problem.sessions[j][1] <= t < problem.sessions[j][2]]
+        use: dict[tuple[str, str], list[int]] = {}
+        for j in active:
+            for col, key in ys[j]:
+                use.setdefault(key, []).append(col)
+        for key, cols in use.items():
+            constraint([(c, 1) for c in cols] + [(c, -k) for c, k in supply[key]], -1e30, 0)
 
 
 def assign(current: list[Layout], chosen: dict[Layout, int]) -> list[Layout]:
