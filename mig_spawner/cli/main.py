@@ -169,8 +169,8 @@ def cmd_advise(args: argparse.Namespace) -> int:
         raise _usage("--apply needs the live cluster: --kubeconfig or --in-cluster")
     if args.max_nodes_changed is not None and args.max_nodes_changed < 0:
         raise _usage("--max-nodes-changed must be >= 0")
-    if args.windows < 1 or args.patience < 0:
-        raise _usage("--windows must be >= 1 and --patience >= 0")
+    if args.windows < 1 or min(args.patience, args.search_seconds, args.time_limit) < 0:
+        raise _usage("--windows must be >= 1; --patience, --search-seconds, --time-limit >= 0")
     policy = None
     if args.config:
         from .hubconfig import load_hub_config, policy_from_config
@@ -188,6 +188,7 @@ def cmd_advise(args: argparse.Namespace) -> int:
         max_nodes_changed=args.max_nodes_changed,
         patience=args.patience,
         time_limit=args.time_limit,
+        search_seconds=args.search_seconds,
     )
     for warning in result.warnings:
         _warn(warning)
@@ -400,6 +401,13 @@ def _add_advise(sub: argparse._SubParsersAction) -> None:
         default=60.0,
         metavar="SECONDS",
         help="per MILP solve (default 60); the gap reached is reported",
+    )
+    p.add_argument(
+        "--search-seconds",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="replay-guided search after the MILP (default 30; 0 turns it off)",
     )
     p.add_argument("--json", action="store_true", help="print the advice as one JSON object")
     p.add_argument("--plot", metavar="FILE", help="write an SVG chart of the replay")
