@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -58,3 +59,29 @@ async def test_served_and_refused_claims_are_logged_and_appended_to_the_file(hub
     assert served.waited_s >= 0 and served.t <= refused_rec.t
     raw = json.loads(path.read_text().splitlines()[1])
     assert raw["held_s"] == raw["duration_s"] and raw["team"] == "vision"
+
+
+async def test_a_start_that_fails_after_admission_is_recorded_as_abandoned(hub, tmp_path):
+    path = tmp_path / "demand.jsonl"
+
+    def broken_hook(spawner, pod):
+        raise RuntimeError("the pod hook broke")
+
+    app, _ = await hub(
+        demand_log_file=str(path), extra={"KubeSpawner": {"modify_pod_hook": broken_hook}}
+    )
+    await spawn(app, "bob", {"tier": "notebook"})
+    spawner = app.users["bob"].spawners[""]
+    for _ in range(400):
+        future = spawner._spawn_future
+        if future is not None and future.done():
+            break
+        await asyncio.sleep(0.05)
+    assert future is not None and future.done() and future.exception() is not None
+    for _ in range(100):  # the record is written as the failure unwinds
+        if path.exists() and path.read_text():
+            break
+        await asyncio.sleep(0.05)
+    (record,) = parse_lines(path.read_text().splitlines()).records
+    assert record.outcome == "abandoned" and record.code == "admitted"
+    assert record.granted == "1g.10gb" and record.duration_s is None
