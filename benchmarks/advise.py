@@ -87,16 +87,18 @@ def seeded(n: int, seed: int = 3, search_seconds: float = 30.0) -> dict:
 
 def scale(gpus: int, per_gpu: int = 10, seed: int = 7) -> dict:
     rng = random.Random(seed)
-    nodes = [
-        {
-            "name": f"gpu-{i:04d}",
-            "gpu": synthetic.H100,
-            "gpus": 8,
-            "strategy": "mixed",
-            "mig": [synthetic.LAYOUTS[(i + g) % len(synthetic.LAYOUTS)] for g in range(8)],
-        }
-        for i in range(gpus // 8)
-    ]
+    nodes = []
+    for i in range((gpus + 7) // 8):
+        n = min(8, gpus - 8 * i)  # the last node takes the rest: exactly ``gpus`` GPUs
+        nodes.append(
+            {
+                "name": f"gpu-{i:04d}",
+                "gpu": synthetic.H100,
+                "gpus": n,
+                "strategy": "mixed",
+                "mig": [synthetic.LAYOUTS[(i + g) % len(synthetic.LAYOUTS)] for g in range(n)],
+            }
+        )
     snap = _snapshot(nodes)
     horizon = 8 * 3600.0
     requests = []
