@@ -141,6 +141,10 @@ def scale(gpus: int, per_gpu: int = 10, seed: int = 7) -> dict:
     }
 
 
+def _runs(windows) -> str:
+    return "per session" if windows == "sessions" else f"{windows} windows"
+
+
 def run(quick: bool = False) -> dict:
     out: dict = {"seeded": [], "scale": []}
     for n in [40] if quick else [100, 160]:
@@ -157,7 +161,7 @@ def run(quick: bool = False) -> dict:
         r = scale(gpus, per_gpu=2 if quick else 40)
         out["scale"].append(r)
         milp = ", ".join(
-            f"{m['windows']} windows {m['seconds']:.2f} s (gap {100 * m['gap']:.2g} %, "
+            f"{_runs(m['windows'])} {m['seconds']:.2f} s (gap {100 * m['gap']:.2g} %, "
             f"{m['variables']} vars)"
             for m in r["milp"]
         )

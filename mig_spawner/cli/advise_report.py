@@ -52,7 +52,9 @@ def render_text(advice: Advice) -> str:
         )
     out += _table(rows)
     runs = ", ".join(
-        f"{w} windows: {s.seconds:.2f} s, gap {100 * s.gap:.3g} %" for w, s in advice.solutions
+        f"{'per session' if w == 'sessions' else f'{w} windows'}: {s.seconds:.2f} s, "
+        f"gap {100 * s.gap:.3g} %"
+        for w, s in advice.solutions
     )
     out += ["", f"Solver: MILP over valid placements (HiGHS): {runs}; chosen: {advice.chosen}."]
     if advice.demand.skipped:
