@@ -134,11 +134,12 @@ def replay(mode: str, requests: list[dict]) -> dict:
     }
 
 
-def optimum(requests: list[dict], *, quotas: bool) -> dict:
+def optimum(requests: list[dict], *, quotas: bool, state: ClusterState | None = None) -> dict:
+    """The exact optimum on ``state`` (default: this benchmark's 4-H100 cluster)."""
     import numpy as np
     from scipy.optimize import Bounds, LinearConstraint, milp
 
-    state = cluster_state()
+    state = state or cluster_state()
     pol = policy("fallback+quotas" if quotas else "fallback")
     counts: dict = {}
     for node in state.nodes.values():

@@ -41,3 +41,18 @@ def test_utilisation_replays_three_policies_through_the_admission_code():
         assert 0 <= m["mean_slice_utilisation_pct"] <= 100
     # on this seeded trace the quotas turn away more than the same chains without them
     assert modes["fallback+quotas"]["admitted"] <= modes["fallback"]["admitted"]
+
+
+def test_advise_benchmark_reports_the_three_figures_and_solver_times(capsys):
+    from benchmarks import advise
+
+    out = advise.run(quick=True)
+    (seeded,) = out["seeded"]
+    assert seeded["requests"] == 40
+    for key in ("current_served", "advised_served", "optimum_current_layout"):
+        assert 0 < seeded[key] <= 40
+    assert seeded["optimum_current_layout"] >= seeded["current_served"]  # an optimum
+    assert seeded["advised_served"] >= seeded["current_served"]  # never worse
+    (scaled,) = out["scale"]
+    assert scaled["gpus"] == 16 and all(m["seconds"] > 0 for m in scaled["milp"])
+    assert "exact optimum of the current layout" in capsys.readouterr().out

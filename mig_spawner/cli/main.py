@@ -1,4 +1,5 @@
-"""The ``mig-spawner`` command: ``catalog``, ``explain``, ``status`` (and ``demo`` if installed).
+"""The ``mig-spawner`` command: ``catalog``, ``explain``, ``status``, ``demand``, ``advise``
+(and ``demo`` if installed).
 
 Thin on purpose: argument parsing and printing. Loading snapshots and configs, deciding
 and rendering live in :mod:`mig_spawner.cli.explain`. Exit status: 0 when a decision was made
@@ -141,6 +142,71 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- demand / advise
+
+
+def cmd_demand(args: argparse.Namespace) -> int:
+    from .advise import read_demand
+
+    result = read_demand(args.files)
+    for record in result.records:
+        print(json.dumps(record.to_dict(), separators=(",", ":"), ensure_ascii=False))
+    if result.skipped:
+        _warn(f"skipped {result.skipped} garbled demand line(s): {'; '.join(result.problems[:3])}")
+    if not result.records:
+        raise _usage(f"no demand records in {', '.join(args.files)}")
+    return EXIT_OK
+
+
+def cmd_advise(args: argparse.Namespace) -> int:
+    from .advise import advise, read_demand, to_dict
+    from .advise_report import render_text, write_svg
+    from .explain import load_snapshot
+
+    if args.context and args.kubeconfig is None:
+        raise _usage("--context needs --kubeconfig")
+    if args.apply and args.kubeconfig is None and not args.in_cluster:
+        raise _usage("--apply needs the live cluster: --kubeconfig or --in-cluster")
+    if args.max_nodes_changed is not None and args.max_nodes_changed < 0:
+        raise _usage("--max-nodes-changed must be >= 0")
+    if args.windows < 1 or min(args.patience, args.search_seconds, args.time_limit) < 0:
+        raise _usage("--windows must be >= 1; --patience, --search-seconds, --time-limit >= 0")
+    policy = None
+    if args.config:
+        from .hubconfig import load_hub_config, policy_from_config
+
+        policy = policy_from_config(load_hub_config(args.config), source=", ".join(args.config))
+    demand = read_demand([f for group in args.demand for f in group])
+    snapshot = _live_snapshot(args) or load_snapshot(args.cluster)
+    for warning in snapshot.warnings:
+        _warn(warning)
+    result = advise(
+        snapshot,
+        demand,
+        policy,
+        windows=args.windows,
+        max_nodes_changed=args.max_nodes_changed,
+        patience=args.patience,
+        time_limit=args.time_limit,
+        search_seconds=args.search_seconds,
+    )
+    for warning in result.warnings:
+        _warn(warning)
+    if demand.skipped:
+        _warn(f"skipped {demand.skipped} garbled demand line(s): {'; '.join(demand.problems[:3])}")
+    if args.plot:
+        write_svg(result, args.plot)
+    if args.json:
+        print(json.dumps(to_dict(result), indent=2))
+    else:
+        print(render_text(result))
+    if not args.apply:
+        return EXIT_OK
+    from .advise_apply import apply_advice
+
+    return apply_advice(result, args)
+
+
 def _usage(message: str) -> Exception:
     from .explain import InputError
 
@@ -264,9 +330,102 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the status as one JSON object")
     p.set_defaults(func=cmd_status)
 
+    _add_advise(sub)
     if _demo_available():
         _add_demo(sub)
     return parser
+
+
+def _add_advise(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demand",
+        help="extract the demand records from hub log files (JSON lines on stdout)",
+        description=(
+            "Print every 'demand' record of hub log files (or JSON-lines files) as one JSON "
+            "line each. Garbled lines are skipped and counted on stderr; exit 2 if none."
+        ),
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="hub log or JSON-lines files")
+    p.set_defaults(func=cmd_demand)
+
+    p = sub.add_parser(
+        "advise",
+        help="advise MIG layouts per node from the recorded demand, replayed",
+        description=(
+            "Find, per node, the valid MIG layouts (from the catalog's placements) that "
+            "serve the most of the recorded demand, then wait least, when it is replayed "
+            "through the hub's decision code: a MILP (SciPy's HiGHS, the `advise` extra) "
+            "over every valid layout, checked by replay. Prints current vs advised layouts, "
+            "the replay figures and the mig-parted ConfigMap and kubectl commands; changes "
+            "nothing unless --apply is given."
+        ),
+        epilog="SNAPSHOT is the output of `kubectl get nodes,pods -A -o json` ('-' for stdin).",
+    )
+    _add_source(p)
+    p.add_argument(
+        "--demand",
+        required=True,
+        action="append",
+        nargs="+",
+        metavar="FILE",
+        help="hub log files or JSON lines (t, profile, duration_s; optional team, gpu, tier)",
+    )
+    p.add_argument(
+        "--config",
+        action="append",
+        metavar="CONFIG",
+        help="the hub's jupyterhub_config.py or Z2JH values (tiers, chains, quotas for the "
+        "replay); without it each profile asked for is a tier of its own",
+    )
+    p.add_argument(
+        "--max-nodes-changed", type=int, metavar="N", help="change the layout of at most N nodes"
+    )
+    p.add_argument(
+        "--patience",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="in the replay, a refused user tries again at each departure for this long "
+        "(default 0: refused at once, as the hub answers)",
+    )
+    p.add_argument(
+        "--windows",
+        type=int,
+        default=48,
+        metavar="N",
+        help="time windows of the MILP's peak demand (default 48; also solved at 4×N)",
+    )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="per MILP solve (default 60); the gap reached is reported",
+    )
+    p.add_argument(
+        "--search-seconds",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="replay-guided search after the MILP (default 30; 0 turns it off)",
+    )
+    p.add_argument("--json", action="store_true", help="print the advice as one JSON object")
+    p.add_argument("--plot", metavar="FILE", help="write an SVG chart of the replay")
+    p.add_argument(
+        "--apply",
+        action="store_true",
+        help="label the changed nodes that run no GPU pod (cordoned meanwhile) and wait for "
+        "nvidia.com/mig.config.state=success; stops at the first failure",
+    )
+    p.add_argument("--yes", action="store_true", help="with --apply: do not ask for confirmation")
+    p.add_argument(
+        "--apply-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="with --apply: how long to wait for each node (default 600)",
+    )
+    p.set_defaults(func=cmd_advise)
 
 
 def _safe_streams() -> None:

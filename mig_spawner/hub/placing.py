@@ -22,6 +22,7 @@ from kubespawner import KubeSpawner
 from ..core.claim import DECIDED, MOVES, PINNED
 from ..core.placement import pinned_terms
 from ..core.pods import hub_marks
+from . import demand
 
 ANNOTATION_PREFIX = "mig-spawner/"
 
@@ -123,6 +124,7 @@ class PlacementMixin:
                 if problem is None:
                     result = task.result()
                     self._started()
+                    demand.started(self)
                     return result
                 node = (self.claim.node if self.claim is not None else None) or "?"
                 self.avoid_nodes.add(node)
@@ -141,6 +143,7 @@ class PlacementMixin:
             raise AssertionError("unreachable")  # pragma: no cover
         except BaseException:
             self._release("start failed")
+            demand.ended(self, demand.ABANDONED)
             raise
 
     async def _until_started_or_unplaceable(self, task: asyncio.Future) -> str | None:

@@ -24,7 +24,7 @@ from ..core.form import build_profile_list, tier_profiles
 from ..core.options import OptionsError, parse_options
 from ..core.pods import Trust
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
-from . import metrics
+from . import demand, metrics
 from .formpage import render_form
 from .live import offer_figures_route
 from .placing import PlacementMixin
@@ -197,6 +197,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         waiting for ``start_timeout``.
         """,
     )
+    demand_log_file = demand.log_file_trait()
 
     _views: dict[tuple, ClusterView] = {}
 
@@ -383,6 +384,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         metrics.record_decision(
             decision, user=self.user.name, server=self.name, seconds=elapsed, logger=self.log
         )
+        demand.decided(self, decision)
         if not decision.admitted:
             self.claim = self.claim.refuse(decision.message, decision)
             raise self._refused(
@@ -444,6 +446,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
 
     async def stop(self, now=False):
         self._release("stopped")
+        demand.ended(self)
         result = await super().stop(now=now)
         if self.claim is not None:  # stopped: the form pre-selects what the user asked
             self.user_options = self.claim.asked_options()
