@@ -41,3 +41,23 @@ def test_utilisation_replays_three_policies_through_the_admission_code():
         assert 0 <= m["mean_slice_utilisation_pct"] <= 100
     # on this seeded trace the quotas turn away more than the same chains without them
     assert modes["fallback+quotas"]["admitted"] <= modes["fallback"]["admitted"]
+
+
+def test_gc_benchmark_times_every_collection_in_each_mode():
+    from benchmarks import gcpause
+
+    r = gcpause.bench_gc(8, steps=300)
+    assert r["tracked_objects"] > r["pods"] > 0 and r["reflector_pods"] > 0
+    assert len(r["full_collection_ms"]) == 3 and all(x >= 0 for x in r["full_collection_ms"])
+    assert set(r["modes"]) == set(gcpause.MODES)
+    off, on = r["modes"]["gc_off"], r["modes"]["gc_on"]
+    # with the collector disabled no collection ran; with it on, the hub's allocations
+    # (a few thousand objects kept for a while) made the youngest generation collect
+    assert all(off["collections"][g]["count"] == 0 for g in "012")
+    assert on["collections"]["0"]["count"] > 0
+    for m in r["modes"].values():
+        assert m["decide"]["n"] == m["steps"] == 300
+        assert m["decide"]["max_us"] >= m["decide"]["p99_us"] >= m["decide"]["p50_us"] > 0
+        assert m["tail_decisions_with_a_collection"] <= m["tail_decisions"]
+    assert r["modes"]["frozen_threshold"]["threshold0"] == gcpause.THRESHOLD0
+    assert set(r["verdict"]) >= {"pauses_dominate_p99", "decide_cpu_p99_ratio_on_vs_off"}
