@@ -334,11 +334,15 @@ async def run_storm(
             # refuse it. Follow every server until none is pending.
             ready, pending = set(), set(accepted)
             deadline = time.monotonic() + 420
+            # The polls are load on the hub too (JupyterHub serialises every user it
+            # lists), the same per second in both planes: once a second, and only the
+            # users with a pending or ready server (`state=active`).
             while pending and time.monotonic() < deadline:
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(1)
                 listed = []
                 for offset in range(0, n_users + 2, 200):  # the API's page limit is 200
-                    async with http.get(f"{base}/users?offset={offset}&limit=200") as r:
+                    url = f"{base}/users?state=active&offset={offset}&limit=200"
+                    async with http.get(url) as r:
                         listed += await r.json()
                 servers = {u["name"]: u["servers"].get("", {}) for u in listed}
                 ready = {n for n, srv in servers.items() if srv.get("ready")}
@@ -350,7 +354,7 @@ async def run_storm(
             refused_later = [u for u in accepted if u not in ready and u not in pending]
             async with http.get(f"{api}/api/v1/pods") as r:
                 pods = (await r.json())["items"]
-        held, charged = Counter(), Counter()
+        held, charged, by_resource = Counter(), Counter(), Counter()
         for p in pods:
             if p["status"].get("phase") in ("Succeeded", "Failed") or not p["spec"].get("nodeName"):
                 continue
@@ -358,6 +362,8 @@ async def run_storm(
                 for res, n in c.get("resources", {}).get("limits", {}).items():
                     if res.startswith("nvidia.com/"):
                         held[(p["spec"]["nodeName"], res)] += int(n)
+                        if p["metadata"]["namespace"] == "storm":
+                            by_resource[res] += int(n)
             # the charge as the core derives it (from what the pod requests, never a label)
             info = parse_pod(p, Trust(namespaces=frozenset({"storm"}), hub="jupyterhub"))
             if info.managed and info.team and info.charge is not None:
@@ -392,6 +398,7 @@ async def run_storm(
             "settled_s": t_ready,
             "spawns_per_s": len(ready) / t_ready if t_ready else 0,
             "double_booked_slices": double_booked,
+            "storm_pods_gpu_resources": dict(sorted(by_resource.items())),
             "quota_overshoot_compute_slices": overshoot,
             "longest_loop_stall_ms": lag["max_ms"],
             "loop_lag_samples": lag.get("samples"),

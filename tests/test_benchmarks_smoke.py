@@ -48,6 +48,7 @@ def test_gc_benchmark_times_every_collection_in_each_mode():
 
     r = gcpause.bench_gc(8, steps=300)
     assert r["tracked_objects"] > r["pods"] > 0 and r["reflector_pods"] > 0
+    assert r["hub_modules_imported"]  # the heap holds what a hub imports
     assert len(r["full_collection_ms"]) == 3 and all(x >= 0 for x in r["full_collection_ms"])
     assert set(r["modes"]) == set(gcpause.MODES)
     off, on = r["modes"]["gc_off"], r["modes"]["gc_on"]

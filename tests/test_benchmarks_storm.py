@@ -32,6 +32,10 @@ def test_storm_pair_runs_mig_spawner_and_kubespawner_like_for_like():
         assert r["double_booked_slices"] == 0 and r["quota_overshoot_compute_slices"] == 0
         assert r["hub_cpu_s"] > 0 and r["max_requests_in_flight"] == r["users"]
         assert r["hub_profile"]["busy_samples"] > 0
+    # KubeSpawner's pods asked for the profile's slice: the same slice mig-spawner granted
+    assert set(ks["storm_pods_gpu_resources"]) == {"nvidia.com/mig-1g.10gb"}
+    assert set(lfl["storm_pods_gpu_resources"]) == {"nvidia.com/mig-1g.10gb"}
+    assert ks["storm_pods_gpu_resources"]["nvidia.com/mig-1g.10gb"] >= ks["ready"]
     # the KubeSpawner hub never ran mig-spawner's code
     assert "mig_spawner" not in ks["hub_profile"]["samples"]
     ratios = pair["ratios_mig_over_kubespawner"]
