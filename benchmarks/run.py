@@ -67,6 +67,8 @@ def run(quick: bool, out: Path, storm: bool) -> dict:
     results["utilisation"] = [
         utilisation.run(n=40 if quick else n, seed=3) for n in ([40] if quick else [100, 160])
     ]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))  # kept if the storm fails
     if storm:
         results["storm"], results["storm_pair"] = _storm(quick)
     results["targets"] = _targets(results)

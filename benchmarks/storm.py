@@ -93,7 +93,7 @@ def _config(
 def _probe_lines(workdir: Path, api: str, users, teams, debug: bool, probe: Path) -> str:
     return textwrap.dedent(
         f"""\
-        import asyncio, json, logging, time
+        import asyncio, json, logging, os, time
         c.JupyterHub.concurrent_spawn_limit = 0
         c.JupyterHub.active_server_limit = 0
         c.JupyterHub.authenticator_class = "dummy"
@@ -130,9 +130,10 @@ def _probe_lines(workdir: Path, api: str, users, teams, debug: bool, probe: Path
                         _lag["slowest"] = str(record.args[0])[:300]
                     _dump()
 
-        def _dump():
-            with open({str(probe)!r}, "w") as f:
+        def _dump():  # whole or not at all: the client may read it at any time
+            with open({str(probe)!r} + ".tmp", "w") as f:
                 json.dump(dict(_lag, hub=hubprobe.summary()), f)
+            os.replace({str(probe)!r} + ".tmp", {str(probe)!r})
 
         logging.getLogger("asyncio").addHandler(_SlowCallbacks())
         async def _probe():
