@@ -15,7 +15,7 @@ import platform
 import time
 from pathlib import Path
 
-from . import advise, decisions, utilisation
+from . import advise, decisions, gcpause, utilisation
 
 TARGETS = {
     "decide_p99_ms_at_max": 1.0,
@@ -25,6 +25,8 @@ TARGETS = {
     "storm_stall_ms": 50.0,
     "fallback_vs_optimum": 0.95,
     "advised_vs_optimum": 1.0,
+    "storm_stall_ratio_vs_kubespawner": 1.05,
+    "storm_cpu_ratio_vs_kubespawner": 1.05,
 }
 
 
@@ -59,12 +61,18 @@ def run(quick: bool, out: Path, storm: bool) -> dict:
         sizes[-2] if quick else 1000, 2000 if quick else 20000
     )
     results["memory"] = decisions.bench_memory(big)
+    t = time.perf_counter()
+    print(f"decisions with the garbage collector, {big} nodes:", flush=True)
+    results["gc"] = gcpause.bench_gc(big, steps=1000 if quick else 20_000)
+    results["gc"]["bench_s"] = time.perf_counter() - t
     results["utilisation"] = [
         utilisation.run(n=40 if quick else n, seed=3) for n in ([40] if quick else [100, 160])
     ]
     results["advise"] = advise.run(quick)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))  # kept if the storm fails
     if storm:
-        results["storm"] = _storm(quick)
+        results["storm"], results["storm_pair"] = _storm(quick)
     results["targets"] = _targets(results)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
@@ -72,18 +80,19 @@ def run(quick: bool, out: Path, storm: bool) -> dict:
     return results
 
 
-def _storm(quick: bool) -> dict:
-    from .storm import run_storm
+def _storm(quick: bool) -> tuple[dict, dict]:
+    """The storm beside plain KubeSpawner: (mig-spawner's storm of every user, the pair)."""
+    from .stormpair import report, run_pair
 
-    result = asyncio.run(run_storm(20 if quick else 300, n_nodes=6 if quick else 24))
-    print(f"storm: {json.dumps(result)}", flush=True)
-    return result
+    pair = asyncio.run(run_pair(20 if quick else 300, n_nodes=6 if quick else 24))
+    report(pair)
+    return pair["mig_spawner"], pair
 
 
 def storm_only(out: Path) -> dict:
     """Re-run the storm alone into an existing results.json (the rest is kept)."""
     results = json.loads((out / "results.json").read_text())
-    results["storm"] = _storm(quick=False)
+    results["storm"], results["storm_pair"] = _storm(quick=False)
     results["targets"] = _targets(results)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     _plots(results, out)
@@ -110,6 +119,16 @@ def _targets(results) -> dict:
         )
     if "storm" in results:
         t["storm_stall_ms"] = results["storm"]["longest_loop_stall_ms"] or 0.0
+    if "storm_pair" in results:
+        ratios = results["storm_pair"]["ratios_mig_over_kubespawner"]
+        t["storm_stall_ratio_vs_kubespawner"] = ratios["longest_loop_stall_ms"]
+        t["storm_cpu_ratio_vs_kubespawner"] = ratios["hub_cpu_s"]
+        t["storm_spawns_per_s_ratio_vs_kubespawner"] = ratios["spawns_per_s"]
+    if "gc" in results:
+        t["gc_decide_cpu_p99_ratio_on_vs_off"] = results["gc"]["verdict"][
+            "decide_cpu_p99_ratio_on_vs_off"
+        ]
+        t["gc_gen2_max_ms"] = results["gc"]["verdict"]["gen2_max_ms"]
     print("targets:")
     _line(
         "decide p99, worst tier, largest cluster",
@@ -158,6 +177,25 @@ def _targets(results) -> dict:
         print(
             f"  storm: double-booked {s['double_booked_slices']}, quota overshoot "
             f"{s['quota_overshoot_compute_slices']} (must be 0); {s['spawns_per_s']:.2f} spawns/s"
+        )
+    if "storm_stall_ratio_vs_kubespawner" in t:
+        for key, name in (
+            ("storm_stall_ratio_vs_kubespawner", "storm stall, mig-spawner / KubeSpawner"),
+            ("storm_cpu_ratio_vs_kubespawner", "storm hub CPU, mig-spawner / KubeSpawner"),
+        ):
+            _line(name, t[key], 1.05, t[key] <= 1.05, "x")
+        print(
+            "  storm: mig-spawner's share of the hub's busy loop "
+            f"{results['storm_pair']['mig_spawner_share_of_busy_loop'] * 100:.1f} %; spawns/s "
+            f"ratio {t['storm_spawns_per_s_ratio_vs_kubespawner']:.2f}"
+        )
+    if "gc" in results:
+        v = results["gc"]["verdict"]
+        print(
+            f"  gc: decide CPU p99 with / without the collector "
+            f"{v['decide_cpu_p99_ratio_on_vs_off']:.2f}x; longest gen-2 pause "
+            f"{v['gen2_max_ms']:.0f} ms ({v.get('frozen_gen2_max_ms', 0):.0f} ms after "
+            f"gc.freeze()); pauses dominate the p99: {v['pauses_dominate_p99']}"
         )
     _line(
         "fallback admissions / optimum's",

@@ -44,13 +44,59 @@ TIERS = {
 }
 
 
+#: Plain KubeSpawner's equivalent of :data:`TIERS`, as an admin would write it without
+#: mig-spawner: one profile per tier, asking for the tier's preferred MIG slice (no quota,
+#: no fallback: a pod that finds no slice waits, Pending, until ``start_timeout``)
+PROFILES = [
+    {
+        "display_name": "1g",
+        "slug": "notebook",
+        "default": True,
+        "kubespawner_override": {"extra_resource_limits": {"nvidia.com/mig-1g.10gb": "1"}},
+    }
+]
+PLANES = ("mig-spawner", "kubespawner")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _plane_lines(plane: str, quotas: dict) -> str:
+    if plane == "kubespawner":
+        return textwrap.dedent(
+            f"""\
+            c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+            c.KubeSpawner.profile_list = {PROFILES!r}
+            """
+        )
+    return textwrap.dedent(
+        f"""\
+        c.MIGSpawner.tiers = {TIERS!r}
+        c.MIGSpawner.team_quotas = {quotas!r}
+        """
+    )
+
+
 def _config(
-    workdir: Path, api: str, port: int, users: list[str], teams: dict, quotas: dict, debug: bool
+    workdir: Path,
+    api: str,
+    port: int,
+    users: list[str],
+    teams: dict,
+    quotas: dict,
+    debug: bool,
+    plane: str = "mig-spawner",
 ) -> str:
     probe = workdir / "loop-lag.json"
-    return local_hub_lines(port=port, workdir=workdir) + textwrap.dedent(
+    return (
+        local_hub_lines(port=port, workdir=workdir)
+        + _plane_lines(plane, quotas)
+        + _probe_lines(workdir, api, users, teams, debug, probe)
+    )
+
+
+def _probe_lines(workdir: Path, api: str, users, teams, debug: bool, probe: Path) -> str:
+    return textwrap.dedent(
         f"""\
-        import asyncio, json, logging, time
+        import asyncio, json, logging, os, time
         c.JupyterHub.concurrent_spawn_limit = 0
         c.JupyterHub.active_server_limit = 0
         c.JupyterHub.authenticator_class = "dummy"
@@ -63,8 +109,9 @@ def _config(
         c.KubeSpawner.storage_pvc_ensure = False
         c.KubeSpawner.start_timeout = 300
         c.KubeSpawner.http_timeout = 300
-        c.MIGSpawner.tiers = {TIERS!r}
-        c.MIGSpawner.team_quotas = {quotas!r}
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        from benchmarks import hubprobe
 
         _lag = {{"max_ms": 0.0, "samples": 0, "debug": None, "slow_callbacks": 0,
                 "max_callback_ms": 0.0, "slowest": ""}}
@@ -86,9 +133,10 @@ def _config(
                         _lag["slowest"] = str(record.args[0])[:300]
                     _dump()
 
-        def _dump():
-            with open({str(probe)!r}, "w") as f:
-                json.dump(_lag, f)
+        def _dump():  # whole or not at all: the client may read it at any time
+            with open({str(probe)!r} + ".tmp", "w") as f:
+                json.dump(dict(_lag, hub=hubprobe.summary()), f)
+            os.replace({str(probe)!r} + ".tmp", {str(probe)!r})
 
         logging.getLogger("asyncio").addHandler(_SlowCallbacks())
         async def _probe():
@@ -96,8 +144,12 @@ def _config(
                 t = time.perf_counter()
                 await asyncio.sleep(0.01)
                 lag = (time.perf_counter() - t - 0.01) * 1000
+                if _final.exists():  # the client wants the figures now
+                    _final.unlink()
+                    _dump()
                 if _reset.exists():  # the client starts the measured storm
                     _reset.unlink()
+                    hubprobe.start()
                     if {debug!r}:
                         _prof.enable()
                     _lag.update(max_ms=0.0, samples=0, slow_callbacks=0, max_callback_ms=0.0,
@@ -115,6 +167,7 @@ def _config(
         import cProfile, pathlib
         _prof = cProfile.Profile()
         _reset = pathlib.Path({str(workdir / "reset-probe")!r})
+        _final = pathlib.Path({str(workdir / "final-probe")!r})
         def _start_probe(spawner):
             if not _task:
                 loop = asyncio.get_running_loop()
@@ -142,26 +195,54 @@ async def _wait_http(url: str, timeout: float = 90) -> None:
     raise RuntimeError(f"{url} did not answer in {timeout:.0f}s")
 
 
+def _hub_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run_storm(
-    n_users: int = 300, n_nodes: int = 24, quota: int = 40, teams: int = 4, debug: bool = False
+    n_users: int = 300,
+    n_nodes: int = 24,
+    quota: int = 40,
+    teams: int = 4,
+    debug: bool = False,
+    plane: str = "mig-spawner",
+    only: list[str] | None = None,
 ) -> dict:
-    """``debug``: asyncio debug mode in the hub, slow callbacks (> 50 ms) in its log."""
-    workdir = Path(tempfile.mkdtemp(prefix="mig-storm-"))
+    """``debug``: asyncio debug mode in the hub, slow callbacks (> 50 ms) in its log.
+
+    ``plane``: ``"mig-spawner"`` or ``"kubespawner"`` (plain KubeSpawner with
+    :data:`PROFILES`). ``only``: spawn just these of the ``n_users`` users (the others
+    exist, in the same teams, but do not spawn).
+
+    The cluster: ``n_nodes`` nodes of 2 H100s each (one 7 x 1g, one 1g+1g+2g+3g), so that
+    with the default quotas the teams' quotas, not the 1g slices, bound what is admitted
+    (4 teams x 40 = 160 slices; 9 x 24 = 216 1g slices): the servers mig-spawner admits
+    would all find a 1g slice under plain KubeSpawner too.
+    """
+    if plane not in PLANES:
+        raise ValueError(f"plane must be one of {PLANES}, not {plane!r}")
+    workdir = Path(tempfile.mkdtemp(prefix=f"mig-storm-{plane}-"))
     layouts = [["1g.10gb"] * 7, ["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"]]
     nodes = [
-        {"name": f"h{i:03d}", "gpu": H100, "strategy": "mixed", "mig": [layouts[i % 2]]}
+        {"name": f"h{i:03d}", "gpu": H100, "gpus": 2, "strategy": "mixed", "mig": layouts}
         for i in range(n_nodes)
     ]
     (workdir / "cluster.yaml").write_text(json.dumps({"nodes": nodes}))
     capacity = Counter()
-    users = [f"u{i:03d}" for i in range(n_users)]
-    team_of = {u: f"team{i % teams}" for i, u in enumerate(users)}
+    everyone = [f"u{i:03d}" for i in range(n_users)]
+    users = everyone if only is None else [u for u in everyone if u in set(only)]
+    body = {"tier": "notebook"} if plane == "mig-spawner" else {"profile": "notebook"}
+    team_of = {u: f"team{i % teams}" for i, u in enumerate(everyone)}
     team_members = {
-        f"team{t}": [u for u in users if team_of[u] == f"team{t}"] for t in range(teams)
+        f"team{t}": [u for u in everyone if team_of[u] == f"team{t}"] for t in range(teams)
     }
     quotas = {t: {"compute_slices": quota} for t in team_members}
     api_port, hub_port = free_port(), free_port()
     env = dict(os.environ, KUBECONFIG=str(workdir / "kubeconfig"))
+    node_bin = REPO / ".node" / "node_modules" / ".bin"  # `make install`'s proxy
+    env["PATH"] = os.pathsep.join([str(node_bin), env.get("PATH", "")])
     hub_log = open(workdir / "hub.log", "w")  # noqa: SIM115 (closed in finally)
     emu = subprocess.Popen(
         [
@@ -185,7 +266,7 @@ async def run_storm(
     try:
         await _wait_http(f"{api}/api/v1/nodes")
         (workdir / "jupyterhub_config.py").write_text(
-            _config(workdir, api, hub_port, users, team_members, quotas, debug)
+            _config(workdir, api, hub_port, everyone, team_members, quotas, debug, plane)
         )
         hub = subprocess.Popen(
             [
@@ -211,7 +292,7 @@ async def run_storm(
                     for res, n in node["status"]["allocatable"].items():
                         if res.startswith("nvidia.com/"):
                             capacity[(node["metadata"]["name"], res)] = int(n)
-            async with http.post(f"{base}/users", json={"usernames": users}) as r:
+            async with http.post(f"{base}/users", json={"usernames": everyone}) as r:
                 assert r.status in (201, 409), await r.text()
             for team, members in team_members.items():
                 async with http.post(f"{base}/groups/{team}/users", json={"users": members}) as r:
@@ -221,7 +302,7 @@ async def run_storm(
             async with http.post(f"{base}/users", json={"usernames": ["warmup"]}) as r:
                 assert r.status in (201, 409), await r.text()
             t = time.perf_counter()
-            async with http.post(f"{base}/users/warmup/server", json={"tier": "notebook"}) as r:
+            async with http.post(f"{base}/users/warmup/server", json=body) as r:
                 assert r.status in (201, 202), await r.text()
             while True:
                 async with http.get(f"{base}/users/warmup") as r:
@@ -235,6 +316,7 @@ async def run_storm(
             cold = json.loads((workdir / "loop-lag.json").read_text())
             (workdir / "reset-probe").touch()
             await asyncio.sleep(0.5)
+            cpu0 = _hub_cpu_s(hub.pid)
             in_flight = max_in_flight = 0
 
             async def spawn(user):
@@ -242,9 +324,7 @@ async def run_storm(
                 in_flight += 1
                 max_in_flight = max(max_in_flight, in_flight)
                 try:
-                    async with http.post(
-                        f"{base}/users/{user}/server", json={"tier": "notebook"}
-                    ) as r:
+                    async with http.post(f"{base}/users/{user}/server", json=body) as r:
                         return user, r.status, await r.text()
                 finally:
                     in_flight -= 1
@@ -258,20 +338,27 @@ async def run_storm(
             # refuse it. Follow every server until none is pending.
             ready, pending = set(), set(accepted)
             deadline = time.monotonic() + 420
+            # The polls are load on the hub too (JupyterHub serialises every user it
+            # lists), the same per second in both planes: once a second, and only the
+            # users with a pending or ready server (`state=active`).
             while pending and time.monotonic() < deadline:
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(1)
                 listed = []
-                for offset in range(0, n_users + 1, 200):  # the API's page limit is 200
-                    async with http.get(f"{base}/users?offset={offset}&limit=200") as r:
+                for offset in range(0, n_users + 2, 200):  # the API's page limit is 200
+                    url = f"{base}/users?state=active&offset={offset}&limit=200"
+                    async with http.get(url) as r:
                         listed += await r.json()
                 servers = {u["name"]: u["servers"].get("", {}) for u in listed}
                 ready = {n for n, srv in servers.items() if srv.get("ready")}
                 pending = {n for n in accepted if servers.get(n, {}).get("pending")}
             t_ready = time.perf_counter() - t0
+            hub_cpu_s = _hub_cpu_s(hub.pid) - cpu0
+            (workdir / "final-probe").touch()
+            await asyncio.sleep(0.5)
             refused_later = [u for u in accepted if u not in ready and u not in pending]
             async with http.get(f"{api}/api/v1/pods") as r:
                 pods = (await r.json())["items"]
-        held, charged = Counter(), Counter()
+        held, charged, by_resource = Counter(), Counter(), Counter()
         for p in pods:
             if p["status"].get("phase") in ("Succeeded", "Failed") or not p["spec"].get("nodeName"):
                 continue
@@ -279,6 +366,8 @@ async def run_storm(
                 for res, n in c.get("resources", {}).get("limits", {}).items():
                     if res.startswith("nvidia.com/"):
                         held[(p["spec"]["nodeName"], res)] += int(n)
+                        if p["metadata"]["namespace"] == "storm":
+                            by_resource[res] += int(n)
             # the charge as the core derives it (from what the pod requests, never a label)
             info = parse_pod(p, Trust(namespaces=frozenset({"storm"}), hub="jupyterhub"), CATALOG)
             if info.managed and info.team and info.charge is not None:
@@ -294,14 +383,18 @@ async def run_storm(
             else {"max_ms": None, "samples": 0}
         )
         return {
-            "users": n_users,
+            "plane": plane,
+            "users": len(users),
+            "ready_users": sorted(ready),
+            "hub_cpu_s": hub_cpu_s,
+            "hub_profile": lag.get("hub"),
             "slices": sum(capacity.values()),
             "team_quota_compute_slices": quota,
             "teams": teams,
             "max_requests_in_flight": max_in_flight,
             "statuses": {str(k): v for k, v in sorted(statuses.items())},
             "accepted_by_post": len(accepted),
-            "refused_by_post": n_users - len(accepted),
+            "refused_by_post": len(users) - len(accepted),
             "refused_after_202": len(refused_later),
             "still_pending_at_timeout": len(pending),
             "ready": len(ready),
@@ -309,6 +402,7 @@ async def run_storm(
             "settled_s": t_ready,
             "spawns_per_s": len(ready) / t_ready if t_ready else 0,
             "double_booked_slices": double_booked,
+            "storm_pods_gpu_resources": dict(sorted(by_resource.items())),
             "quota_overshoot_compute_slices": overshoot,
             "longest_loop_stall_ms": lag["max_ms"],
             "loop_lag_samples": lag.get("samples"),

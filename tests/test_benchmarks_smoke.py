@@ -56,3 +56,24 @@ def test_advise_benchmark_reports_the_three_figures_and_solver_times(capsys):
     (scaled,) = out["scale"]
     assert scaled["gpus"] == 16 and all(m["seconds"] > 0 for m in scaled["milp"])
     assert "exact optimum of the current layout" in capsys.readouterr().out
+
+
+def test_gc_benchmark_times_every_collection_in_each_mode():
+    from benchmarks import gcpause
+
+    r = gcpause.bench_gc(8, steps=300)
+    assert r["tracked_objects"] > r["pods"] > 0 and r["reflector_pods"] > 0
+    assert r["hub_modules_imported"]  # the heap holds what a hub imports
+    assert len(r["full_collection_ms"]) == 3 and all(x >= 0 for x in r["full_collection_ms"])
+    assert set(r["modes"]) == set(gcpause.MODES)
+    off, on = r["modes"]["gc_off"], r["modes"]["gc_on"]
+    # with the collector disabled no collection ran; with it on, the hub's allocations
+    # (a few thousand objects kept for a while) made the youngest generation collect
+    assert all(off["collections"][g]["count"] == 0 for g in "012")
+    assert on["collections"]["0"]["count"] > 0
+    for m in r["modes"].values():
+        assert m["decide"]["n"] == m["steps"] == 300
+        assert m["decide"]["max_us"] >= m["decide"]["p99_us"] >= m["decide"]["p50_us"] > 0
+        assert m["tail_decisions_with_a_collection"] <= m["tail_decisions"]
+    assert r["modes"]["frozen_threshold"]["threshold0"] == gcpause.THRESHOLD0
+    assert set(r["verdict"]) >= {"pauses_dominate_p99", "decide_cpu_p99_ratio_on_vs_off"}
