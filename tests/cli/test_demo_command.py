@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import subprocess
 import sys
@@ -9,7 +10,51 @@ from pathlib import Path
 
 import psutil
 
-from mig_spawner.demo.command import ADMIN, banner
+from mig_spawner.demo.command import ADMIN, banner, port_in_use
+
+
+def _time_wait_port() -> int:
+    """A port whose only socket left is in TIME-WAIT, as a hub stopped by Ctrl-C leaves its
+    port: the server side of an accepted connection closes first, then the listener goes.
+    The listener reuses addresses as the proxy's (node's) and the hub's (tornado's) do."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        served, _ = listener.accept()
+        served.close()  # the active close: this end, on `port`, goes to TIME-WAIT
+        assert client.recv(1) == b""
+        client.close()
+    return port
+
+
+def test_a_port_held_only_by_time_wait_sockets_is_free_for_a_restart():
+    port = _time_wait_port()
+    # The condition is real: a bind without SO_REUSEADDR (the old probe) is refused ...
+    with socket.socket() as plain:
+        try:
+            plain.bind(("127.0.0.1", port))
+        except OSError as e:
+            assert e.errno == errno.EADDRINUSE
+        else:
+            raise AssertionError(f"port {port} has no TIME-WAIT socket; the test proves nothing")
+    # ... but the hub's proxy binds with SO_REUSEADDR, and so does the probe.
+    assert not port_in_use(port)
+    with socket.socket() as hub:
+        hub.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        hub.bind(("127.0.0.1", port))
+        hub.listen()
+        assert port_in_use(port)  # a live listener is still refused
+
+
+def test_a_port_with_a_listener_is_in_use_even_if_it_reuses_addresses():
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert port_in_use(busy.getsockname()[1])
 
 
 def test_a_port_in_use_is_one_line_naming_it_and_port_exit_2_nothing_left():
