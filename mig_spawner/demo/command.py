@@ -182,9 +182,14 @@ def _node_bin() -> str | None:
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether the hub could not listen on ``port``: bind as the hub's proxy (and tornado)
+    binds, with SO_REUSEADDR, so the TIME-WAIT sockets a demo stopped a moment ago leaves
+    behind do not count; a live listener still does."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
+            s.listen(1)
         except OSError as e:
             return e.errno in (errno.EADDRINUSE, errno.EACCES)
     return False
