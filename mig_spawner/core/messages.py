@@ -38,7 +38,10 @@ def amount(unit: str, n: float) -> str:
     return f"{n:g} {one if n == 1 else many}"
 
 
-def quota_owner(team: str | None) -> str:
+def quota_owner(team: str | None, unit: str = "compute_slices") -> str:
+    """Whose limit it is: a team's quota, a team's per-user limit, or the user's own."""
+    if unit == "per_user_compute_slices":
+        return f"team {team}'s per-user limit" if team else "your per-user limit"
     return f"team {team}'s GPU quota" if team else "your personal GPU quota"
 
 
@@ -134,7 +137,7 @@ def quota(
 ) -> str:
     """Over quota: which quota, by how much, and only advice that can help."""
     blocked = next(r for r in reports if r.outcome == "quota")
-    owner = quota_owner(team)
+    owner = quota_owner(team, check.unit)
     need = amount(check.unit, check.needed)
     full_before = _first_blocked([r for r in reports if r.step < blocked.step])
     if full_before is not None:  # the slice asked for is full; the fallback is over quota

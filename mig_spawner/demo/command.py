@@ -225,6 +225,7 @@ def banner(
     kubeconfig: Path | None = None,
     control_plane: str = "emulated control plane",
     api_url: str = "",
+    config: Path | None = None,
 ) -> str:
     width = max(len(", ".join(m)) for m in [*TEAMS.values(), [LONER]]) + 2
     lines = [
@@ -245,6 +246,13 @@ def banner(
         lines.append(f"             KUBECONFIG={kubeconfig} kubectl get nodes,pods -A")
     if api_url:
         lines.append(f"  kube API:  {api_url}")
+    if config is not None:
+        lines.append(f"  hub config: {config}")
+    if config is not None and kubeconfig is not None:
+        lines.append(
+            f"             mig-spawner explain --kubeconfig {kubeconfig} --config {config}"
+            " --user bob --tier training"
+        )
     lines.append(f"  pod logs:  {pod_logs}")
     lines.append("Press Ctrl-C to stop (stops the hub and every notebook).")
     return "\n".join(lines)
@@ -390,7 +398,15 @@ async def run(
         url = f"http://127.0.0.1:{port}/hub/login"
         await _wait_hub_route(proxy_api, token, proc, timeout=60)
         print(
-            banner(url, cluster_path, workdir / "pods", kubeconfig, cluster.name, cluster_url),
+            banner(
+                url,
+                cluster_path,
+                workdir / "pods",
+                kubeconfig,
+                cluster.name,
+                cluster_url,
+                config=config,
+            ),
             flush=True,
         )
         hub_exit = asyncio.ensure_future(proc.wait())
