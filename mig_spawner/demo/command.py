@@ -148,13 +148,15 @@ def hub_config(
         + textwrap.dedent(
             f"""\
         c.JupyterHub.allow_named_servers = True
-        c.JupyterHub.authenticator_class = "dummy"
-        c.DummyAuthenticator.password = {PASSWORD!r}
+        from mig_spawner.demo.hubextras import DemoAuthenticator, quiet_extra_handlers
+        c.JupyterHub.authenticator_class = DemoAuthenticator
+        c.DemoAuthenticator.password = {PASSWORD!r}
         c.Authenticator.allowed_users = set({users!r})
         c.Authenticator.admin_users = {{{ADMIN!r}}}
         c.JupyterHub.load_groups = {{team: {{"users": m}} for team, m in {TEAMS!r}.items()}}
         # The admins' GPU slice page, /hub/mig ({ADMIN} is an admin).
         from mig_spawner.hub.adminpage import handlers
+        quiet_extra_handlers()
         c.JupyterHub.extra_handlers = handlers()
 
         c.KubeSpawner.k8s_api_host = {cluster_url!r}
