@@ -154,3 +154,29 @@ def test_the_demo_starts_without_our_warnings_and_restarts_at_once_after_ctrl_c(
         assert _stop(proc) == 0
     proc, _ = _start_demo(port)  # at once, on the same port
     assert _stop(proc) == 0
+
+
+def test_a_garbled_cluster_file_is_bad_input_located_not_an_internal_error(tmp_path):
+    """Issue 19: `demo --cluster` with bad YAML, an unknown GPU or an unknown profile printed
+    "internal error: ClusterSpecError: ..." with exit 1."""
+    from cli_helpers import Result, assert_one_error_line
+
+    node = "nodes:\n  - name: a\n"
+    cases = {
+        "yaml": (node + "    gpu: h100-80gb\n     mig: all-balanced\n", "4:9", "not valid YAML"),
+        "gpu": (node + "    gpu: H999\n", "3:10", "unknown GPU 'H999'; use a GFD product label"),
+        "profile": (node + "    gpu: h100-80gb\n    mig: [[9g.99gb]]\n", "4:12", "unknown MIG"),
+    }
+    script = Path(sys.executable).with_name("mig-spawner")
+    for name, (text, where, what) in cases.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        r = subprocess.run(
+            [str(script), "demo", "--port", "1", "--cluster", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        line = assert_one_error_line(Result(r.returncode, r.stdout, r.stderr), what)
+        assert line.startswith(f"mig-spawner: error: {path}:{where}: "), line
+        assert "internal error" not in r.stderr
