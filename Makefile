@@ -53,7 +53,7 @@ $(Z2JH_VENV)/.installed: pyproject.toml $(Z2JH_PINS)
 	$(PYTHON) -m venv $(Z2JH_VENV)
 	$(Z2JH_BIN)/python -m pip install -q --upgrade pip
 	$(Z2JH_BIN)/python -m pip install -q -r $(Z2JH_PINS)
-	$(Z2JH_BIN)/python -m pip install -q -c $(Z2JH_PINS) -e . $(Z2JH_TEST_TOOLS)
+	$(QUIET_PIP) $(Z2JH_BIN)/python -m pip install -q -c $(Z2JH_PINS) -e . $(Z2JH_TEST_TOOLS)
 	$(Z2JH_BIN)/python -m pip check
 	touch $@
 
@@ -119,5 +119,5 @@ test: install chromium debian-tools lint z2jh-venv k8s
 # Benchmarks (not part of `make test`): figures next to their targets, JSON + PNG plots
 # in benchmarks/results/, as benchmarks/README.md reports them.
 bench: install
-	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(QUIET_PIP) $(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python -m benchmarks.run
