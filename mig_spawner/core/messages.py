@@ -84,6 +84,17 @@ def admitted(team: str | None, granted, reports: Sequence[CandidateReport], chec
     return f"Starting on the larger {granted.describe()}: {_full(first)}.{quota}"
 
 
+def progress_label(granted, candidates: Sequence[CandidateReport]) -> str:
+    """What each line of the progress page starts with: the slice, and on a fallback why,
+    '2g.10gb on A100 40GB (every 1g.10gb taken)'."""
+    blocked = [r for r in candidates if r.slice_type != granted and r.total]
+    full = list(dict.fromkeys(r.slice_type.profile for r in blocked if r.outcome == "full"))
+    unusable = list(dict.fromkeys(r.slice_type.profile for r in blocked if r.outcome == "unusable"))
+    why = [f"every {' and '.join(full)} taken"] if full else []
+    why += [f"{' and '.join(unusable)} unusable"] if unusable else []
+    return f"{granted.label} ({'; '.join(why)})" if why else granted.label
+
+
 def fallback_note(requested_label: str, granted_label: str) -> str:
     """The one-line note the progress page shows once on a fallback."""
     return f"{requested_label} was full, so this server runs on {granted_label}."

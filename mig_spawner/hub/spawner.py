@@ -468,15 +468,15 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
             return None
 
     async def progress(self):
-        """Our decision first (the slice, and once, why it is a fallback); then every
-        line, which the progress page shows as its headline, names the slice."""
-        decision = getattr(self, "_mig_decision", None)
-        label = ""
-        if decision is not None and decision.admitted:
-            yield {"progress": 2, "message": decision.message}
-            label = decision.granted.label
-        told = 0
+        """Our decision first (the slice, and on a fallback why); then every line, which the
+        progress page shows as its headline, names the slice and that reason. The decision
+        is read at each event: the page may ask for progress before start() has decided."""
+        label, told = None, 0
         async for event in super().progress():
+            decision = getattr(self, "_mig_decision", None)
+            if label is None and decision is not None and decision.admitted:
+                label = messages.progress_label(decision.granted, decision.candidates)
+                yield {"progress": 2, "message": decision.message}
             for retry in getattr(self, "_mig_notes", [])[told:]:
                 told += 1
                 yield {"progress": event.get("progress", 50), "message": retry}
