@@ -159,3 +159,18 @@ def test_a_per_user_limit_is_named_as_one_not_as_the_teams_quota():
         d.message
     )
     assert "GPU quota" not in d.message
+
+
+def test_the_progress_label_names_the_slice_and_on_a_fallback_why():
+    state = make_state(
+        node("h1", mig=["1g.10gb"] * 2, product=H100), node("a1", mig=["2g.10gb"], product=A100_40)
+    )
+    pol = build_policy(tiers={"notebook": NOTEBOOK})
+    d = decide(SpawnRequest(user="erin", tier="notebook"), pol, state)
+    assert messages.progress_label(d.granted, d.candidates) == "1g.10gb on H100 80GB"
+    fill(state, "h1", "nvidia.com/mig-1g.10gb", 2)
+    d = decide(SpawnRequest(user="erin", tier="notebook"), pol, state)
+    assert d.fallback
+    assert messages.progress_label(d.granted, d.candidates) == (
+        "2g.10gb on A100 40GB (every 1g.10gb taken)"
+    )
