@@ -89,6 +89,7 @@ async def test_every_progress_line_on_a_fallback_says_why(plane_hub):
     pod_lines = [m for m in messages[2:-1] if m]
     assert pod_lines, messages
     assert all(m.startswith(label) for m in pod_lines), messages
+    # the scheduler's event comes the 3 s pull before ready, so the page always shows it
+    # (later ones may land after the server is ready, when JupyterHub stops the stream)
     assert any("Successfully assigned" in m for m in pod_lines), messages
-    assert any("Started container" in m for m in pod_lines), messages
     assert events[-1].get("ready") is True
