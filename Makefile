@@ -9,7 +9,7 @@ CHROMIUM ?= /usr/bin/chromium
 export PATH := $(BIN):$(NODE_BIN):$(PATH)
 export PLAYWRIGHT_CHROMIUM := $(CHROMIUM)
 
-.PHONY: demo test lint install chromium debian-tools chp docs helm z2jh-venv test-z2jh-pins kubespawner-suite k8s bench
+.PHONY: demo test lint install install-demo chromium debian-tools chp docs helm z2jh-venv test-z2jh-pins kubespawner-suite k8s bench
 
 # The Zero to JupyterHub hub image's exact packages (JupyterHub 5.5.0, KubeSpawner 7.0.0,
 # kubernetes-asyncio 36.1.0, ...): a second venv in which the hub-level suite and the chart
@@ -24,13 +24,28 @@ Z2JH_TEST_TOOLS := pytest pytest-asyncio pytest-jupyterhub==0.1.0 hypothesis kub
 export MIG_SPAWNER_HELM ?= $(shell tests/controlplane/build.sh --print-dir)/helm
 export MIG_SPAWNER_Z2JH_PYTHON := $(Z2JH_BIN)/python
 
-$(VENV)/.installed: pyproject.toml
+# setuptools' note on every editable install of a flat layout ("Editable installation ...
+# folders with the same name as your package"): nothing a user can act on.
+QUIET_PIP := PYTHONWARNINGS='ignore:Editable installation'
+
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,demo]'
+
+# Everything: the demo, the test suite, ruff and the docs toolchain.
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(QUIET_PIP) $(BIN)/python -m pip install -q -e '.[test,demo]'
+	touch $@
+
+# Only what `make demo` runs (JupyterLab for the notebooks); none of the test tools.
+$(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/python
+	@if [ $(VENV)/.installed -nt pyproject.toml ]; then :; else \
+		echo "$(BIN)/python -m pip install -q -e '.[demo]'"; \
+		$(QUIET_PIP) $(BIN)/python -m pip install -q -e '.[demo]'; fi
 	touch $@
 
 install: $(VENV)/.installed chp
+install-demo: $(VENV)/.demo-installed chp
 
 # pycurl (the chart's hub uses tornado's curl client) and psycopg2 build from source.
 $(Z2JH_VENV)/.installed: pyproject.toml $(Z2JH_PINS)
@@ -38,7 +53,7 @@ $(Z2JH_VENV)/.installed: pyproject.toml $(Z2JH_PINS)
 	$(PYTHON) -m venv $(Z2JH_VENV)
 	$(Z2JH_BIN)/python -m pip install -q --upgrade pip
 	$(Z2JH_BIN)/python -m pip install -q -r $(Z2JH_PINS)
-	$(Z2JH_BIN)/python -m pip install -q -c $(Z2JH_PINS) -e . $(Z2JH_TEST_TOOLS)
+	$(QUIET_PIP) $(Z2JH_BIN)/python -m pip install -q -c $(Z2JH_PINS) -e . $(Z2JH_TEST_TOOLS)
 	$(Z2JH_BIN)/python -m pip check
 	touch $@
 
@@ -78,8 +93,11 @@ lint: install
 docs: install
 	$(BIN)/sphinx-build -W -b html docs docs/_build/html
 
-demo: install
-	$(BIN)/mig-spawner demo
+# Options pass through: `make demo PORT=8001`, `make demo ARGS="--cluster my.yaml"`.
+PORT ?= 8000
+ARGS ?=
+demo: install-demo
+	$(BIN)/mig-spawner demo --port $(PORT) $(ARGS)
 
 # KubeSpawner 7.1.0's own test suite, with MIGSpawner in KubeSpawner's place, in a venv
 # with that suite's own pins (a second pytest run: its pins differ from ours).
@@ -101,5 +119,5 @@ test: install chromium debian-tools lint z2jh-venv k8s
 # Benchmarks (not part of `make test`): figures next to their targets, JSON + PNG plots
 # in benchmarks/results/, as benchmarks/README.md reports them.
 bench: install
-	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(QUIET_PIP) $(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python -m benchmarks.run

@@ -244,7 +244,9 @@ def _cleanup(plane: ControlPlane, node_names: list[str]) -> None:
 def real_cluster(control_plane, tmp_path):
     started: list[RealCluster] = []
 
-    def start(spec: dict[str, Any], kubelet: str = "stub", timeout: float = 60) -> RealCluster:
+    def start(
+        spec: dict[str, Any], kubelet: str = "stub", timeout: float = 60, start_delay: float = 0
+    ) -> RealCluster:
         spec = copy.deepcopy(spec)
         path = tmp_path / f"cluster-{len(started)}.yaml"
         path.write_text(yaml.safe_dump(spec))
@@ -259,6 +261,8 @@ def real_cluster(control_plane, tmp_path):
                 str(control_plane.kubeconfig),
                 "--kubelet",
                 kubelet,
+                "--start-delay",
+                str(start_delay),
                 "--verbose",
             ],
             stdout=log,

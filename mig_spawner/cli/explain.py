@@ -105,9 +105,9 @@ def explain(
     paths = [config] if isinstance(config, str) else list(config)
     hub_config = load_hub_config(paths)
     source = ", ".join(paths)
-    policy = policy_from_config(hub_config, source=source)
+    policy = policy_from_config(hub_config, source=source, files=paths)
     if groups is None:
-        groups = groups_from_config(hub_config, user, source=source)
+        groups = groups_from_config(hub_config, user, source=source, files=paths)
     if snapshot is None:
         if cluster is None:
             raise InputError("no cluster given: pass a snapshot file or read the live cluster")

@@ -17,9 +17,11 @@ import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..core.errors import snippet
 from ..core.pods import Trust
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
 from ..hub.config import policy_settings, setting
+from .locate import python_position, yaml_position, yaml_syntax_error
 from .snapshot import InputError, one_line
 
 # --------------------------------------------------------------------------- config
@@ -146,7 +148,8 @@ def load_helm_values(paths: Sequence[str]):
         except OSError as e:
             raise InputError(f"cannot read values {path}: {e.strerror or one_line(e)}") from None
         except yaml.YAMLError as e:
-            raise InputError(f"{path}: not valid YAML: {one_line(e)}") from None
+            with open(path, encoding="utf-8", errors="replace") as f:
+                raise yaml_syntax_error(path, f.read(), e) from None
         if data is None:
             continue
         if not isinstance(data, Mapping):
@@ -216,37 +219,66 @@ def trust_from_config(config: Any) -> Trust:
     return Trust(namespaces=ok_namespaces, hub=ok_hub)
 
 
-def policy_from_config(config: Any, *, source: str = "config") -> Policy:
-    """Build the policy from ``c.MIGSpawner.*``, as the hub does; :class:`InputError` if invalid."""
+def policy_from_config(config: Any, *, source: str = "config", files: Sequence[str] = ()) -> Policy:
+    """Build the policy from ``c.MIGSpawner.*``, as the hub does. A bad setting raises its
+    :class:`~mig_spawner.core.policy.ConfigError` (an InputError) at the line and column of
+    ``files`` (the config or the values files it was read from) that set it."""
     try:
         return policy_from_settings(policy_settings(config))
     except ConfigError as e:
-        raise InputError(f"{source}: {one_line(e)}") from None
+        raise locate_setting(e, files, source) from None
+
+
+def locate_setting(error: InputError, files: Sequence[str], source: str) -> InputError:
+    """``error`` at ``file:line:column`` of the last of ``files`` that sets its path."""
+    for file in reversed(list(files)):
+        try:
+            with open(file, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if is_helm_values(file):
+            position = yaml_position(text, ("hub", "config", *error.path), partial=False)
+            if position is None and error.path:  # an umbrella chart's values
+                path = ("jupyterhub", "hub", "config", *error.path)
+                position = yaml_position(text, path, partial=False)
+        else:
+            position = python_position(text, error.path)
+        if position is not None:
+            line, column = position
+            return error.at(f"{file}:{line}:{column}", snippet(text, line, column))
+    return error.at(source)
 
 
 def _users_of(where: str, value: Any) -> list[str]:
     if isinstance(value, Mapping):  # JupyterHub >= 5: {"users": [...], "properties": {...}}
         value = value.get("users") or []
     if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
-        raise InputError(
+        raise ConfigError(
             f"{where} must be a list of user names or a dict with a 'users' list, not {value!r}"
         )
     return [str(u) for u in value]
 
 
-def load_groups(config: Any, *, source: str = "config") -> dict[str, list[str]]:
+def load_groups(
+    config: Any, *, source: str = "config", files: Sequence[str] = ()
+) -> dict[str, list[str]]:
     """``c.JupyterHub.load_groups`` as ``{group: [users]}`` (either form JupyterHub accepts)."""
     groups = setting(config.get("JupyterHub"), "load_groups", {})
-    if not isinstance(groups, Mapping):
-        raise InputError(f"{source}: JupyterHub.load_groups must map group names to members")
-    return {
-        str(g): _users_of(f"{source}: JupyterHub.load_groups[{g!r}]", v) for g, v in groups.items()
-    }
+    try:
+        if not isinstance(groups, Mapping):
+            raise ConfigError("JupyterHub.load_groups must map group names to members")
+        return {str(g): _users_of(f"JupyterHub.load_groups[{g!r}]", v) for g, v in groups.items()}
+    except ConfigError as e:
+        raise locate_setting(e, files, source) from None
 
 
-def groups_from_config(config: Any, user: str, *, source: str = "config") -> tuple[str, ...]:
+def groups_from_config(
+    config: Any, user: str, *, source: str = "config", files: Sequence[str] = ()
+) -> tuple[str, ...]:
     """The groups ``c.JupyterHub.load_groups`` puts ``user`` in, in the order listed."""
-    return tuple(g for g, users in load_groups(config, source=source).items() if user in users)
+    groups = load_groups(config, source=source, files=files)
+    return tuple(g for g, users in groups.items() if user in users)
 
 
 def parse_groups(text: str) -> tuple[str, ...]:

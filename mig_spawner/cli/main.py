@@ -4,7 +4,8 @@
 Thin on purpose: argument parsing and printing. Loading snapshots and configs, deciding
 and rendering live in :mod:`mig_spawner.cli.explain`. Exit status: 0 when a decision was made
 (admitted or refused), 2 for unusable input or arguments (one ``mig-spawner: error: ...``
-line on stderr), 1 for an internal error; never a traceback unless ``MIG_SPAWNER_DEBUG``
+line on stderr, naming file:line:column where it can, then that line with a caret), 1 for
+an internal error; never a traceback unless ``MIG_SPAWNER_DEBUG``
 is set.
 """
 
@@ -124,7 +125,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     policy = trust = None
     if args.config:
         hub_config = load_hub_config(args.config)
-        policy = policy_from_config(hub_config, source=", ".join(args.config))
+        policy = policy_from_config(hub_config, source=", ".join(args.config), files=args.config)
         trust = trust_from_config(hub_config)
     snapshot = _live_snapshot(args) or load_snapshot(args.cluster)
     state, warnings = build_state(snapshot, trust)

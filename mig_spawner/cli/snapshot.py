@@ -16,15 +16,12 @@ from typing import Any, BinaryIO
 
 from ..core.catalog import default_catalog
 from ..core.cluster import ADDED, ClusterState
+from ..core.errors import InputError
 from ..core.pods import Trust
 
 #: What to run to get a snapshot; quoted in error messages.
 SNAPSHOT_HINT = "kubectl get nodes,pods -A -o json"
 _LIST_KINDS = {"NodeList": "Node", "PodList": "Pod"}
-
-
-class InputError(Exception):
-    """A snapshot or config cannot be used. ``str(e)`` is one line naming the file."""
 
 
 # --------------------------------------------------------------------------- snapshot

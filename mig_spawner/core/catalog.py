@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from typing import Any
 
+from .errors import InputError, leading_path
+
 MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
 WHOLE_GPU_RESOURCE = "nvidia.com/gpu"
 #: The slice-type name (and chain entry) of a whole, non-MIG GPU (``nvidia.com/gpu``).
@@ -37,6 +39,17 @@ _SHARED_SUFFIX = "-shared"
 _NVIDIA_PREFIX = "nvidia-"
 
 
+class CatalogError(InputError):
+    """A MIG profile name or catalog entry that cannot be used (a :class:`ValueError`).
+
+    Its ``path`` is the entry's place in the catalog, e.g. ``("catalog", 0, "profiles", 2)``.
+    """
+
+    def __init__(self, message: str, **kwargs):
+        kwargs.setdefault("path", leading_path(message, root="catalog"))
+        super().__init__(message, **kwargs)
+
+
 @dataclass(frozen=True)
 class ProfileName:
     """A parsed GPU-instance profile name such as ``1g.10gb+me``.
@@ -51,11 +64,11 @@ class ProfileName:
 
     def __post_init__(self) -> None:
         if type(self.compute_slices) is not int or not 1 <= self.compute_slices <= 7:
-            raise ValueError(f"compute_slices must be 1..7, got {self.compute_slices!r}")
+            raise CatalogError(f"compute_slices must be 1..7, got {self.compute_slices!r}")
         if type(self.memory_gb) is not int or self.memory_gb < 1:
-            raise ValueError(f"memory_gb must be a positive integer, got {self.memory_gb!r}")
+            raise CatalogError(f"memory_gb must be a positive integer, got {self.memory_gb!r}")
         if self.suffix not in PROFILE_SUFFIXES:
-            raise ValueError(f"suffix must be one of {PROFILE_SUFFIXES}, got {self.suffix!r}")
+            raise CatalogError(f"suffix must be one of {PROFILE_SUFFIXES}, got {self.suffix!r}")
 
     @property
     def name(self) -> str:
@@ -74,7 +87,7 @@ class ProfileName:
 def parse_profile_name(name: str) -> ProfileName:
     """Parse a GPU-instance profile name in NVIDIA, NVML (``MIG 1g.10gb``) or Kubernetes form.
 
-    Raises :class:`ValueError` (``not a MIG profile name: '...'``) for anything else, including
+    Raises :class:`CatalogError` (``not a MIG profile name: '...'``) for anything else, including
     compute-instance names such as ``1c.3g.20gb``, which no device plugin exposes as a resource.
     """
     match = _NAME_RE.fullmatch(name) if isinstance(name, str) else None
@@ -82,7 +95,7 @@ def parse_profile_name(name: str) -> ProfileName:
         hint = _HINT
         if isinstance(name, str) and _COMPUTE_INSTANCE_RE.fullmatch(name):
             hint = _CI_HINT
-        raise ValueError(f"not a MIG profile name: {name!r} ({hint})")
+        raise CatalogError(f"not a MIG profile name: {name!r} ({hint})")
     suffix = match[3] or ""
     if suffix.startswith("."):
         suffix = "+" + suffix[1:]
@@ -182,11 +195,11 @@ class GPUModel:
         GFD joins the product, ``MIG`` and the device plugin's profile name, which has ``+``
         replaced by ``.`` (label values cannot hold ``+``): ``NVIDIA-H100-80GB-HBM3-MIG-1g.10gb.me``
         (k8s-device-plugin ``internal/resource/nvml-mig-device.go``, ``GetName``).
-        Raises :class:`ValueError` if this model has no such profile.
+        Raises :class:`CatalogError` if this model has no such profile.
         """
         profile = self.profile(profile_name)
         if profile is None:
-            raise ValueError(f"{self.display_name} has no MIG profile {profile_name!r}")
+            raise CatalogError(f"{self.display_name} has no MIG profile {profile_name!r}")
         return f"{self.products[0]}-MIG-{profile.k8s_name}"
 
 
@@ -213,14 +226,16 @@ class Catalog:
         self._by_product: dict[str, GPUModel] = {}
         for model in self.models:
             if model.key in self._by_key:
-                raise ValueError(f"duplicate GPU model key {model.key!r}")
+                raise CatalogError(f"duplicate GPU model key {model.key!r}")
             self._by_key[model.key] = model
             if len({p.casefold() for p in model.products}) != len(model.products):
-                raise ValueError(f"{model.key}: a product is listed twice")
+                raise CatalogError(f"{model.key}: a product is listed twice")
             for product in model.products:
                 other = self._by_product.setdefault(_bare_product(product), model).key
                 if other != model.key:
-                    raise ValueError(f"product {product!r} is listed twice ({other}, {model.key})")
+                    raise CatalogError(
+                        f"product {product!r} is listed twice ({other}, {model.key})"
+                    )
 
         self._hash = hash(self.models)
 
@@ -280,7 +295,7 @@ _KEY_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 def _check(condition: object, where: str, message: str) -> None:
     if not condition:
-        raise ValueError(f"{where}: {message}")
+        raise CatalogError(f"{where}: {message}")
 
 
 def _fields(obj: Any, required: set[str], optional: set[str], where: str) -> dict[str, Any]:
@@ -313,7 +328,7 @@ def _load_profile(raw: Any, model: dict[str, Any], where: str) -> Profile:
     try:
         parsed = parse_profile_name(name)
     except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
+        raise CatalogError(f"{where}: {exc}") from None
     _check(parsed.name == name, where, f"name {name!r} is not in NVIDIA form {parsed.name!r}")
     where = f"{where} ({name})"
     ints = {
@@ -379,7 +394,7 @@ def load_catalog(data: list[dict]) -> Catalog:
     """Build a :class:`Catalog` from plain data (the ``catalog.json`` shape, or :meth:`to_json`'s).
 
     Profiles are sorted smallest first: by nominal GB, then compute slices, then suffix in
-    :data:`PROFILE_SUFFIXES` order. Raises :class:`ValueError` naming the offending entry and
+    :data:`PROFILE_SUFFIXES` order. Raises :class:`CatalogError` naming the offending entry and
     field for malformed data.
     """
     _check(isinstance(data, list) and data, "catalog", "expected a non-empty list of GPU models")

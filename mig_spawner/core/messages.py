@@ -38,7 +38,10 @@ def amount(unit: str, n: float) -> str:
     return f"{n:g} {one if n == 1 else many}"
 
 
-def quota_owner(team: str | None) -> str:
+def quota_owner(team: str | None, unit: str = "compute_slices") -> str:
+    """Whose limit it is: a team's quota, a team's per-user limit, or the user's own."""
+    if unit == "per_user_compute_slices":
+        return f"team {team}'s per-user limit" if team else "your per-user limit"
     return f"team {team}'s GPU quota" if team else "your personal GPU quota"
 
 
@@ -79,6 +82,17 @@ def admitted(team: str | None, granted, reports: Sequence[CandidateReport], chec
     if first.outcome == "granted":
         return f"Starting on {granted.describe()}.{quota}"
     return f"Starting on the larger {granted.describe()}: {_full(first)}.{quota}"
+
+
+def progress_label(granted, candidates: Sequence[CandidateReport]) -> str:
+    """What each line of the progress page starts with: the slice, and on a fallback why,
+    '2g.10gb on A100 40GB (every 1g.10gb taken)'."""
+    blocked = [r for r in candidates if r.slice_type != granted and r.total]
+    full = list(dict.fromkeys(r.slice_type.profile for r in blocked if r.outcome == "full"))
+    unusable = list(dict.fromkeys(r.slice_type.profile for r in blocked if r.outcome == "unusable"))
+    why = [f"every {' and '.join(full)} taken"] if full else []
+    why += [f"{' and '.join(unusable)} unusable"] if unusable else []
+    return f"{granted.label} ({'; '.join(why)})" if why else granted.label
 
 
 def fallback_note(requested_label: str, granted_label: str) -> str:
@@ -134,7 +148,7 @@ def quota(
 ) -> str:
     """Over quota: which quota, by how much, and only advice that can help."""
     blocked = next(r for r in reports if r.outcome == "quota")
-    owner = quota_owner(team)
+    owner = quota_owner(team, check.unit)
     need = amount(check.unit, check.needed)
     full_before = _first_blocked([r for r in reports if r.step < blocked.step])
     if full_before is not None:  # the slice asked for is full; the fallback is over quota

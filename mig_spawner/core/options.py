@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .echo import echo
+from .errors import InputError
 from .profiles import TEAM_OPTION, find, profile_for_tier, tier_of
 
 #: The key under which the hub shows what a server was given (see core/claim.py).
@@ -25,11 +26,11 @@ RECORD_KEY = "mig"
 BASE_KEYS = ("profile", "tier", TEAM_OPTION)
 
 
-class OptionsError(ValueError):
+class OptionsError(InputError):
     """A spawn request's options are invalid. ``status`` is the HTTP status to answer."""
 
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
+    def __init__(self, message: str, status: int = 400, **kwargs):
+        super().__init__(message, **kwargs)
         self.status = status
 
 
@@ -64,9 +65,21 @@ def parse_options(
     if not isinstance(options, Mapping):
         raise OptionsError("user_options must be a JSON object like {'tier': 'notebook'}")
     options = {k: v for k, v in options.items() if k != RECORD_KEY}
+    # Keys no profile offers are refused for that, whatever their value (a dict
+    # extra_resource_limits is not "not a string": it is not the user's to set).
+    known = set(BASE_KEYS)
+    for p in profiles:
+        for name in p.get("profile_options") or {}:
+            known.update((name, f"{name}--unlisted-choice"))
     for key, value in options.items():
+        if key not in known:
+            raise _not_accepted(sorted(str(k) for k in options if k not in known), known)
         if not isinstance(value, str):
-            raise OptionsError(f"user_options[{key!r}] must be a string")
+            raise OptionsError(
+                f"user_options[{key!r}] must be a string, not {type(value).__name__}",
+                path=("user_options", str(key)),
+                expected="a string",
+            )
     tier, slug, team = options.get("tier"), options.get("profile"), options.get("team") or None
     preset: dict[str, str] = {}
     if slug:
@@ -91,13 +104,7 @@ def parse_options(
         allowed.update((name, f"{name}--unlisted-choice"))
     extra = sorted(str(k) for k in options if k not in allowed)
     if extra:
-        raise OptionsError(
-            f"Profile {profile.get('display_name', profile['slug'])!r} accepts no "
-            f"{', '.join(echo(k) for k in extra[:5])}{' ...' if len(extra) > 5 else ''}; "
-            "it accepts: "
-            f"{', '.join(repr(k) for k in sorted(allowed))}. Resources, node selectors and "
-            "overrides are set by the hub admin."
-        )
+        raise _not_accepted(extra, allowed, profile.get("display_name", profile["slug"]))
     choices = {**preset, **{k: v for k, v in options.items() if k not in BASE_KEYS}}
     for name, option in opts.items():
         if name == TEAM_OPTION:
@@ -110,6 +117,20 @@ def parse_options(
             f"({'tier ' + repr(wanted) if wanted else 'no GPU'}) disagree"
         )
     return SpawnOptions(profile["slug"], wanted, team if wanted else None, choices)
+
+
+def _not_accepted(extra: Sequence[str], allowed, profile: str | None = None) -> OptionsError:
+    """The refusal of keys a request may not carry: which, and what it may."""
+    who = f"Profile {profile!r} accepts" if profile else "This hub accepts"
+    return OptionsError(
+        f"{who} no "
+        f"{', '.join(echo(k) for k in extra[:5])}{' ...' if len(extra) > 5 else ''}; "
+        "it accepts: "
+        f"{', '.join(repr(k) for k in sorted(allowed))}. Resources, node selectors and "
+        "overrides are set by the hub admin.",
+        path=("user_options", extra[0]),
+        expected=f"one of {', '.join(sorted(allowed))}",
+    )
 
 
 def _check_choice(name: str, option: Mapping[str, Any], choices: Mapping[str, str]) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .catalog import MAX_COMPUTE_SLICES, WHOLE_GPU, parse_profile_name
+from .errors import InputError, leading_path
 from .memo import fingerprint
 
 CHARGE_MODES = ("granted", "requested")
@@ -44,8 +45,14 @@ FORBIDDEN_OVERRIDES = frozenset(
 TOLERATION_KEYS = frozenset({"key", "operator", "value", "effect", "tolerationSeconds"})
 
 
-class ConfigError(ValueError):
-    """A mig-spawner setting is malformed. The message names the setting and the fix."""
+class ConfigError(InputError):
+    """A mig-spawner setting is malformed. The message names the setting and the fix; the
+    ``path`` (from the message's leading setting, e.g. ``("MIGSpawner", "tiers", "a")``)
+    lets a reader of the config file point at the line."""
+
+    def __init__(self, message: str, **kwargs):
+        kwargs.setdefault("path", leading_path(message))
+        super().__init__(message, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -148,13 +148,15 @@ def hub_config(
         + textwrap.dedent(
             f"""\
         c.JupyterHub.allow_named_servers = True
-        c.JupyterHub.authenticator_class = "dummy"
-        c.DummyAuthenticator.password = {PASSWORD!r}
+        from mig_spawner.demo.hubextras import DemoAuthenticator, quiet_extra_handlers
+        c.JupyterHub.authenticator_class = DemoAuthenticator
+        c.DemoAuthenticator.password = {PASSWORD!r}
         c.Authenticator.allowed_users = set({users!r})
         c.Authenticator.admin_users = {{{ADMIN!r}}}
         c.JupyterHub.load_groups = {{team: {{"users": m}} for team, m in {TEAMS!r}.items()}}
         # The admins' GPU slice page, /hub/mig ({ADMIN} is an admin).
         from mig_spawner.hub.adminpage import handlers
+        quiet_extra_handlers()
         c.JupyterHub.extra_handlers = handlers()
 
         c.KubeSpawner.k8s_api_host = {cluster_url!r}
@@ -182,9 +184,14 @@ def _node_bin() -> str | None:
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether the hub could not listen on ``port``: bind as the hub's proxy (and tornado)
+    binds, with SO_REUSEADDR, so the TIME-WAIT sockets a demo stopped a moment ago leaves
+    behind do not count; a live listener still does."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
+            s.listen(1)
         except OSError as e:
             return e.errno in (errno.EADDRINUSE, errno.EACCES)
     return False
@@ -220,6 +227,7 @@ def banner(
     kubeconfig: Path | None = None,
     control_plane: str = "emulated control plane",
     api_url: str = "",
+    config: Path | None = None,
 ) -> str:
     width = max(len(", ".join(m)) for m in [*TEAMS.values(), [LONER]]) + 2
     lines = [
@@ -240,6 +248,13 @@ def banner(
         lines.append(f"             KUBECONFIG={kubeconfig} kubectl get nodes,pods -A")
     if api_url:
         lines.append(f"  kube API:  {api_url}")
+    if config is not None:
+        lines.append(f"  hub config: {config}")
+    if config is not None and kubeconfig is not None:
+        lines.append(
+            f"             mig-spawner explain --kubeconfig {kubeconfig} --config {config}"
+            " --user bob --tier training"
+        )
     lines.append(f"  pod logs:  {pod_logs}")
     lines.append("Press Ctrl-C to stop (stops the hub and every notebook).")
     return "\n".join(lines)
@@ -385,7 +400,15 @@ async def run(
         url = f"http://127.0.0.1:{port}/hub/login"
         await _wait_hub_route(proxy_api, token, proc, timeout=60)
         print(
-            banner(url, cluster_path, workdir / "pods", kubeconfig, cluster.name, cluster_url),
+            banner(
+                url,
+                cluster_path,
+                workdir / "pods",
+                kubeconfig,
+                cluster.name,
+                cluster_url,
+                config=config,
+            ),
             flush=True,
         )
         hub_exit = asyncio.ensure_future(proc.wait())

@@ -54,7 +54,9 @@ def _int_arg(handler: BaseHandler, name: str, default: int, lo: int, hi: int) ->
     if not raw:
         return default
     if not raw.isdecimal():
-        raise web.HTTPError(400, f"{name} must be a positive whole number, got {raw[:20]!r}")
+        raise web.HTTPError(
+            400, f"{name} must be a positive whole number, got {raw[:20]!r}", reason="Bad Request"
+        )
     return max(lo, min(hi, int(raw)))
 
 
@@ -127,7 +129,11 @@ class MIGAdminHandler(BaseHandler):
     @web.authenticated
     async def get(self):
         if "admin-ui" not in self.expanded_scopes:
-            raise web.HTTPError(403, "The GPU slice page is for hub admins (scope admin-ui).")
+            # reason: JupyterHub's error page heads with the reason, else with the message,
+            # which it then repeats underneath.
+            raise web.HTTPError(
+                403, "The GPU slice page is for hub admins (scope admin-ui).", reason="Forbidden"
+            )
         query = self.get_argument("q", "").strip()[:100]
         page = _int_arg(self, "page", 1, 1, 10**6)
         per_page = _int_arg(self, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)

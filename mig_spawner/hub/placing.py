@@ -19,6 +19,7 @@ from typing import Any
 from kubernetes_asyncio.client import Configuration
 from kubespawner import KubeSpawner
 
+from ..core import messages
 from ..core.claim import DECIDED, MOVES, PINNED
 from ..core.placement import pinned_terms
 from ..core.pods import hub_marks
@@ -209,16 +210,16 @@ class PlacementMixin:
         )
 
     async def progress(self):
-        """Our decision first (the slice, and once, why it is a fallback); then every
-        line, which the progress page shows as its headline, names the slice."""
-        claim = self.claim
-        decision = claim.decision if claim is not None else None
-        label = ""
-        if decision is not None and decision.admitted:
-            yield {"progress": 2, "message": decision.message}
-            label = decision.granted.label
-        told = 0
+        """Our decision first (the slice, and on a fallback why); then every line, which the
+        progress page shows as its headline, names the slice and that reason. The claim is
+        read at each event: the page may ask for progress before start() has decided."""
+        label, told = None, 0
         async for event in super().progress():
+            claim = self.claim
+            decision = claim.decision if claim is not None else None
+            if label is None and decision is not None and decision.admitted:
+                label = messages.progress_label(decision.granted, decision.candidates)
+                yield {"progress": 2, "message": decision.message}
             for retry in self.placement_notes[told:]:
                 told += 1
                 yield {"progress": event.get("progress", 50), "message": retry}

@@ -233,9 +233,9 @@ def test_bob_is_told_his_notebook_falls_back_to_a_larger_slice(browser, demo):
         "H100 80GB is taken (0 of 2 free).",
         timeout=60_000,
     )
-    # ... and its headline names the slice on every line, without repeating the note
+    # ... and its headline names the slice and why on every line, without repeating the note
     expect(bob.locator("#progress-message")).to_contain_text(
-        "2g.10gb on A100 40GB: ", timeout=60_000
+        "2g.10gb on A100 40GB (every 1g.10gb taken): ", timeout=60_000
     )
     bob.locator("#progress-details summary").click()  # open the event log for the shot
     bob.screenshot(path=str(demo["artifacts"] / "05-bob-progress.png"), full_page=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -101,12 +102,16 @@ def run_exe(*argv: str, input: bytes | None = None) -> Result:
 
 
 def assert_one_error_line(result: Result, *fragments: str) -> str:
-    """Exit 2, nothing on stdout, exactly one ``mig-spawner: error:`` line, no traceback."""
+    """Exit 2, nothing on stdout, exactly one ``mig-spawner: error:`` line, no traceback;
+    after it at most the file's line with a caret under the fault (``  N | text``)."""
     assert result.code == 2, (result.code, result.err)
     assert result.out == ""
     assert "Traceback" not in result.err
     lines = result.err_lines
-    assert len(lines) == 1, lines
+    assert len(lines) in (1, 3), lines
+    if len(lines) == 3:
+        assert re.fullmatch(r" +\d+ \| .*", lines[1]), lines
+        assert re.fullmatch(r" + \| +\^", lines[2]), lines
     assert lines[0].startswith("mig-spawner: error: "), lines[0]
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])

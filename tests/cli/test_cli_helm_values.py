@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cli_helpers import assert_one_error_line
+
 from mig_spawner.cli.hubconfig import load_helm_values, policy_from_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,21 +76,19 @@ def test_layered_values_merge_like_helm_and_null_removes_a_team(cli, tmp_path):
 def test_bad_values_files_get_one_line(cli, tmp_path):
     cluster = ROOT / "tests/cli/snapshots/mixed-h100.json"
     cases = {
-        "broken.yaml": ("hub: [\n", "not valid YAML"),
+        "broken.yaml": ("hub: [\n", "broken.yaml:2:1: not valid YAML"),
         "list.yaml": ("- a\n- b\n", "must be a mapping at the top level"),
         "section.yaml": ("hub: {config: {migSpawner: {}}}\n", "hub.config.migSpawner is not a"),
         "partial.yaml": (
             "hub: {config: {MIGSpawner: {tiers: {a: {order: 1}, b: {}}}}}\n",
-            "'b' has no order",
+            "partial.yaml:1:36: MIGSpawner.tiers",  # where the tiers are, then what is wrong
         ),
     }
     for name, (text, fragment) in cases.items():
         path = tmp_path / name
         path.write_text(text)
         r = cli("explain", "--cluster", cluster, "--config", path, "--user", "u", "--tier", "a")
-        assert r.code == 2, (name, r.out, r.err)
-        assert fragment in r.err, (name, r.err)
-        assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
+        assert_one_error_line(r, fragment)
     missing = ["--config", tmp_path / "missing.yaml", "--user", "u", "--tier", "notebook"]
     r = cli("explain", "--cluster", cluster, *missing)
     assert r.code == 2 and "cannot read values" in r.err

@@ -7,6 +7,7 @@ is still made (exit 0) from what parses.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from cli_helpers import TEAMS_CONFIG, assert_one_error_line, find, snapshot
@@ -207,7 +208,12 @@ def test_config_that_exits_or_prints(cli, write_config):
 def test_invalid_settings_exit_2_with_the_config_error(cli, write_config, text, fragment):
     path = write_config(f"c = get_config()\n{text}\n")
     line = assert_one_error_line(cli(*explain_args(MIXED, path)), fragment)
-    assert line.startswith(f"mig-spawner: error: {path}: ")
+    setting = fragment.split(" ")[0].split("[")[0].removesuffix(":")
+    if f"c.{setting} = " in text:  # the file sets it: the error points at its line and column
+        assignment = next(n for n, t in enumerate(text.splitlines(), 2) if f"c.{setting} = " in t)
+        assert re.match(rf"mig-spawner: error: {re.escape(str(path))}:{assignment}:\d+: ", line)
+    else:
+        assert line.startswith(f"mig-spawner: error: {path}: ")
 
 
 def test_missing_config_file(cli, tmp_path):
@@ -340,3 +346,16 @@ def test_no_snapshot_ever_causes_a_traceback(cli, write_json, node_edits, pod_ed
         assert all(line.startswith("mig-spawner: warning: ") for line in r.err_lines)
     else:
         assert_one_error_line(r)
+
+
+def test_one_error_type_for_hub_config_catalog_cluster_files_and_snapshots():
+    """Issue 18/19: three helper sets had three error types; each now is an InputError."""
+    from mig_spawner.cli.explain import InputError as CliInputError
+    from mig_spawner.core.catalog import CatalogError
+    from mig_spawner.core.errors import InputError
+    from mig_spawner.core.policy import ConfigError
+    from mig_spawner.demo.emulator.clusterfile import ClusterSpecError
+
+    assert CliInputError is InputError
+    for kind in (ConfigError, CatalogError, ClusterSpecError):
+        assert issubclass(kind, InputError)

@@ -2,14 +2,65 @@
 
 from __future__ import annotations
 
+import errno
+import http.cookiejar
+import re
+import signal
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import psutil
 
-from mig_spawner.demo.command import ADMIN, banner
+from mig_spawner.demo.command import ADMIN, PASSWORD, banner, port_in_use
+
+
+def _time_wait_port() -> int:
+    """A port whose only socket left is in TIME-WAIT, as a hub stopped by Ctrl-C leaves its
+    port: the server side of an accepted connection closes first, then the listener goes.
+    The listener reuses addresses as the proxy's (node's) and the hub's (tornado's) do."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        served, _ = listener.accept()
+        served.close()  # the active close: this end, on `port`, goes to TIME-WAIT
+        assert client.recv(1) == b""
+        client.close()
+    return port
+
+
+def test_a_port_held_only_by_time_wait_sockets_is_free_for_a_restart():
+    port = _time_wait_port()
+    # The condition is real: a bind without SO_REUSEADDR (the old probe) is refused ...
+    with socket.socket() as plain:
+        try:
+            plain.bind(("127.0.0.1", port))
+        except OSError as e:
+            assert e.errno == errno.EADDRINUSE
+        else:
+            raise AssertionError(f"port {port} has no TIME-WAIT socket; the test proves nothing")
+    # ... but the hub's proxy binds with SO_REUSEADDR, and so does the probe.
+    assert not port_in_use(port)
+    with socket.socket() as hub:
+        hub.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        hub.bind(("127.0.0.1", port))
+        hub.listen()
+        assert port_in_use(port)  # a live listener is still refused
+
+
+def test_a_port_with_a_listener_is_in_use_even_if_it_reuses_addresses():
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert port_in_use(busy.getsockname()[1])
 
 
 def test_a_port_in_use_is_one_line_naming_it_and_port_exit_2_nothing_left():
@@ -39,3 +90,93 @@ def test_a_port_in_use_is_one_line_naming_it_and_port_exit_2_nothing_left():
 def test_banner_names_the_admin_user():
     text = banner("http://127.0.0.1:8000/hub/login", Path("demo.yaml"), Path("/tmp/pods"))
     assert f"admin:     {ADMIN}  (admin page: http://127.0.0.1:8000/hub/admin)" in text
+
+
+def _start_demo(port: int) -> tuple[subprocess.Popen, list[str]]:
+    """``mig-spawner demo`` up to its banner: the process and every line before the banner."""
+    script = Path(sys.executable).with_name("mig-spawner")
+    proc = subprocess.Popen(
+        [str(script), "demo", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    before: list[str] = []
+    for line in proc.stdout:
+        if "mig-spawner demo is running" in line:
+            return proc, before
+        before.append(line)
+    raise AssertionError("the demo exited before its banner:\n" + "".join(before))
+
+
+def _stop(proc: subprocess.Popen) -> int:
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    proc.stdout.read()
+    return proc.wait(timeout=60)
+
+
+def _log_in(port: int, user: str, password: str) -> int:
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    url = f"http://127.0.0.1:{port}/hub/login"
+    page = opener.open(url, timeout=30).read().decode()
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page).group(1)
+    form = urllib.parse.urlencode({"username": user, "password": password, "_xsrf": xsrf})
+    try:
+        return opener.open(url, form.encode(), timeout=30).status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_the_demo_starts_without_our_warnings_and_restarts_at_once_after_ctrl_c():
+    """Issue 19: JupyterHub warned about our own config (DummyAuthenticator.password,
+    extra_handlers) before the banner, and a restart right after Ctrl-C was refused while
+    the proxy's TIME-WAIT sockets remained."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc, before = _start_demo(port)
+    try:
+        warnings = [line for line in before if line.startswith("[W ")]
+        # JupyterHub's own note on running without SSL is all that is left: a local demo
+        # has no certificate, and JupyterHub offers no setting to say so.
+        assert [w.split("] ", 1)[1].strip() for w in warnings] == [
+            "Running JupyterHub without SSL.  I hope there is SSL termination happening "
+            "somewhere else..."
+        ], before
+        assert not [line for line in before if "deprecated" in line.lower()]
+        # the demo's one password: right for a listed user, wrong otherwise
+        assert _log_in(port, "erin", "not-the-password") == 403
+        assert _log_in(port, "mallory", PASSWORD) == 403
+        assert _log_in(port, "erin", PASSWORD) == 200  # served connections: TIME-WAIT after
+    finally:
+        assert _stop(proc) == 0
+    proc, _ = _start_demo(port)  # at once, on the same port
+    assert _stop(proc) == 0
+
+
+def test_a_garbled_cluster_file_is_bad_input_located_not_an_internal_error(tmp_path):
+    """Issue 19: `demo --cluster` with bad YAML, an unknown GPU or an unknown profile printed
+    "internal error: ClusterSpecError: ..." with exit 1."""
+    from cli_helpers import Result, assert_one_error_line
+
+    node = "nodes:\n  - name: a\n"
+    cases = {
+        "yaml": (node + "    gpu: h100-80gb\n     mig: all-balanced\n", "4:9", "not valid YAML"),
+        "gpu": (node + "    gpu: H999\n", "3:10", "unknown GPU 'H999'; use a GFD product label"),
+        "profile": (node + "    gpu: h100-80gb\n    mig: [[9g.99gb]]\n", "4:12", "unknown MIG"),
+    }
+    script = Path(sys.executable).with_name("mig-spawner")
+    for name, (text, where, what) in cases.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        r = subprocess.run(
+            [str(script), "demo", "--port", "1", "--cluster", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        line = assert_one_error_line(Result(r.returncode, r.stdout, r.stderr), what)
+        assert line.startswith(f"mig-spawner: error: {path}:{where}: "), line
+        assert "internal error" not in r.stderr

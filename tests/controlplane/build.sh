@@ -7,7 +7,13 @@
 #
 # Only what is missing (or was built from another pinned version) is built; a
 # second run is a few stat calls.  `build.sh --print-dir` prints the cache
-# directory and exits.  The pins are the go.mod files next to this script.
+# directory and exits (it needs no Go: `make demo` expands it on machines without one).
+# The pins are the go.mod files next to this script.
+#
+# MIG_SPAWNER_BUILD_ONLY="helm etcd kubernetes" (the default) limits what is built, e.g.
+# `MIG_SPAWNER_BUILD_ONLY=helm` for the chart tests alone.  `selftest` (never built
+# otherwise) builds the tiny module in selftest/ with the same build() and EXIT trap:
+# tests/controlplane/test_build_script.py runs it on an empty cache, as a first run.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
@@ -17,13 +23,18 @@ modver() { # module dir, module path -> version pinned in that go.mod
 	(cd "$here/$1" && go list -m -f '{{.Version}}' "$2")
 }
 
-k8s_version="$(modver kubernetes k8s.io/kubernetes)"
+# The pinned Kubernetes version, read from go.mod itself: --print-dir must work without Go.
+k8s_version="$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$here/kubernetes/go.mod")"
+[[ -n "$k8s_version" ]] || { echo "build.sh: no k8s.io/kubernetes pin in $here/kubernetes/go.mod" >&2; exit 2; }
 cache="${MIG_SPAWNER_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mig-spawner/k8s-$k8s_version}"
 if [[ "${1:-}" == "--print-dir" ]]; then
 	echo "$cache"
 	exit 0
 fi
 mkdir -p "$cache"
+only=" ${MIG_SPAWNER_BUILD_ONLY:-helm etcd kubernetes} "
+only="${only//,/ }"
+wanted() { [[ "$only" == *" $1 "* ]]; }
 
 # The staging replaces must match the pinned k8s.io/kubernetes.
 python3 "$here/staging.py" --check
@@ -64,22 +75,34 @@ build() {
 	echo "built ${names[*]} in $((SECONDS - t0))s" >&2
 }
 
-# helm first: the chart tests need only it.
-helm_version="$(modver helm helm.sh/helm/v3)"
-helm_k8s="$(modver helm k8s.io/client-go)" # v0.MINOR.PATCH
-helm_k8s_minor="$(cut -d. -f2 <<<"$helm_k8s")"
-stamp="helm.sh/helm/v3@$helm_version $goversion"
-if needs helm "$stamp"; then
-	build helm "-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version \
--X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$helm_k8s_minor \
--X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$helm_k8s_minor" \
-		"$stamp" helm=helm.sh/helm/v3/cmd/helm
+# The build script's own first-run test: a stdlib-only module, built like the others.
+if wanted selftest; then
+	stamp="selftest $goversion"
+	if needs selftest "$stamp"; then
+		build selftest "-s -w" "$stamp" selftest=mig-spawner.invalid/buildselftest
+	fi
 fi
 
-etcd_version="$(modver etcd go.etcd.io/etcd/server/v3)"
-stamp="go.etcd.io/etcd/server/v3@$etcd_version $goversion"
-if needs etcd "$stamp"; then
-	build etcd "-s -w" "$stamp" etcd=go.etcd.io/etcd/server/v3
+# helm first: the chart tests need only it.
+if wanted helm; then
+	helm_version="$(modver helm helm.sh/helm/v3)"
+	helm_k8s="$(modver helm k8s.io/client-go)" # v0.MINOR.PATCH
+	helm_k8s_minor="$(cut -d. -f2 <<<"$helm_k8s")"
+	stamp="helm.sh/helm/v3@$helm_version $goversion"
+	if needs helm "$stamp"; then
+		build helm "-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version \
+	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$helm_k8s_minor \
+	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$helm_k8s_minor" \
+			"$stamp" helm=helm.sh/helm/v3/cmd/helm
+	fi
+fi
+
+if wanted etcd; then
+	etcd_version="$(modver etcd go.etcd.io/etcd/server/v3)"
+	stamp="go.etcd.io/etcd/server/v3@$etcd_version $goversion"
+	if needs etcd "$stamp"; then
+		build etcd "-s -w" "$stamp" etcd=go.etcd.io/etcd/server/v3
+	fi
 fi
 
 minor="$(cut -d. -f2 <<<"$k8s_version")"
@@ -92,7 +115,7 @@ want=()
 for c in kube-apiserver kube-scheduler kube-controller-manager; do
 	needs "$c" "$stamp" && want+=("$c=k8s.io/kubernetes/cmd/$c")
 done
-if ((${#want[@]})); then
+if wanted kubernetes && ((${#want[@]})); then
 	build kubernetes "$ldflags" "$stamp" "${want[@]}"
 fi
 echo "$cache"

@@ -10,6 +10,7 @@ from test_admission import fill, make_state
 from mig_spawner.core import admission as adm
 from mig_spawner.core import messages
 from mig_spawner.core.admission import SpawnRequest, decide
+from mig_spawner.core.cluster import ADDED
 from mig_spawner.core.policy import build_policy
 
 NOTEBOOK = {
@@ -131,3 +132,45 @@ def test_quota_figures_are_those_of_the_slice_the_message_names():
         "has 3 of 4 compute slices in use, 1 left."
     )
     assert d.quota.needed == 3
+
+
+def test_a_per_user_limit_is_named_as_one_not_as_the_teams_quota():
+    """Issue 19: a per-user limit (4 of the team's 8) was worded "team vision's GPU quota",
+    so a user with room in the team's figures could not tell why she was refused."""
+    state = make_state(node("h1", mig=["1g.10gb"] * 7, product=H100))
+    for i in range(4):
+        state.apply_pod_event(
+            ADDED,
+            pod(
+                f"b{i}",
+                node="h1",
+                resources={"nvidia.com/mig-1g.10gb": 1},
+                user="bob",
+                team="vision",
+            ),
+        )
+    pol = build_policy(
+        tiers={"notebook": NOTEBOOK},
+        team_quotas={"vision": {"compute_slices": 8, "per_user_compute_slices": 4}},
+    )
+    d = decide(SpawnRequest(user="bob", tier="notebook", groups=("vision",)), pol, state)
+    assert not d.admitted and d.code == adm.QUOTA
+    assert "team vision's per-user limit has 4 of 4 of your own compute slices in use" in (
+        d.message
+    )
+    assert "GPU quota" not in d.message
+
+
+def test_the_progress_label_names_the_slice_and_on_a_fallback_why():
+    state = make_state(
+        node("h1", mig=["1g.10gb"] * 2, product=H100), node("a1", mig=["2g.10gb"], product=A100_40)
+    )
+    pol = build_policy(tiers={"notebook": NOTEBOOK})
+    d = decide(SpawnRequest(user="erin", tier="notebook"), pol, state)
+    assert messages.progress_label(d.granted, d.candidates) == "1g.10gb on H100 80GB"
+    fill(state, "h1", "nvidia.com/mig-1g.10gb", 2)
+    d = decide(SpawnRequest(user="erin", tier="notebook"), pol, state)
+    assert d.fallback
+    assert messages.progress_label(d.granted, d.candidates) == (
+        "2g.10gb on A100 40GB (every 1g.10gb taken)"
+    )

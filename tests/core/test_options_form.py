@@ -43,15 +43,17 @@ def test_form_and_rest_shapes_are_accepted():
 @pytest.mark.parametrize(
     "options, fragment",
     [
+        # issue 19: refused as a key the user may not set, not as "must be a string"
         (
             {"tier": "notebook", "extra_resource_limits": {"nvidia.com/gpu": 8}},
-            "must be a string",
+            "accepts no 'extra_resource_limits'; it accepts: ",
         ),
+        ({"tier": "notebook", "cpu_limit": 64}, "Resources, node selectors and overrides"),
         ({"tier": "notebook", "node_selector": "a=b"}, "accepts no 'node_selector'"),
         ({"tier": "notebook", "kubespawner_override": "x"}, "overrides are set by the hub"),
         ({"profile": "huge"}, "There is no profile 'huge'"),
         ({"tier": "notebook", "profile": "training"}, "disagree"),
-        ({"tier": 3}, "must be a string"),
+        ({"tier": 3}, "user_options['tier'] must be a string, not int"),
         (["notebook"], "JSON object"),
     ],
 )
@@ -59,6 +61,7 @@ def test_forged_options_are_refused(options, fragment):
     with pytest.raises(OptionsError) as err:
         parse(options)
     assert err.value.status == 400 and fragment in str(err.value)
+    assert "must be a string" not in str(err.value) or "'tier'" in str(err.value)
 
 
 @pytest.mark.parametrize(

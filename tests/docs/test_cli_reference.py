@@ -17,8 +17,9 @@ HEADER = """# Command-line reference
 
 The `mig-spawner` command ships with the package (`pip install jupyterhub-mig-spawner`).
 Exit status: 0 when it did its job (for `explain`: a decision was made, admitted or
-refused), 2 for unusable input or arguments (one `mig-spawner: error: ...` line on stderr),
-1 for an internal error. Set `MIG_SPAWNER_DEBUG=1` for a traceback.
+refused), 2 for unusable input or arguments (one `mig-spawner: error: ...` line on stderr naming
+the file, line and column where it can, then that line of the file with a caret under the
+fault), 1 for an internal error. Set `MIG_SPAWNER_DEBUG=1` for a traceback.
 
 <!-- Generated from mig_spawner/cli/main.py by tests/docs/test_cli_reference.py;
      edit the parser's help there, not this file. -->

@@ -220,14 +220,56 @@ def test_file_level_errors(tmp_path):
         load_cluster_spec({"node": []})
     broken = tmp_path / "broken.yaml"
     broken.write_text("nodes: [\n")
-    with pytest.raises(ClusterSpecError, match=r"broken\.yaml: not valid YAML"):
+    with pytest.raises(ClusterSpecError, match=r"broken\.yaml:2:1: not valid YAML"):
         load_cluster_file(broken)
     bad = tmp_path / "bad.yaml"
     bad.write_text("nodes:\n  - name: n1\n    gpu: h100-80gb\n    mig: [[7g.80gb, 1g.10gb]]\n")
-    with pytest.raises(ClusterSpecError, match=r"bad\.yaml: node 'n1': GPU 0 layout"):
+    # the line and column of the GPU's layout, and the line itself with a caret under it
+    with pytest.raises(ClusterSpecError, match=r"bad\.yaml:4:11: node 'n1': GPU 0 layout"):
         load_cluster_file(bad)
     with pytest.raises(ClusterSpecError, match="cannot read cluster file"):
         load_cluster_file(tmp_path / "missing.yaml")
+
+
+async def test_file_errors_name_line_column_and_what_was_expected(tmp_path):
+    """Issue 19: a garbled cluster file's error is located (file:line:column) and shows the
+    line, for YAML syntax and for values the file format refuses."""
+    garbled = tmp_path / "garbled.yaml"
+    garbled.write_text("nodes:\n  - name: a\n    gpu: h100-80gb\n     mig: all-balanced\n")
+    with pytest.raises(ClusterSpecError) as error:
+        load_cluster_file(garbled)
+    e = error.value
+    assert e.source == f"{garbled}:4:9"
+    assert str(e).splitlines() == [
+        f"{garbled}:4:9: not valid YAML: mapping values are not allowed here",
+        "    4 |      mig: all-balanced",
+        "      |         ^",
+    ]
+    cases = [
+        ("    gpu: H999\n", ("nodes", 1, "gpu"), "6:10", "a GFD product label or a catalog key"),
+        (
+            "    gpu: h100-80gb\n    mig: [[1g.10gb, 9g.99gb]]\n",
+            ("nodes", 1, "mig", 0, 1),
+            "7:21",
+            None,
+        ),
+        ("    strategy: mixd\n", ("nodes", 1, "strategy"), "6:15", None),
+        ("    colour: red\n", ("nodes", 1, "colour"), "6:13", None),
+    ]
+    for tail, path, where, expected in cases:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(
+            "nodes:\n  - name: ok\n    gpu: h100-80gb\n    mig: all-balanced\n  - name: b\n" + tail
+        )
+        with pytest.raises(ClusterSpecError) as error:
+            load_cluster_file(bad)
+        e = error.value
+        assert e.path == path, tail
+        assert e.source == f"{bad}:{where}", tail
+        assert str(e).startswith(f"{bad}:{where}: node 'b'"), str(e)
+        assert str(e).splitlines()[-1].endswith("^")
+        if expected:
+            assert e.expected == expected
 
 
 async def test_nodes_served_to_kubernetes_asyncio(tmp_path):

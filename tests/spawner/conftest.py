@@ -35,8 +35,8 @@ async def make_cluster():
     # lru_cache): with the OS reusing a port, a hub would talk to an earlier test's server.
     load_config.cache_clear()
 
-    async def make(spec=TWO_H100, kubelet="stub"):
-        cluster = EmulatedCluster(load_cluster_spec(spec), kubelet=kubelet)
+    async def make(spec=TWO_H100, kubelet="stub", start_delay=0.0):
+        cluster = EmulatedCluster(load_cluster_spec(spec), kubelet=kubelet, start_delay=start_delay)
         await cluster.__aenter__()
         clusters.append(cluster)
         return cluster
@@ -58,8 +58,8 @@ async def hub(make_cluster, hub_app, tmp_path):
     while the cluster still answers), then make_cluster stops watches and clusters.
     """
 
-    async def start(spec=TWO_H100, teams=None, extra=None, **mig):
-        cluster = await make_cluster(spec)
+    async def start(spec=TWO_H100, teams=None, extra=None, start_delay=0.0, **mig):
+        cluster = await make_cluster(spec, start_delay=start_delay)
         config = hub_config(cluster.url, tmp_path, teams=teams, **mig)
         return await _start_hub(hub_app, config, teams, extra), cluster
 
@@ -87,8 +87,10 @@ async def real_hub(_reflectors, control_plane, real_cluster, hub_app, tmp_path):
     """``await real_hub(spec=..., service_account="hub", **migspawner_settings)`` ->
     (app, :class:`realk8s.RealCluster`): the same hub as ``hub``, on the real control plane."""
 
-    async def start(spec=TWO_H100, teams=None, extra=None, service_account="hub", **mig):
-        cluster = real_cluster(spec)
+    async def start(
+        spec=TWO_H100, teams=None, extra=None, service_account="hub", start_delay=0.0, **mig
+    ):
+        cluster = real_cluster(spec, start_delay=start_delay)
         # KubeSpawner loads its credentials from the kubeconfig kubernetes_asyncio was told
         # about at import (tests/conftest.py): the hub's ServiceAccount token goes there.
         hub_kubeconfig(control_plane, PLACEHOLDER, service_account)

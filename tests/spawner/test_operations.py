@@ -111,7 +111,12 @@ async def test_metrics_log_lines_and_admin_page(hub):
     assert "team vision&#39;s GPU quota has 1 of 3" in html.replace("'", "&#39;")
     assert "<code>quota</code>" in html
     assert "Cluster view healthy" in html and 'hub/admin">Admin</a>' in html  # page.html's nav
-    assert (await get_page("mig", app, cookies=bob)).status_code == 403
+    forbidden = await get_page("mig", app, cookies=bob)
+    assert forbidden.status_code == 403
+    # issue 19: the reason once (the heading says "Forbidden"), not as heading and text
+    text = forbidden.content.decode("utf-8")
+    assert text.count("The GPU slice page is for hub admins") == 1, text
+    assert "403 : Forbidden" in text
     fragment = (await get_page("mig?fragment=1", app, cookies=admin)).content.decode("utf-8")
     assert "<html" not in fragment and 'id="mig-health"' in fragment
     paged = (await get_page("mig?per_page=1", app, cookies=admin)).content.decode("utf-8")
@@ -119,4 +124,6 @@ async def test_metrics_log_lines_and_admin_page(hub):
     assert paged.count("data-node=") == 1 and 'id="mig-next"' in paged
     filtered = (await get_page("mig?q=h100-b", app, cookies=admin)).content.decode("utf-8")
     assert 'data-node="h100-b"' in filtered and 'data-node="h100-a"' not in filtered
-    assert (await get_page("mig?page=abc", app, cookies=admin)).status_code == 400
+    bad_page = await get_page("mig?page=abc", app, cookies=admin)
+    assert bad_page.status_code == 400
+    assert bad_page.content.decode("utf-8").count("page must be a positive whole number") == 1

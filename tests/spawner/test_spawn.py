@@ -163,16 +163,27 @@ async def test_rest_api_spawn_with_tier_and_team(hub):
 async def test_forged_options_are_rejected_with_400_class(hub):
     app, cluster = await hub()
     cases = [
-        ({"tier": "notebook", "extra_resource_limits": {"nvidia.com/gpu": "8"}}, 400),
-        ({"tier": "notebook", "node_selector": {"kubernetes.io/hostname": "h100-a"}}, 400),
-        ({"tier": "no-such-tier"}, 400),
-        ({"tier": "full"}, 403),  # carol is not in vision
-        ({"tier": "notebook", "team": "vision"}, 403),  # carol is not in vision
+        # issue 19: refused for what it is (not the user's to set), not "must be a string"
+        (
+            {"tier": "notebook", "extra_resource_limits": {"nvidia.com/gpu": "8"}},
+            400,
+            "accepts no 'extra_resource_limits'",
+        ),
+        (
+            {"tier": "notebook", "node_selector": {"kubernetes.io/hostname": "h100-a"}},
+            400,
+            "accepts no 'node_selector'",
+        ),
+        ({"tier": "no-such-tier"}, 400, "no-such-tier"),
+        ({"tier": "full"}, 403, "only for members of vision"),  # carol is not in vision
+        ({"tier": "notebook", "team": "vision"}, 403, "not a member"),
     ]
-    for options, status in cases:
+    for options, status, reason in cases:
         r = await spawn(app, "carol", options)
         assert r.status_code == status, (options, r.text)
         assert "Traceback" not in r.text
+        assert reason in r.json()["message"], (options, r.text)
+        assert "must be a string" not in r.json()["message"]
     assert not pods_of(cluster, user="carol")
     assert not [p for p in cluster.pods if p["metadata"]["namespace"] == "jhub"]
 

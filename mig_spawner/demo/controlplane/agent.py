@@ -179,6 +179,7 @@ async def _serve(args: argparse.Namespace) -> None:
             log_dir=log_dir,
             default_command=args.default_command.split() if args.default_command else None,
         )
+        agent.kubelet.start_delay = args.start_delay
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -205,6 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubelet", choices=("stub", "process"), default="stub")
     parser.add_argument("--log-dir", help="pod logs and homes (default: a temporary directory)")
     parser.add_argument("--default-command", help="command for pods that name none")
+    parser.add_argument(
+        "--start-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="each pod's containers start this long after it is bound (as an image pull)",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(

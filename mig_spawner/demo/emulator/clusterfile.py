@@ -35,7 +35,8 @@ Profiles may be written in NVIDIA form (``1g.10gb+me``) or Kubernetes form (``1g
 Every GPU's layout is checked against the catalog: each profile must exist on that GPU, no
 profile may exceed its instance limit, and the instances must have non-overlapping placements
 (memory slices) and fit in the GPU's compute slices. Errors raise :class:`ClusterSpecError`
-naming the node and field.
+naming the node and field, and the path to it (``("nodes", 2, "gpu")``):
+:func:`load_cluster_file` turns that into ``file:line:column``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ from typing import Any
 
 import yaml
 
+from mig_spawner.cli.locate import locate_in_yaml, yaml_syntax_error
 from mig_spawner.core.catalog import GPUModel, Profile, default_catalog, parse_profile_name
+from mig_spawner.core.errors import InputError
 
 STRATEGIES = ("mixed", "single", "none")
 _NODE_FIELDS = {
@@ -72,8 +75,9 @@ _NODE_FIELDS = {
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
-class ClusterSpecError(ValueError):
-    """A cluster file or spec that cannot describe a cluster; the message says where."""
+class ClusterSpecError(InputError):
+    """A cluster file or spec that cannot describe a cluster; the message says where, the
+    ``path`` (relative to the file's root) says which key."""
 
 
 @dataclass
@@ -178,13 +182,20 @@ def _layouts(raw: Any, model: GPUModel, gpus: int, where: str) -> tuple[list, st
     if isinstance(raw, str):
         layout = named_config(model, raw)
         if isinstance(layout, str):
-            raise ClusterSpecError(f"{where}.mig: {layout}")
+            raise ClusterSpecError(f"{where}.mig: {layout}", path=("mig",))
         return [copy.copy(layout) for _ in range(gpus)], raw
     if not isinstance(raw, list):
-        raise ClusterSpecError(f"{where}.mig: expected a config name or a list, got {raw!r}")
-    per_gpu = raw if all(isinstance(x, list) or x is None for x in raw) else [raw] * gpus
+        raise ClusterSpecError(
+            f"{where}.mig: expected a config name or a list, got {raw!r}",
+            path=("mig",),
+            expected="a mig-parted config name or a list of MIG profiles",
+        )
+    nested = all(isinstance(x, list) or x is None for x in raw)
+    per_gpu = raw if nested else [raw] * gpus
     if len(per_gpu) != gpus:
-        raise ClusterSpecError(f"{where}.mig: {len(per_gpu)} GPU layouts for gpus: {gpus}")
+        raise ClusterSpecError(
+            f"{where}.mig: {len(per_gpu)} GPU layouts for gpus: {gpus}", path=("mig",)
+        )
     layouts: list[list[Profile] | None] = []
     for g, names in enumerate(per_gpu):
         if not names:
@@ -195,14 +206,17 @@ def _layouts(raw: Any, model: GPUModel, gpus: int, where: str) -> tuple[list, st
             profile = model.profile(str(name)) if isinstance(name, str) else None
             if profile is None:
                 raise ClusterSpecError(
-                    f"{where}.mig[{g}][{i}]: {_unknown_profile(model, str(name))}"
+                    f"{where}.mig[{g}][{i}]: {_unknown_profile(model, str(name))}",
+                    path=("mig", g, i) if nested else ("mig", i),
+                    expected=f"a MIG profile of {model.products[0]}",
                 )
             profiles.append(profile)
         if not fit_layout(model, profiles):
             raise ClusterSpecError(
                 f"{where}: GPU {g} layout {_describe(profiles)} does not fit on one "
                 f"{model.products[0]} ({model.memory_slices} memory slices, "
-                f"{model.compute_slices} compute slices; check instance limits and placements)"
+                f"{model.compute_slices} compute slices; check instance limits and placements)",
+                path=("mig", g) if nested else ("mig",),
             )
         layouts.append(profiles)
     return layouts, None
@@ -220,15 +234,17 @@ def _config_name(model: GPUModel, layouts: list) -> str:
     return "custom"
 
 
-def _string_map(raw: Any, where: str) -> dict[str, str]:
+def _string_map(raw: Any, where: str, field: str) -> dict[str, str]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ClusterSpecError(f"{where}: expected a mapping, got {raw!r}")
+        raise ClusterSpecError(f"{where}: expected a mapping, got {raw!r}", path=(field,))
     result = {}
     for key, value in raw.items():
         if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ClusterSpecError(f"{where}.{key}: expected a string value, got {value!r}")
+            raise ClusterSpecError(
+                f"{where}.{key}: expected a string value, got {value!r}", path=(field, key)
+            )
         result[str(key)] = str(value)
     return result
 
@@ -237,13 +253,16 @@ def _taints(raw: Any, where: str) -> list[dict[str, Any]]:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise ClusterSpecError(f"{where}: expected a list of taints")
+        raise ClusterSpecError(f"{where}: expected a list of taints", path=("taints",))
     taints = []
     for i, taint in enumerate(raw):
         if not isinstance(taint, dict) or not taint.get("key"):
-            raise ClusterSpecError(f"{where}[{i}]: a taint needs a key")
+            raise ClusterSpecError(f"{where}[{i}]: a taint needs a key", path=("taints", i))
         if taint.get("effect") not in _EFFECTS:
-            raise ClusterSpecError(f"{where}[{i}].effect: must be one of {', '.join(_EFFECTS)}")
+            raise ClusterSpecError(
+                f"{where}[{i}].effect: must be one of {', '.join(_EFFECTS)}",
+                path=("taints", i, "effect"),
+            )
         taints.append({k: str(v) for k, v in taint.items() if k in ("key", "value", "effect")})
     return taints
 
@@ -258,7 +277,9 @@ def _model(raw: Any, where: str) -> GPUModel:
             keys = ", ".join(m.key for m in catalog)
             raise ClusterSpecError(
                 f"{where}.gpu: unknown GPU {raw!r}; "
-                f"use a GFD product label or a catalog key ({keys})"
+                f"use a GFD product label or a catalog key ({keys})",
+                path=("gpu",),
+                expected="a GFD product label or a catalog key",
             ) from None
     return model
 
@@ -272,12 +293,17 @@ def _node(raw: Any, where: str) -> list[NodeSpec]:
     where = f"node {name!r}"
     unknown = set(raw) - _NODE_FIELDS
     if unknown:
-        raise ClusterSpecError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        raise ClusterSpecError(
+            f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}",
+            path=(sorted(map(str, unknown))[0],),
+            expected=f"one of {', '.join(sorted(_NODE_FIELDS))}",
+        )
     spec = NodeSpec(name=name)
     strategy = raw.get("strategy", "mixed")
     if strategy not in STRATEGIES:
         raise ClusterSpecError(
-            f"{where}.strategy: must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
+            f"{where}.strategy: must be one of {', '.join(STRATEGIES)}, got {strategy!r}",
+            path=("strategy",),
         )
     spec.strategy = strategy
     if raw.get("gpu") is not None:
@@ -287,7 +313,8 @@ def _node(raw: Any, where: str) -> list[NodeSpec]:
         spec.gpus = raw.get("gpus", 1)
         if not isinstance(spec.gpus, int) or isinstance(spec.gpus, bool) or spec.gpus < 1:
             raise ClusterSpecError(
-                f"{where}.gpus: must be a positive integer, got {raw.get('gpus')!r}"
+                f"{where}.gpus: must be a positive integer, got {raw.get('gpus')!r}",
+                path=("gpus",),
             )
         spec.layouts, config = _layouts(raw.get("mig"), spec.model, spec.gpus, where)
         spec.mig_config = str(
@@ -295,12 +322,12 @@ def _node(raw: Any, where: str) -> list[NodeSpec]:
         )
     elif raw.get("mig") or raw.get("gpus"):
         raise ClusterSpecError(f"{where}: 'mig' and 'gpus' need a 'gpu' model")
-    spec.labels = _string_map(raw.get("labels"), f"{where}.labels")
-    spec.annotations = _string_map(raw.get("annotations"), f"{where}.annotations")
+    spec.labels = _string_map(raw.get("labels"), f"{where}.labels", "labels")
+    spec.annotations = _string_map(raw.get("annotations"), f"{where}.annotations", "annotations")
     spec.taints = _taints(raw.get("taints"), f"{where}.taints")
     for flag in ("unschedulable", "ready"):
         if flag in raw and not isinstance(raw[flag], bool):
-            raise ClusterSpecError(f"{where}.{flag}: must be true or false")
+            raise ClusterSpecError(f"{where}.{flag}: must be true or false", path=(flag,))
     spec.unschedulable = raw.get("unschedulable", False)
     spec.ready = raw.get("ready", True)
     for key in ("cpu", "memory", "pods", "ephemeral_storage"):
@@ -308,7 +335,7 @@ def _node(raw: Any, where: str) -> list[NodeSpec]:
             setattr(spec, key, str(raw[key]))
     count = raw.get("count", 1)
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise ClusterSpecError(f"{where}.count: must be a positive integer")
+        raise ClusterSpecError(f"{where}.count: must be a positive integer", path=("count",))
     if "count" not in raw:
         return [spec]
     return [_renamed(spec, f"{name}-{i}") for i in range(1, count + 1)]
@@ -335,18 +362,26 @@ def load_cluster_spec(data: Any) -> ClusterSpec:
         )
     raw_nodes = data.get("nodes") or []
     if not isinstance(raw_nodes, list):
-        raise ClusterSpecError("cluster file: 'nodes' must be a list")
+        raise ClusterSpecError("cluster file: 'nodes' must be a list", path=("nodes",))
     nodes: list[NodeSpec] = []
+    first: dict[str, int] = {}
     for i, raw in enumerate(raw_nodes):
-        nodes += _node(raw, f"nodes[{i}]")
-    seen: set[str] = set()
-    for node in nodes:
-        if node.name in seen:
-            raise ClusterSpecError(f"node {node.name!r}: duplicate node name")
-        seen.add(node.name)
+        try:
+            new = _node(raw, f"nodes[{i}]")
+        except ClusterSpecError as e:
+            raise e.within("nodes", i) from None
+        for node in new:
+            if node.name in first:
+                raise ClusterSpecError(
+                    f"node {node.name!r}: duplicate node name", path=("nodes", i, "name")
+                )
+            first[node.name] = i
+        nodes += new
     namespaces = data.get("namespaces") or []
     if not isinstance(namespaces, list) or not all(isinstance(n, str) for n in namespaces):
-        raise ClusterSpecError("cluster file: 'namespaces' must be a list of names")
+        raise ClusterSpecError(
+            "cluster file: 'namespaces' must be a list of names", path=("namespaces",)
+        )
     return ClusterSpec(nodes=nodes, namespaces=list(namespaces))
 
 
@@ -354,15 +389,18 @@ def load_cluster_file(path: str | Path) -> ClusterSpec:
     """Read and validate a cluster YAML file; :class:`ClusterSpecError` says what is wrong."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ClusterSpecError(f"{path}: cannot read cluster file: {exc}") from None
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ClusterSpecError(f"cannot read cluster file: {exc}", source=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ClusterSpecError(f"{path}: not valid YAML: {exc}") from None
+        e = yaml_syntax_error(str(path), text, exc)
+        raise ClusterSpecError(e.message, expected=e.expected).at(e.source, e.detail) from None
     try:
         return load_cluster_spec(data)
     except ClusterSpecError as exc:
-        raise ClusterSpecError(f"{path}: {exc}") from None
+        raise locate_in_yaml(exc, str(path), text) from None
 
 
 def shipped_cluster_file(name: str) -> Path:

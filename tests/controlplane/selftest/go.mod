@@ -1,0 +1,3 @@
+module mig-spawner.invalid/buildselftest
+
+go 1.26

@@ -1,0 +1,95 @@
+"""The progress page's line keeps the reason a server starts on a fallback slice.
+
+Issue 19: the line the progress page shows read "2g.20gb on H100 80GB: ... Started
+container notebook", with no word of why; the reason was only in the expanded event log.
+Read over real HTTP, the hub's own progress event stream (what the page shows), on the
+emulator and on the real control plane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+from hub_harness import H100, pods_of, spawn, wait_ready
+from jupyterhub.tests.utils import auth_header, public_url, ujoin
+
+ONE_H100 = {
+    "nodes": [
+        {
+            "name": "h",
+            "gpu": H100,
+            "strategy": "mixed",
+            "mig": [["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"]],
+        }
+    ]
+}
+
+
+def batch_pod(name: str) -> dict:
+    """A pod mig-spawner did not create, holding a 1g.10gb."""
+    limits = {"nvidia.com/mig-1g.10gb": "1"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "containers": [{"name": "job", "image": "busybox", "resources": {"limits": limits}}]
+        },
+    }
+
+
+async def progress_events(app, user: str, timeout: float = 90) -> list[dict]:
+    """The hub's progress event stream for ``user``'s server, read to its end (ready)."""
+    url = ujoin(public_url(app, path="hub"), "api", "users", user, "server", "progress")
+    events = []
+    headers = auth_header(app.db, "admin")
+    async with (
+        aiohttp.ClientSession(headers=headers) as http,
+        http.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r,
+    ):
+        assert r.status == 200, await r.text()
+        async for raw in r.content:
+            line = raw.decode().strip()
+            if line.startswith("data:"):
+                events.append(json.loads(line[len("data:") :]))
+                if events[-1].get("ready") or events[-1].get("failed"):
+                    break
+    return events
+
+
+async def test_every_progress_line_on_a_fallback_says_why(plane_hub):
+    # containers start 3 s after binding (an image pull): the pod's events reach the page
+    app, cluster = await plane_hub(spec=ONE_H100, start_delay=3.0)
+    # slow_spawn_timeout 0: the POST answers 202 at once, so the stream is read while pending
+    app.tornado_application.settings["slow_spawn_timeout"] = 0
+    for i in range(2):
+        cluster.create_pod(batch_pod(f"batch-{i}"), namespace="research")
+    for _ in range(600):
+        bound = [p for p in cluster.pods if p["metadata"]["name"].startswith("batch-")]
+        if len(bound) == 2 and all(p["spec"].get("nodeName") for p in bound):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the batch pods were never scheduled")
+
+    r = await spawn(app, "bob", {"tier": "notebook"})
+    assert r.status_code == 202, r.text
+    events = await progress_events(app, "bob")
+    await wait_ready(app, "bob", timeout=60)
+    (pod,) = pods_of(cluster, user="bob")
+    assert "nvidia.com/mig-2g.20gb" in pod["spec"]["containers"][0]["resources"]["limits"]
+
+    messages = [e.get("message", "") for e in events]
+    assert messages[0] == "Server requested", messages  # JupyterHub's own first line
+    assert messages[1].startswith("Starting on the larger 1 × 2g.20gb"), messages
+    # KubeSpawner's own lines (scheduling, the pod's events), each with slice and reason
+    label = "2g.20gb on H100 80GB (every 1g.10gb taken): "
+    pod_lines = [m for m in messages[2:-1] if m]
+    assert pod_lines, messages
+    assert all(m.startswith(label) for m in pod_lines), messages
+    # the scheduler's event comes the 3 s pull before ready, so the page always shows it
+    # (later ones may land after the server is ready, when JupyterHub stops the stream)
+    assert any("Successfully assigned" in m for m in pod_lines), messages
+    assert events[-1].get("ready") is True
