@@ -25,9 +25,8 @@ from ..core.pods import Trust
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
 from . import metrics
 from .formpage import render_form
-from .live import offer_figures_route
 from .placing import PlacementMixin
-from .refusals import STATUS, SpawnException, not_a_failure, refusal
+from .refusals import STATUS, refusal, refused
 from .watch import ClusterView
 
 
@@ -194,9 +193,21 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         """,
     )
 
+    service_name = Unicode(
+        "mig",
+        config=True,
+        help="""The name of mig-spawner's service in ``c.JupyterHub.services``: an open spawn
+        form polls its figures. Empty: no service (the form re-reads itself every 15 s).""",
+    )
+
     _views: dict[tuple, ClusterView] = {}
     #: settings -> Policy, one for all users' spawners, so the core's caches serve them all
     _policies: dict[str, Policy] = {}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The first spawner JupyterHub constructs registers the hub's series (/hub/metrics).
+        self._mig_metrics = metrics.register(lambda: metrics.source(MIGSpawner))
 
     # ---------------------------------------------------------------- config
 
@@ -246,7 +257,6 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
                 problem="" if known else messages.availability_unknown(),
                 own=own,
             )
-            offer_figures_route(profiles)  # the open form polls it (hub/live.py)
         return self._get_initialized_profile_list(profiles)
 
     # ---------------------------------------------------------------- cluster view
@@ -274,18 +284,12 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
             )
             view.start()
             views[key] = view
-        try:
-            policy = self.policy
-        except ConfigError:
-            policy = None  # logged where spawns use it
-        metrics.set_current(view, policy)
         return view
 
     @classmethod
     async def stop_cluster_views(cls) -> None:
         """Stop every watch (hub shutdown, tests)."""
         views, cls._views = dict(cls._views), {}
-        metrics.clear_current()
         for view in views.values():
             await view.stop()
 
@@ -378,7 +382,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         elapsed = time.perf_counter() - started
         self._mig_decision = decision
         # One line at info per decision (a refusal is an answer, not an error), no traceback.
-        metrics.record_decision(
+        self._mig_metrics.record(
             decision, user=self.user.name, server=self.name, seconds=elapsed, logger=self.log
         )
         if not decision.admitted:
@@ -387,9 +391,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
             )
         return decision
 
-    def _refused(self, message: str, *, reason: str, status: int) -> SpawnException:
-        not_a_failure(self)
-        return refusal(message, reason=reason, status=status)
+    _refused = refused  # the refusal to raise, kept out of the hub's failure count
 
     # ---------------------------------------------------------------- which slice you got
 
