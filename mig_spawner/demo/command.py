@@ -153,11 +153,6 @@ def hub_config(
         c.Authenticator.allowed_users = set({users!r})
         c.Authenticator.admin_users = {{{ADMIN!r}}}
         c.JupyterHub.load_groups = {{team: {{"users": m}} for team, m in {TEAMS!r}.items()}}
-        # mig-spawner's service: the admins' GPU slice page at /services/mig/ ({ADMIN} is
-        # an admin) and the open spawn forms' live figures.
-        from mig_spawner.hub.service import roles, service
-        c.JupyterHub.services = [service(__file__, url="http://127.0.0.1:{free_port()}")]
-        c.JupyterHub.load_roles = roles()
 
         c.KubeSpawner.k8s_api_host = {cluster_url!r}
         c.KubeSpawner.k8s_api_ssl_ca_cert = {str(ca) if ca else ""!r}
@@ -173,6 +168,12 @@ def hub_config(
         c.MIGSpawner.tiers = {TIERS!r}
         c.MIGSpawner.team_quotas = {QUOTAS!r}
         c.MIGSpawner.default_quota = {DEFAULT_QUOTA!r}
+
+        # mig-spawner's service (after the settings it reads): the admins' GPU slice page
+        # at /services/mig/ ({ADMIN} is an admin) and the open spawn forms' live figures.
+        from mig_spawner.hub.service import roles, service
+        c.JupyterHub.services = [service(c, url="http://127.0.0.1:{free_port()}")]
+        c.JupyterHub.load_roles = roles()
         """
         )
     )

@@ -3,9 +3,9 @@
 A hub configured with a malformed policy must not start: users would meet the error one
 spawn at a time. JupyterHub gives a spawner class no start-up hook, but it does wait for
 its managed services to come up and exits if one exits first: mig-spawner's service
-(:mod:`.service`) loads the hub's config file with :func:`policy_from_config` and, on a
-:class:`~mig_spawner.core.policy.ConfigError`, logs one line naming the setting and the
-fix and exits 1 -- so the hub exits 1, before it serves anyone, with no traceback. A hub
+(:mod:`.service`) builds the policy from the hub's settings with :func:`policy_from_config`
+and, on a :class:`~mig_spawner.core.policy.ConfigError`, logs one line naming the setting
+and the fix and exits 1 -- so the hub exits 1, before it serves anyone, with no traceback. A hub
 without the service meets the same error at the first spawn (a refusal telling the user to
 ask their admin, the error in the hub's log).
 

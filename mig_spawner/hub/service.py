@@ -11,8 +11,8 @@ mig-spawner's pages are a service JupyterHub starts, proxies and logs users in t
   (:mod:`.live`), polled by an open spawn form.
 
 The service is its own process, so it asks for what it needs through declared channels
-only: the hub's config file (the path in its command, loaded as JupyterHub loads it: the
-same policy and API server as the spawners); its own list+watch of nodes and pods
+only: the hub's spawner settings, passed in its environment by :func:`service` (the same
+policy and API server as the spawners); its own list+watch of nodes and pods
 (:class:`~mig_spawner.hub.watch.ClusterView`, RBAC as the hub's); the user, their groups
 and scopes from JupyterHub's OAuth (:class:`~jupyterhub.services.auth.HubOAuth`); the
 hub's decision counters from ``/hub/metrics`` with its token (role: ``read:metrics``).
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import json
 import logging
 import os
 import secrets
@@ -47,13 +48,15 @@ NAME = "mig"
 PORT = 10101
 log = logging.getLogger("mig_spawner.hub.service")
 
+#: The hub's spawner settings, as JSON, in the service's environment (:func:`service`)
+SETTINGS_ENV = "MIG_SPAWNER_HUB_SETTINGS"
 #: Environment the service must not inherit from the hub (JupyterHub sets its own
 #: JUPYTERHUB_*; the proxy token and cookie secret are the hub's alone).
 _NOT_FORWARDED = ("JUPYTERHUB_", "JPY_", "CONFIGPROXY_")
 
 
 def service(
-    config_file: str,
+    config,
     *,
     name: str = NAME,
     url: str = f"http://127.0.0.1:{PORT}",
@@ -61,23 +64,40 @@ def service(
 ) -> dict[str, Any]:
     """The ``c.JupyterHub.services`` entry that runs mig-spawner's service.
 
-    ``config_file``: the hub's own ``jupyterhub_config.py`` (``__file__`` in it), which
-    the service loads for the policy and the API server. ``url``: where the proxy reaches
-    it (Zero to JupyterHub: ``http://hub:10101``, see helm-values/values.yaml). The
-    hub's environment is passed on (JupyterHub gives a service only PATH and a few
-    others; a config file may read more, e.g. Z2JH's ``*_SERVICE_HOST``).
+    ``config``: the hub's config (``c``), read now: call this after the ``MIGSpawner`` and
+    ``KubeSpawner`` settings (last in ``jupyterhub_config.py``; Zero to JupyterHub runs
+    ``hub.extraConfig`` after ``hub.config``). Their plain values reach the service in its
+    environment (a callable ``profile_list`` does not: the figures then show the tiers
+    alone). ``url``: where the proxy reaches it (Zero to JupyterHub: ``http://hub:10101``).
+    The hub's environment is passed on too (JupyterHub gives a service only PATH and a
+    few others; in-cluster credentials need ``KUBERNETES_SERVICE_*``).
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_FORWARDED)}
+    env[SETTINGS_ENV] = json.dumps(_snapshot(config))
     return {
         "name": name,
         "url": url,
-        "command": [sys.executable, "-m", "mig_spawner.hub.service", "--config", config_file],
+        "command": [sys.executable, "-m", "mig_spawner.hub.service"],
         "environment": {**env, **(environment or {})},
         "display": True,  # listed in the hub's Services menu
         "oauth_no_confirm": True,
         # The page is for admins: the OAuth token says whether the user has admin-ui.
         "oauth_client_allowed_scopes": ["admin-ui"],
     }
+
+
+def _snapshot(config) -> dict[str, dict[str, Any]]:
+    """The spawner sections of a config, as JSON-able plain data (others left out)."""
+    out: dict[str, dict[str, Any]] = {}
+    for section_name in ("Spawner", "KubeSpawner", "MIGSpawner"):
+        section = config.get(section_name) if section_name in config else None
+        for key in list(section or ()):
+            value = setting(section, key, None)
+            try:
+                out.setdefault(section_name, {})[key] = json.loads(json.dumps(value))
+            except (TypeError, ValueError):
+                continue  # a callable, an object: the service goes without
+    return out
 
 
 def roles(name: str = NAME) -> list[dict[str, Any]]:
@@ -153,14 +173,6 @@ class Settings:
         )
 
 
-def load_hub_config(path: str):
-    """The hub's config file, loaded as JupyterHub loads it (traitlets' Python loader)."""
-    from traitlets.config.loader import PyFileConfigLoader
-
-    directory, name = os.path.split(os.path.abspath(path))
-    return PyFileConfigLoader(name, path=directory, log=log).load_config()
-
-
 # --------------------------------------------------------------------------- the service
 
 
@@ -208,7 +220,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     """
     env = os.environ
     url = urlparse(env.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{PORT}"))
-    switch = _Switch(web.Application([(r".*", _Starting)]))
+    switch = _Switch(web.Application([(r".*", _Starting)], log_function=_quiet))
     server = HTTPServer(switch)
     server.listen(url.port or 80, address=_bind_address(url.hostname or ""))
 
@@ -260,6 +272,10 @@ class _Switch(HTTPServerConnectionDelegate):
         self.app.on_close(server_conn)
 
 
+def _quiet(handler) -> None:
+    """The starting app's 503s are expected (JupyterHub polls until one answers)."""
+
+
 class _Starting(web.RequestHandler):
     def prepare(self):
         self.set_status(503)
@@ -280,19 +296,20 @@ def _bind_address(host: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mig_spawner.hub.service")
-    parser.add_argument("--config", required=True, help="the hub's jupyterhub_config.py")
-    args = parser.parse_args(argv)
+    argparse.ArgumentParser(
+        prog="python -m mig_spawner.hub.service",
+        description="mig-spawner's hub-managed service; JupyterHub runs it (service()).",
+    ).parse_args(argv)
     logging.basicConfig(format="[%(levelname).1s %(asctime)s mig-spawner] %(message)s")
     for name in ("mig_spawner", "tornado.application"):
         logging.getLogger(name).setLevel(logging.INFO)
     try:
-        settings = Settings.from_config(load_hub_config(args.config))
+        settings = Settings.from_config(json.loads(os.environ.get(SETTINGS_ENV, "{}")))
     except ConfigError as e:
         log.critical("mig-spawner: invalid configuration, the hub will not start: %s", e)
         return 1
-    except Exception as e:  # the file itself: JupyterHub reports it too, in full
-        log.critical("mig-spawner: cannot load %s: %s: %s", args.config, type(e).__name__, e)
+    except ValueError as e:  # not JSON: not started by service()
+        log.critical("mig-spawner: %s is not the JSON service() writes: %s", SETTINGS_ENV, e)
         return 1
     try:
         asyncio.run(serve(settings))

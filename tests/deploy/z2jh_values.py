@@ -182,7 +182,7 @@ def root_config() -> Config:
     """The root example jupyterhub_config.py, loaded the way JupyterHub loads it."""
     cfg = Config()
     path = ROOT / "jupyterhub_config.py"
-    # traitlets binds __file__ too (the file names itself to mig-spawner's service)
+    # traitlets binds __file__ too
     namespace = {"get_config": lambda: cfg, "__file__": str(path)}
     exec(compile(path.read_text(), str(path), "exec"), namespace)
     return cfg

@@ -149,23 +149,15 @@ def pods_of(cluster, **labels) -> list[dict]:
 
 
 def with_service(config: dict, workdir: Path, extra: dict | None = None) -> dict:
-    """``extra`` plus mig-spawner's hub-managed service (hub/service.py) for a test hub.
-
-    The service loads a config file like a hub's: this hub's MIGSpawner and KubeSpawner
-    settings, written as ``jupyterhub_config.py`` lines into ``workdir``.
-    """
+    """``extra`` plus mig-spawner's hub-managed service (hub/service.py) for a test hub,
+    with this hub's spawner settings (``config`` and ``extra``'s, as a hub's ``c``)."""
     from mig_spawner.demo.command import free_port
     from mig_spawner.hub.service import roles, service
 
-    lines = ["c = get_config()  # noqa"]
-    for section in ("KubeSpawner", "MIGSpawner"):
-        for key, value in config.get(section, {}).items():
-            lines.append(f"c.{section}.{key} = {value!r}")
-    path = workdir / "service_config.py"
-    path.write_text("\n".join(lines) + "\n")
     extra = {k: dict(v) for k, v in (extra or {}).items()}
+    settings = {s: {**config.get(s, {}), **extra.get(s, {})} for s in ("KubeSpawner", "MIGSpawner")}
     hub = extra.setdefault("JupyterHub", {})
-    hub["services"] = [service(str(path), url=f"http://127.0.0.1:{free_port()}")]
+    hub["services"] = [service(settings, url=f"http://127.0.0.1:{free_port()}")]
     hub["load_roles"] = roles()
     return extra
 

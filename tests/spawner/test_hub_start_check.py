@@ -41,9 +41,6 @@ def _run_hub(tmp_path: Path, settings: str, *, wait_for: str, timeout: float = 6
     config.write_text(
         textwrap.dedent(
             f"""
-            from mig_spawner.hub.service import roles, service
-            c.JupyterHub.services = [service(__file__, url="http://127.0.0.1:{_free_port()}")]
-            c.JupyterHub.load_roles = roles()
             c.JupyterHub.ip = "127.0.0.1"
             c.JupyterHub.port = {port}
             c.JupyterHub.hub_port = {_free_port()}
@@ -59,6 +56,13 @@ def _run_hub(tmp_path: Path, settings: str, *, wait_for: str, timeout: float = 6
             """
         )
         + textwrap.dedent(settings)
+        + textwrap.dedent(
+            f"""
+            from mig_spawner.hub.service import roles, service
+            c.JupyterHub.services = [service(c, url="http://127.0.0.1:{_free_port()}")]
+            c.JupyterHub.load_roles = roles()
+            """
+        )
     )
     log = tmp_path / "hub.log"
     with log.open("wb") as out:
