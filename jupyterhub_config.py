@@ -86,3 +86,12 @@ c.MIGSpawner.default_quota = {"compute_slices": 1, "servers": 1}
 # "granted": a fallback is charged at the size actually given (fair to the cluster);
 # "requested": at the size asked for (fair to the user who was bumped up).
 c.MIGSpawner.charge = "granted"
+
+# --- mig-spawner's service (keep it last: it reads the settings above) -----------------
+# A hub-managed service: the admins' GPU slice page at /services/mig/, the open spawn
+# forms' live figures, and the check that stops the hub on a malformed policy. Its roles
+# let every user reach it and let it read the hub's metrics. (Z2JH: helm-values/values.yaml.)
+from mig_spawner.hub.service import roles, service  # noqa: E402
+
+c.JupyterHub.services = [service(c)]
+c.JupyterHub.load_roles = roles()

@@ -5,8 +5,8 @@
 Measures, on one ClusterState of NODES H100 nodes (8 GPUs each, mig-parted all-balanced:
 32 slices a node) holding PODS hub pods: the slice map of every node (the layout search is
 cached per node shape, so first and later calls are reported apart), the capacity and team
-rows, one /hub/metrics scrape of mig-spawner's collector, and the /hub/mig live fragment
-rendered for one page of 25 nodes and for every node.
+rows, one /hub/metrics scrape of mig-spawner's collector, and the GPU slice page's live
+fragment (services/mig) rendered for one page of 25 nodes and for every node.
 """
 
 from __future__ import annotations
@@ -136,13 +136,13 @@ def main(argv=None) -> int:
 
     def render(per_page):
         data = adminpage.page_data(view, policy, per_page=per_page)
-        return live.render(data=data, bar=adminpage._bar, ago=adminpage._ago, states=())
+        return live.render(data=data, bar=adminpage._bar, states=())
 
     for per_page in (25, adminpage.MAX_PER_PAGE):
         html = render(per_page)
         med, worst = timed(lambda pp=per_page: render(pp), args.repeat)
         print(
-            f"/hub/mig fragment, {per_page:3} nodes a page ({len(html) / 1024:5.0f} KiB):   "
+            f"/services/mig fragment, {per_page:3} nodes a page ({len(html) / 1024:5.0f} KiB):   "
             f"{med:8.1f} ms median, {worst:.1f} max"
         )
     return 0

@@ -18,12 +18,10 @@ __all__ = ["MIGSpawner", "__version__"]
 
 
 def __getattr__(name: str):
+    # Only the import: JupyterHub resolves ``spawner_class = "mig"`` here while it loads
+    # its config, and importing mig-spawner must start and register nothing.
     if name == "MIGSpawner":
-        # JupyterHub resolves ``spawner_class = "mig"`` here while loading its config:
-        # the moment to have the hub check the policy before it serves anyone.
-        from .hub.config import check_at_hub_start
         from .hub.spawner import MIGSpawner
 
-        check_at_hub_start()
         return MIGSpawner
     raise AttributeError(f"module 'mig_spawner' has no attribute {name!r}")

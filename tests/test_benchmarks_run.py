@@ -15,5 +15,10 @@ def test_operations_benchmark_prints_every_figure(capsys):
     assert bench.main(["--nodes", "3", "--pods", "20", "--repeat", "1"]) == 0
     out = capsys.readouterr().out
     assert "cluster: 3 nodes, 24 GPUs, 96 slices, 20 pods" in out
-    for figure in ("node_maps (all nodes)", "capacity + team rows", "/hub/metrics", "/hub/mig"):
+    for figure in (
+        "node_maps (all nodes)",
+        "capacity + team rows",
+        "/hub/metrics",
+        "/services/mig",
+    ):
         assert figure in out and " ms" in out

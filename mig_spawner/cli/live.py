@@ -9,7 +9,7 @@ ClusterRole): it never watches, creates or patches. Every failure is an
 :class:`~mig_spawner.cli.snapshot.InputError` of one line.
 
 What a live read cannot see: the hub's reservations in flight (admitted spawns whose pod is
-not bound yet) live only in the hub's memory; ``/hub/mig`` and ``/hub/metrics`` show them.
+not bound yet) live only in the hub's memory; ``/hub/metrics`` counts them.
 """
 
 from __future__ import annotations

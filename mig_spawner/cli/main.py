@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Show every slice type's total, held and free counts, each team against its "
             "quota (with --config), servers on a fallback slice and every node, from a "
             "snapshot or the live cluster (read-only: list only). In-flight reservations "
-            "live in the hub's memory: see /hub/mig or /hub/metrics for those."
+            "live in the hub's memory: /hub/metrics counts them."
         ),
         epilog="SNAPSHOT is the output of `kubectl get nodes,pods -A -o json` ('-' for stdin).",
     )

@@ -1,9 +1,10 @@
 """``mig-spawner status``: the cluster's MIG slices, who holds them and team quotas, as tables.
 
 The figures come from :mod:`mig_spawner.core.slicemap` over a ClusterState built from a
-snapshot file or the live cluster (:mod:`.live`), the same rows the hub's ``/hub/mig`` page
-and ``/hub/metrics`` show. Rendering uses ``rich``; :func:`status_dict` is the ``--json``
-form. Nothing here prints or exits: :func:`render_status` writes to the console it is given.
+snapshot file or the live cluster (:mod:`.live`), the same rows the GPU slice page
+(``/services/mig/``) and ``/hub/metrics`` show. Rendering uses ``rich``;
+:func:`status_dict` is the ``--json`` form. Nothing here prints or exits:
+:func:`render_status` writes to the console it is given.
 """
 
 from __future__ import annotations

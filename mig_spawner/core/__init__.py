@@ -20,5 +20,5 @@ here may import the standard library and other ``core`` modules only;
 - :mod:`.options`   the shape of a user's spawn options.
 - :mod:`.form`      the spawn form's data (KubeSpawner ``profile_list`` entries).
 - :mod:`.slicemap`  who holds which slice of which GPU (drawn at catalog placements), capacity
-  and team rows: the data of ``/hub/mig``, the metrics and ``mig-spawner status``.
+  and team rows: the data of the GPU slice page, the metrics and ``mig-spawner status``.
 """

@@ -154,10 +154,6 @@ def hub_config(
         c.Authenticator.allowed_users = set({users!r})
         c.Authenticator.admin_users = {{{ADMIN!r}}}
         c.JupyterHub.load_groups = {{team: {{"users": m}} for team, m in {TEAMS!r}.items()}}
-        # The admins' GPU slice page, /hub/mig ({ADMIN} is an admin).
-        from mig_spawner.hub.adminpage import handlers
-        quiet_extra_handlers()
-        c.JupyterHub.extra_handlers = handlers()
 
         c.KubeSpawner.k8s_api_host = {cluster_url!r}
         c.KubeSpawner.k8s_api_ssl_ca_cert = {str(ca) if ca else ""!r}
@@ -173,6 +169,12 @@ def hub_config(
         c.MIGSpawner.tiers = {TIERS!r}
         c.MIGSpawner.team_quotas = {QUOTAS!r}
         c.MIGSpawner.default_quota = {DEFAULT_QUOTA!r}
+
+        # mig-spawner's service (after the settings it reads): the admins' GPU slice page
+        # at /services/mig/ ({ADMIN} is an admin) and the open spawn forms' live figures.
+        from mig_spawner.hub.service import roles, service
+        c.JupyterHub.services = [service(c, url="http://127.0.0.1:{free_port()}")]
+        c.JupyterHub.load_roles = roles()
         """
         )
     )
@@ -236,7 +238,7 @@ def banner(
         f"  open:      {url}",
         f"  password:  {PASSWORD}  (for every user)",
         f"  admin:     {ADMIN}  (admin page: {url.removesuffix('/login')}/admin)",
-        f"  GPU slices: {url.removesuffix('login')}mig  (the admins' slice page)",
+        f"  GPU slices: {url.removesuffix('hub/login')}services/mig/  (the admins' slice page)",
     ]
     for team, members in TEAMS.items():
         limits = ", ".join(f"{k} {v}" for k, v in QUOTAS[team].items())

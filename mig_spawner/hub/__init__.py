@@ -9,6 +9,9 @@ ships none of the demo).
   server, applied event by event to a :class:`~mig_spawner.core.cluster.ClusterState`.
 - :mod:`.metrics`   Prometheus gauges computed at scrape time, decision counters, the
   one log line per decision.
-- :mod:`.adminpage` ``/hub/mig``, the admins' GPU slice page (``extra_handlers``).
+- :mod:`.service`   mig-spawner's hub-managed service (its own process): the pages below.
+- :mod:`.adminpage` ``/services/mig/``, the admins' GPU slice page.
+- :mod:`.live`      ``/services/mig/api/figures``, an open spawn form's live figures.
+- :mod:`.hubcompat` the one JupyterHub-version adapter (refusals on JupyterHub 5).
 - ``templates/``    the spawn form and the slice page.
 """

@@ -1,15 +1,17 @@
-"""The hub's GPU slice page, ``/hub/mig``: who holds which MIG slice, team quotas, refusals.
+"""The admins' GPU slice page: who holds which MIG slice, team quotas, refusals.
 
-Registered with ``c.JupyterHub.extra_handlers = mig_spawner.hub.adminpage.handlers()``.
-It runs *inside* the hub process on purpose: in-flight reservations (admitted spawns whose
-pod is not bound yet) exist only in the hub's memory, and the page must show exactly the
-ClusterState the spawners decide with. A separate JupyterHub service would need its own
-watch, would not see reservations and could disagree with the spawn form. JupyterHub marks
-``extra_handlers`` deprecated in favour of services but keeps it in 5.x and 6.x; the page
-is one handler on JupyterHub's own ``BaseHandler`` (login, scopes, page style, xsrf).
+Served by mig-spawner's hub-managed service (:mod:`.service`) at
+``{base_url}services/mig/`` (it was ``/hub/mig`` through the deprecated
+``extra_handlers``). It draws the service's own view of the cluster with the hub's
+policy, through the same :mod:`mig_spawner.core.slicemap` the hub's metrics use: a spawn
+is on it as soon as its pod exists (a created pod holds its pinned node's slice), only
+the fraction of a second between the hub's decision and the pod's creation is not. The
+refusal counts are the hub's own, read from ``/hub/metrics`` (the service's role has
+``read:metrics``); who was refused and why is in the hub's log, one line per decision.
 
-Access: the ``admin-ui`` scope (admins have it), else 403. Hundreds of nodes are paged
-(``?page=``, ``?per_page=``) and can be filtered by name or GPU model (``?q=``).
+Access: the ``admin-ui`` scope (admins have it; the service's OAuth tokens carry it for
+whoever has it), else 403. Hundreds of nodes are paged (``?page=``, ``?per_page=``) and
+can be filtered by name or GPU model (``?q=``).
 """
 
 from __future__ import annotations
@@ -21,23 +23,21 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import ChoiceLoader, FileSystemLoader
-from jupyterhub.handlers import BaseHandler
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jupyterhub.services.auth import HubOAuthenticated
+from prometheus_client.parser import text_string_to_metric_families
 from tornado import web
+from tornado.escape import xhtml_escape
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from ..core import slicemap
-from . import metrics
+from .metrics import PREFIX, REFUSED
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
 PAGE_TEMPLATE = "mig-admin.html"
 LIVE_TEMPLATE = "mig-admin-live.html"  # the part that refreshes itself
 DEFAULT_PER_PAGE = 25
 MAX_PER_PAGE = 200
-
-
-def handlers() -> list[tuple[str, type]]:
-    """The ``(url, handler)`` pairs for ``c.JupyterHub.extra_handlers`` (served under /hub/)."""
-    return [(r"/mig/?", MIGAdminHandler)]
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Page:
     query: str
 
 
-def _int_arg(handler: BaseHandler, name: str, default: int, lo: int, hi: int) -> int:
+def _int_arg(handler: web.RequestHandler, name: str, default: int, lo: int, hi: int) -> int:
     raw = handler.get_argument(name, "")
     if not raw:
         return default
@@ -68,8 +68,46 @@ def _matches(state, name: str, query: str) -> bool:
     return all(word in text.casefold() for word in query.casefold().split())
 
 
-def page_data(view, policy, *, query: str = "", page: int = 1, per_page: int = 25) -> dict:
-    """Everything the page shows, from one ClusterState (and this hub's recent decisions)."""
+@dataclass(frozen=True)
+class Refusals:
+    code: str
+    tier: str
+    count: int
+
+
+def refusal_counts(metrics_text: str) -> list[Refusals]:
+    """The hub's refusals by reason and tier, most first, from its ``/hub/metrics`` text."""
+    rows = []
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != PREFIX + "decisions":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name.endswith("_total") and labels.get("outcome") == REFUSED:
+                rows.append(Refusals(labels["code"], labels["tier"], int(sample.value)))
+    return sorted((r for r in rows if r.count), key=lambda r: (-r.count, r.code, r.tier))
+
+
+async def hub_refusals(context) -> tuple[list[Refusals], str]:
+    """(the refusal counts, "" or why there are none to show) from the hub's metrics."""
+    if not context.api_url:
+        return [], "The hub's metrics are not reachable from here."
+    url = context.api_url.rstrip("/").removesuffix("/api") + "/metrics"
+    try:
+        response = await AsyncHTTPClient().fetch(
+            url, headers={"Authorization": f"token {context.api_token}"}, request_timeout=5
+        )
+    except HTTPClientError as e:
+        return [], f"The hub's metrics answered {e.code} (the service needs read:metrics)."
+    except OSError as e:
+        return [], f"The hub's metrics are not reachable: {e}"
+    return refusal_counts(response.body.decode("utf-8", "replace")), ""
+
+
+def page_data(
+    view, policy, *, query: str = "", page: int = 1, per_page: int = 25, refusals=()
+) -> dict:
+    """Everything the page shows, from one ClusterState (and the hub's refusal counts)."""
     state = view.state
     gpu_nodes = [n for n in sorted(state.nodes) if state.nodes[n].offers]
     wanted = [n for n in gpu_nodes if _matches(state, n, query)]
@@ -88,7 +126,7 @@ def page_data(view, policy, *, query: str = "", page: int = 1, per_page: int = 2
         "types": slicemap.by_type(slicemap.capacity(state)),
         "teams": slicemap.team_rows(policy, state),
         "fallbacks": slicemap.fallback_servers(state),
-        "refusals": metrics.recent_refusals(20),
+        "refusals": list(refusals),
         "reservations": len(state.reservations),
         "groups": sorted(groups.items()),
         "page": Page(page, count, per_page, len(wanted), query),
@@ -105,79 +143,76 @@ def _bar(used: float, limit: float | None) -> dict[str, Any]:
     return {"pct": pct, "level": "full" if used >= limit else "high" if pct >= 75 else "ok"}
 
 
-def _ago(now: float, at: float) -> str:
-    seconds = max(0, int(now - at))
-    if seconds < 60:
-        return f"{seconds} s ago"
-    if seconds < 3600:
-        return f"{seconds // 60} min ago"
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(at))
+_env: list[Environment] = []
 
 
-class MIGAdminHandler(BaseHandler):
-    """GET /hub/mig: the slice map (``?fragment=1``: only the live part, for refreshes)."""
+def _templates() -> Environment:
+    if not _env:
+        _env.append(Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape()))
+    return _env[0]
 
-    def get_template(self, name, sync=False):
-        key = "mig_spawner_jinja_env_sync" if sync else "mig_spawner_jinja_env"
-        env = self.settings.get(key)
-        if env is None:
-            base = self.settings["jinja2_env_sync" if sync else "jinja2_env"]
-            env = base.overlay(loader=ChoiceLoader([FileSystemLoader(TEMPLATES), base.loader]))
-            self.settings[key] = env
-        return env.get_template(name)
+
+class AdminPageHandler(HubOAuthenticated, web.RequestHandler):
+    """GET /: the slice map (``?fragment=1``: only the live part, for refreshes)."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """The status as the heading and the reason once underneath (tornado's default page
+        shows neither the reason nor anything a user could act on)."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else ""
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.finish(
+            f"<!DOCTYPE html><html><head><title>{status_code} : {xhtml_escape(self._reason)}"
+            f"</title></head><body><h1>{status_code} : {xhtml_escape(self._reason)}</h1>"
+            f"<p>{xhtml_escape(message)}</p></body></html>"
+        )
 
     @web.authenticated
     async def get(self):
-        if "admin-ui" not in self.expanded_scopes:
-            # reason: JupyterHub's error page heads with the reason, else with the message,
-            # which it then repeats underneath.
+        user = self.current_user
+        if "admin-ui" not in (user.get("scopes") or ()):
+            # reason: an error page heads with the reason, else with the message, which it
+            # then repeats underneath.
             raise web.HTTPError(
                 403, "The GPU slice page is for hub admins (scope admin-ui).", reason="Forbidden"
             )
+        context = self.settings["mig"]
         query = self.get_argument("q", "").strip()[:100]
         page = _int_arg(self, "page", 1, 1, 10**6)
         per_page = _int_arg(self, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
-        current = await self._view_and_policy()
-        if current is None:
-            html = await self.render_template(
-                PAGE_TEMPLATE,
-                data=None,
-                error=(
-                    "This hub's spawner is not MIGSpawner (c.JupyterHub.spawner_class), "
-                    "so there is no GPU slice state to show."
-                ),
-            )
+        fragment = self.get_argument("fragment", "") == "1"
+        names = {
+            "hub_prefix": context.hub_prefix,
+            "prefix": self.request.path,
+            "user": user.get("name", ""),
+        }
+        policy = context.settings.policy
+        if policy is None:
+            error = "This hub's MIGSpawner has no tiers, so there is no GPU slice state to show."
+            html = _templates().get_template(PAGE_TEMPLATE).render(data=None, error=error, **names)
             self.finish(html)
             return
-        view, policy = current
-        data = page_data(view, policy, query=query, page=page, per_page=per_page)
-        fragment = self.get_argument("fragment", "") == "1"
-        html = await self.render_template(
-            LIVE_TEMPLATE if fragment else PAGE_TEMPLATE,
-            data=data,
-            error="",
-            bar=_bar,
-            ago=_ago,
-            states=(
-                slicemap.USED,
-                slicemap.RESERVED,
-                slicemap.OTHER,
-                slicemap.FREE,
-                slicemap.UNUSABLE,
-            ),
+        view = context.view
+        # A view just started needs its first list: wait briefly, as the spawn form does.
+        await view.wait_known(min(context.settings.sync_timeout, 3))
+        refusals, problem = await hub_refusals(context)
+        data = page_data(view, policy, query=query, page=page, per_page=per_page, refusals=refusals)
+        data["refusals_problem"] = problem
+        html = (
+            _templates()
+            .get_template(LIVE_TEMPLATE if fragment else PAGE_TEMPLATE)
+            .render(
+                data=data,
+                error="",
+                bar=_bar,
+                states=(
+                    slicemap.USED,
+                    slicemap.RESERVED,
+                    slicemap.OTHER,
+                    slicemap.FREE,
+                    slicemap.UNUSABLE,
+                ),
+                **names,
+            )
         )
         self.finish(html)
-
-    async def _view_and_policy(self):
-        """The hub-wide view spawners use (started if no spawn has yet), and the policy.
-
-        Reached through the admin's own (unstarted) spawner object, which JupyterHub builds
-        from the hub's configuration: the same view key and settings as every spawn.
-        """
-        spawner = self.current_user.spawner
-        if not hasattr(spawner, "cluster_view"):
-            return None
-        view = spawner.cluster_view()  # also points the metrics at this view and policy
-        # A view just started needs its first list: wait briefly, as the spawn form does.
-        await view.wait_known(min(spawner.cluster_sync_timeout, 3))
-        return metrics.current()

@@ -5,11 +5,22 @@ from __future__ import annotations
 import os
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader
+from jupyterhub.utils import url_path_join
 
 from ..core import messages
 from ..core.policy import ConfigError
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
+#: under mig-spawner's service prefix (:mod:`.live`)
+FIGURES_PATH = "api/figures"
+
+
+def figures_url(hub_base_url: str, service_name: str) -> str:
+    """Where an open form polls: ``{base_url}services/<name>/api/figures`` ("" if none)."""
+    if not service_name:
+        return ""
+    base = hub_base_url.rstrip("/").removesuffix("/hub") + "/"
+    return url_path_join(base, "services", service_name, FIGURES_PATH)
 
 
 async def render_form(spawner) -> str:
@@ -34,6 +45,13 @@ async def render_form(spawner) -> str:
     )
     if admin_template:
         return spawner._render_options_form(profiles)
+    live_url = figures_url(spawner.hub.base_url, spawner.service_name)
+    return render_tiers(profiles, spawner.user_options or {}, live_url=live_url)
+
+
+def render_tiers(profiles: list[dict], user_options: dict, *, live_url: str = "") -> str:
+    """mig-spawner's own form for an initialised profile list (the spawner's, or the
+    service's figures, :mod:`.live`): ``live_url`` is where the open form polls."""
     env = Environment(
         loader=ChoiceLoader([FileSystemLoader(TEMPLATES), PackageLoader("kubespawner")]),
         autoescape=True,
@@ -41,6 +59,7 @@ async def render_form(spawner) -> str:
     startable = [p for p in profiles if not p["mig"]["disabled"]]
     return env.get_template("mig-form.html").render(
         profile_list=profiles,
-        user_options=spawner.user_options or {},
+        user_options=user_options,
+        live_url=live_url,
         nothing_can_start=messages.nothing_can_start() if not startable else "",
     )

@@ -1,98 +1,80 @@
-"""Live figures for an open spawn form: ``GET {hub}/api/mig/figures`` -> JSON.
+"""Live figures for an open spawn form: ``GET {base_url}services/mig/api/figures`` -> JSON.
 
-The form polls this endpoint instead of re-rendering the page. It is served by the hub
-with the user's own auth (their login cookie, or a token of theirs): an anonymous request
-gets 403, and the answer holds only the user's tiers and the teams they are in. The
-figures come from the per-state-version cache of :func:`mig_spawner.core.form
-.build_profile_list`, so a request costs a lookup, not a decision, however large the
-cluster.
+Served by mig-spawner's hub-managed service (:mod:`.service`), not by the hub: the form
+(``templates/mig-form.html``) polls it every 2 s instead of re-rendering the page. The
+user is whoever JupyterHub's OAuth says (the service's login cookie, which the form obtains
+by loading this URL once in a hidden frame -- a navigation, through the hub's OAuth
+redirects -- or a token of theirs); the answer holds only
+their tiers and the teams they are in. The figures come from the per-state-version cache
+of :func:`mig_spawner.core.form.build_profile_list` over the service's own view, so a
+request costs a lookup, not a decision, however large the cluster.
 
-The handler is added to the running hub's tornado application the first time a
-MIGSpawner is used (:func:`install`): no setting is needed, and the hub's own routes are
-untouched. If it is not installed (another process, an unusual hub), the form falls back
-to reloading the page's figures every 15 s.
+Without the service (``MIGSpawner.service_name = ""``), the form re-reads its own page
+every 15 s instead.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 
-from jupyterhub.handlers.base import BaseHandler
-from jupyterhub.utils import url_path_join
+from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
-log = logging.getLogger("mig_spawner.hub.live")
+from ..core import messages
+from ..core.form import build_profile_list
+from ..core.form import live_figures as figures_of
+from .formpage import render_tiers
 
-#: under the hub's prefix (``/hub/``)
-FIGURES_PATH = "api/mig/figures"
 
+class FiguresHandler(HubOAuthenticated, web.RequestHandler):
+    """The asking user's own live form figures, from the cache.
 
-class FiguresHandler(BaseHandler):
-    """The user's own live form figures, from the cache.
-
-    A page handler, not an API one: JupyterHub checks an XSRF token on cookie-authed API
-    GETs, which a polling page would have to carry; a GET here changes nothing, and a
-    cross-site page cannot read the answer (no CORS headers).
+    A GET changes nothing, and a cross-site page cannot read the answer (no CORS
+    headers); an anonymous request is sent to the hub's login, a service's token is 403.
     """
 
+    def check_xsrf_cookie(self):
+        """The open form's ``fetch()`` carries no XSRF token (the page is the hub's, the
+        token would be the service's): a GET here changes nothing, and a cross-site page
+        cannot read the answer (no CORS headers), so a GET needs none."""
+        if self.request.method not in ("GET", "HEAD"):
+            super().check_xsrf_cookie()
+
+    @web.authenticated
     async def get(self):
-        current = self.current_user
-        if current is None or getattr(current, "kind", None) != "user":
-            raise web.HTTPError(403, "Log in to see GPU availability.")
-        user = self.users[current.name]
-        spawner = user.spawner  # figures do not depend on the server's name
-        if not hasattr(spawner, "offered_profiles"):  # not a MIGSpawner
-            raise web.HTTPError(404, "This hub does not use mig-spawner.")
-        figures = await live_figures(spawner)
+        user = self.current_user
+        if user.get("kind", "user") != "user":
+            raise web.HTTPError(403, "GPU availability is for users.")
+        figures = await live_figures(
+            self.settings["mig"], user["name"], tuple(user.get("groups") or ())
+        )
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(figures))
 
 
-async def live_figures(spawner) -> dict:
-    """What an open form refreshes, from the per-version cache.
+async def live_figures(context, user: str, groups: tuple[str, ...]) -> dict:
+    """What an open form refreshes, from the per-version cache of the service's view.
 
     ``tiers``: the figures per profile; ``html``: the form as the page renders it, for
     the page to swap in its status lines and choices without reloading.
     """
-    from ..core.form import live_figures as figures_of
-    from .formpage import render_form
+    from kubespawner import KubeSpawner
 
-    view = spawner.cluster_view()
-    profiles = await spawner.offered_profiles(spawner.policy, live=True)
-    return {"known": view.known, **figures_of(profiles), "html": await render_form(spawner)}
-
-
-def figures_url(hub_prefix: str) -> str:
-    return url_path_join(hub_prefix, FIGURES_PATH)
-
-
-def install() -> str:
-    """Add the figures route to the running hub, once. Its URL path, or "" if none."""
-    try:
-        from jupyterhub.app import JupyterHub
-
-        if not JupyterHub.initialized():
-            return ""
-        hub = JupyterHub.instance()
-        application = getattr(hub, "tornado_application", None)
-    except Exception:  # not inside a hub process
-        return ""
-    if application is None:
-        return ""
-    pattern = figures_url(hub.hub_prefix)
-    if getattr(application, "_mig_figures_installed", False):
-        return pattern
-    # First, ahead of the hub's catch-all 404 route.
-    application.wildcard_router.rules.insert(0, web.URLSpec(pattern, FiguresHandler))
-    application._mig_figures_installed = True
-    log.info("Serving live spawn-form figures at %s", pattern)
-    return pattern
-
-
-def offer_figures_route(profiles: list[dict]) -> None:
-    """Install the route if need be and tell each live profile where to poll."""
-    url = install()
-    for profile in profiles if url else ():
-        profile["mig"]["live_url"] = url
+    settings = context.settings
+    view = context.view
+    if settings.policy is None:
+        raise web.HTTPError(404, "This hub's MIGSpawner has no tiers.")
+    known = await view.wait_known(min(settings.sync_timeout, 3))
+    profiles = build_profile_list(
+        settings.policy,
+        view.state,
+        user=user,
+        groups=groups,
+        known=known,
+        problem="" if known else messages.availability_unknown(),
+        own=settings.own_profiles,
+    )
+    # KubeSpawner's own initialisation (slugs, default choices), as the spawner applies it.
+    profiles = KubeSpawner._get_initialized_profile_list(None, profiles)
+    return {"known": known, **figures_of(profiles), "html": render_tiers(profiles, {})}

@@ -1,29 +1,28 @@
 """Prometheus metrics on the hub's own ``/hub/metrics``, and the one log line per decision.
 
-Everything is in ``prometheus_client``'s default ``REGISTRY``, the one JupyterHub's
-``/hub/metrics`` handler exports, so there is nothing extra to scrape or authenticate.
+The series go into ``prometheus_client``'s default ``REGISTRY``, the one JupyterHub's
+``/hub/metrics`` handler exports, so there is nothing extra to scrape or authenticate --
+but only when the hub constructs its first ``MIGSpawner`` (:func:`register`, called from
+``MIGSpawner.__init__``): importing this module creates nothing and registers nothing.
 
 * Cluster figures (slices, team usage and limits, reservations, watch health) are *gauges
   computed at scrape time* by :class:`ClusterCollector` from the hub's ClusterState via
   :mod:`mig_spawner.core.slicemap`: no per-event bookkeeping that could drift from what
   decisions see.
-* Decisions are counted, timed and logged by :func:`record_decision`, called by
+* Decisions are counted, timed and logged by :meth:`HubMetrics.record`, called by
   ``MIGSpawner`` right after ``admission.admit``: one counter by outcome, code and tier,
-  one latency histogram, one grep-able log line, and a short in-memory list of recent
-  decisions for the admin page.
+  one latency histogram and one grep-able log line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from ..core import admission, slicemap
@@ -36,17 +35,6 @@ PREFIX = "mig_spawner_"
 ADMITTED, FALLBACK, REFUSED = "admitted", "fallback", "refused"
 log = logging.getLogger("mig_spawner.hub.metrics")
 
-DECISIONS = Counter(
-    PREFIX + "decisions",
-    "Spawn decisions, by outcome (admitted, fallback, refused), reason code and tier.",
-    ["outcome", "code", "tier"],
-)
-DECISION_SECONDS = Histogram(
-    PREFIX + "decision_seconds",
-    "Time to decide and reserve one spawn (admission.admit), in seconds.",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-)
-
 
 def outcome(decision: admission.Decision) -> str:
     if not decision.admitted:
@@ -55,28 +43,6 @@ def outcome(decision: admission.Decision) -> str:
 
 
 # --------------------------------------------------------------------------- decisions
-
-
-@dataclass(frozen=True)
-class DecisionRecord:
-    """One spawn decision as the admin page lists it."""
-
-    at: float  # time.time()
-    user: str
-    team: str
-    tier: str
-    server: str
-    requested: str
-    granted: str
-    gpu: str
-    node: str
-    outcome: str
-    code: str
-    message: str
-
-
-#: The last decisions of this hub process, newest last (refusals are what admins look for).
-RECENT: deque[DecisionRecord] = deque(maxlen=200)
 
 
 def _kv(key: str, value: Any) -> str:
@@ -109,46 +75,6 @@ def decision_line(decision: admission.Decision, *, user: str, server: str, secon
     if not decision.admitted:
         line += " " + _kv("reason", decision.message)
     return line
-
-
-def record_decision(
-    decision: admission.Decision,
-    *,
-    user: str,
-    server: str,
-    seconds: float,
-    logger: logging.Logger | None = None,
-) -> DecisionRecord:
-    """Count, time and log one spawn decision; keep it for the admin page.
-
-    ``logger``: the hub's own log (``spawner.log``), so the line lands where JupyterHub's
-    lines do; a plain ``logging.getLogger`` logger has no handler in a hub process.
-    """
-    kind = outcome(decision)
-    DECISIONS.labels(kind, decision.code, decision.tier).inc()
-    DECISION_SECONDS.observe(seconds)
-    (logger or log).info(decision_line(decision, user=user, server=server, seconds=seconds))
-    record = DecisionRecord(
-        at=time.time(),
-        user=user,
-        team=decision.team or "",
-        tier=decision.tier,
-        server=server,
-        requested=decision.requested.profile if decision.requested else "",
-        granted=decision.granted.profile if decision.granted else "",
-        gpu=decision.granted.gpu_name if decision.granted else "",
-        node=decision.node or "",
-        outcome=kind,
-        code=decision.code,
-        message=decision.message,
-    )
-    RECENT.append(record)
-    return record
-
-
-def recent_refusals(limit: int = 20) -> list[DecisionRecord]:
-    """The last ``limit`` refusals, newest first."""
-    return [r for r in reversed(RECENT) if r.outcome == REFUSED][:limit]
 
 
 # --------------------------------------------------------------------------- cluster
@@ -249,30 +175,92 @@ class ClusterCollector:
         yield reservations
 
 
-_current: dict[str, Any] = {}
+class HubMetrics:
+    """mig-spawner's series of one hub: decision counters and the cluster collector.
 
-
-def set_current(view: ClusterView, policy: Policy | None) -> None:
-    """Point the collector (and the admin page) at the view and policy spawners use now.
-
-    ``policy`` None (a configuration error, already logged) keeps the last good one.
+    Built unregistered; :meth:`register` adds them to a registry (the hub's, by
+    :func:`register`). ``source`` answers (view, policy) of the view spawners decide
+    with, or None before there is one; it is asked at scrape time.
     """
-    _current["view"] = view
-    if policy is not None or "policy" not in _current:
-        _current["policy"] = policy or Policy(tiers={})
+
+    def __init__(self, source: Callable[[], tuple[ClusterView, Policy] | None]):
+        self.decisions = Counter(
+            PREFIX + "decisions",
+            "Spawn decisions, by outcome (admitted, fallback, refused), reason code and tier.",
+            ["outcome", "code", "tier"],
+            registry=None,
+        )
+        self.decision_seconds = Histogram(
+            PREFIX + "decision_seconds",
+            "Time to decide and reserve one spawn (admission.admit), in seconds.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=None,
+        )
+        self.collector = ClusterCollector(source)
+
+    def record(
+        self,
+        decision: admission.Decision,
+        *,
+        user: str,
+        server: str,
+        seconds: float,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        """Count, time and log one spawn decision (called right after ``admission.admit``).
+
+        ``logger``: the hub's own log (``spawner.log``), so the line lands where
+        JupyterHub's lines do; a plain ``logging.getLogger`` logger has no handler there.
+        """
+        self.decisions.labels(outcome(decision), decision.code, decision.tier).inc()
+        self.decision_seconds.observe(seconds)
+        (logger or log).info(decision_line(decision, user=user, server=server, seconds=seconds))
+
+    def register(self, registry: CollectorRegistry) -> None:
+        for collector in (self.decisions, self.decision_seconds, self.collector):
+            registry.register(collector)
+
+    def unregister(self, registry: CollectorRegistry) -> None:
+        for collector in (self.decisions, self.decision_seconds, self.collector):
+            registry.unregister(collector)
 
 
-def clear_current() -> None:
-    """Forget the view (hub shutdown, tests): the collector then exports health 0 only."""
-    _current.clear()
+#: (registry, its series): what :func:`register` has done in this process
+_registered: list[tuple[CollectorRegistry, HubMetrics]] = []
 
 
-def current() -> tuple[ClusterView, Policy] | None:
-    view = _current.get("view")
-    if view is None:
+def register(
+    source: Callable[[], tuple[ClusterView, Policy] | None],
+    registry: CollectorRegistry | None = None,
+) -> HubMetrics:
+    """The hub's series in ``registry`` (default: the one ``/hub/metrics`` exports), once.
+
+    Called by each ``MIGSpawner`` as JupyterHub constructs it: the first call registers,
+    later calls return the same series (one hub process, one set of series).
+    """
+    registry = REGISTRY if registry is None else registry
+    for known, metrics in _registered:
+        if known is registry:
+            return metrics
+    metrics = HubMetrics(source)
+    metrics.register(registry)
+    _registered.append((registry, metrics))
+    return metrics
+
+
+def source(spawner_class) -> tuple[ClusterView, Policy] | None:
+    """The view and policy a hub's spawners decide with, for the collector at scrape time.
+
+    ``spawner_class``'s views of the running event loop (the hub's; tests run several hubs
+    in one process, each on its own loop) and its current policy (none configured: an
+    empty one). None outside a loop or before any spawner started a view.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
         return None
-    return view, _current["policy"]
-
-
-COLLECTOR = ClusterCollector(current)
-REGISTRY.register(COLLECTOR)
+    views = [view for key, view in spawner_class._views.items() if key[0] is loop]
+    if not views:
+        return None
+    policy = next(iter(spawner_class._policies.values()), None)
+    return views[-1], policy or Policy(tiers={})

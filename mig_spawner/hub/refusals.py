@@ -2,23 +2,8 @@
 
 from __future__ import annotations
 
-from tornado import web
-
 from ..core import admission
-
-try:  # JupyterHub >= 6: a SpawnException is a "failure", never counted as an error
-    from jupyterhub.spawner import SpawnException
-
-    _HUB_KNOWS_REFUSALS = True
-except ImportError:  # JupyterHub 5 (the Z2JH 4.x hub image): every failed spawn counts
-    _HUB_KNOWS_REFUSALS = False
-
-    class SpawnException(web.HTTPError):  # type: ignore[no-redef]
-        def __init__(self, message, *, reason, status_code=400, **_):
-            super().__init__(status_code, log_message=message, reason=None)
-            self.message = message
-            self.reason = reason
-
+from .hubcompat import SpawnException, not_a_failure
 
 STATUS = {
     admission.UNKNOWN_TIER: 400,
@@ -53,16 +38,7 @@ def refusal(message: str, *, reason: str, status: int) -> SpawnException:
     return exc
 
 
-def not_a_failure(spawner) -> None:
-    """Keep a refusal out of JupyterHub's consecutive-failure count.
-
-    JupyterHub 6 does not count a ``SpawnException``. JupyterHub 5 counts every failed
-    spawn: its done-callback adds 1 to ``settings['failure_count']`` after ``start()``
-    raises, and exits the hub at the limit. Taking 1 off first leaves the count as it
-    was before this refusal (the handler that runs the spawn is ``spawner.handler``).
-    """
-    if _HUB_KNOWS_REFUSALS:
-        return
-    settings = getattr(getattr(spawner, "handler", None), "settings", None)
-    if isinstance(settings, dict):
-        settings["failure_count"] = settings.get("failure_count", 0) - 1
+def refused(spawner, message: str, *, reason: str, status: int) -> SpawnException:
+    """The refusal ``spawner`` raises, kept out of JupyterHub's consecutive-failure count."""
+    not_a_failure(spawner)
+    return refusal(message, reason=reason, status=status)

@@ -26,9 +26,9 @@ from ..core.pods import Trust
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
 from . import demand, metrics
 from .formpage import render_form
-from .live import offer_figures_route
+from .hubcompat import SpawnException
 from .placing import PlacementMixin
-from .refusals import STATUS, SpawnException, not_a_failure, refusal
+from .refusals import STATUS, refusal, refused
 from .watch import ClusterView
 
 #: the key under which get_state saves the claim
@@ -199,6 +199,13 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
     )
     demand_log_file = demand.log_file_trait()
 
+    service_name = Unicode(
+        "mig",
+        config=True,
+        help="""The name of mig-spawner's service in ``c.JupyterHub.services``: an open spawn
+        form polls its figures. Empty: no service (the form re-reads itself every 15 s).""",
+    )
+
     _views: dict[tuple, ClusterView] = {}
 
     # ---------------------------------------------------------------- config
@@ -245,7 +252,6 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
                 problem="" if known else messages.availability_unknown(),
                 own=own,
             )
-            offer_figures_route(profiles)  # the open form polls it (hub/live.py)
         return self._get_initialized_profile_list(profiles)
 
     # ---------------------------------------------------------------- cluster view
@@ -273,18 +279,12 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
             )
             view.start()
             views[key] = view
-        try:
-            policy = self.policy
-        except ConfigError:
-            policy = None  # logged where spawns use it
-        metrics.set_current(view, policy)
         return view
 
     @classmethod
     async def stop_cluster_views(cls) -> None:
         """Stop every watch (hub shutdown, tests)."""
         views, cls._views = dict(cls._views), {}
-        metrics.clear_current()
         for view in views.values():
             await view.stop()
 
@@ -312,6 +312,9 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         #: this start's nodes its pod could not be placed on, and what the user was told
         self.avoid_nodes: set[str] = set()
         self.placement_notes: list[str] = []
+        #: the hub's series (/hub/metrics): the first spawner JupyterHub constructs
+        #: registers them, once (importing this module registers nothing)
+        self.hub_metrics = metrics.register(lambda: metrics.source(MIGSpawner))
 
     @property
     def pod_key(self) -> str:
@@ -381,7 +384,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         decision = admission.admit(request, policy, view.state, pod_key=self.pod_key)
         elapsed = time.perf_counter() - started
         # One line at info per decision (a refusal is an answer, not an error), no traceback.
-        metrics.record_decision(
+        self.hub_metrics.record(
             decision, user=self.user.name, server=self.name, seconds=elapsed, logger=self.log
         )
         demand.decided(self, decision)
@@ -396,12 +399,13 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         self, message: str, *, reason: str, status: int, counted: bool = False
     ) -> SpawnException:
         """A refusal to raise; the claim ends refused. ``counted``: a hub fault, which
-        JupyterHub's failure counter may count (config); a refusal of the user is not."""
+        JupyterHub's failure counter may count (config); a refusal of the user is not
+        (:mod:`.hubcompat` keeps it out of the count)."""
         if self.claim is not None and not self.claim.ended:
             self.claim = self.claim.refuse(message)
-        if not counted:
-            not_a_failure(self)
-        return refusal(message, reason=reason, status=status)
+        if counted:
+            return refusal(message, reason=reason, status=status)
+        return refused(self, message, reason=reason, status=status)
 
     # ---------------------------------------------------------------- which slice you got
 

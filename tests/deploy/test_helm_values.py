@@ -273,3 +273,30 @@ def test_oauth_teams_come_from_the_identity_provider():
     assert "client_secret" not in auth
     secret_env = values["hub"]["extraEnv"]["OAUTH_CLIENT_SECRET"]
     assert set(secret_env["valueFrom"]["secretKeyRef"]) == {"name", "key"}
+
+
+def test_the_service_is_configured_as_in_the_root_example():
+    """mig-spawner's service (hub/service.py): started from hub.extraConfig with the chart's
+    config file, the roles of service.roles(), and port 10101 open from proxy to hub."""
+    from mig_spawner.hub.service import PORT, SETTINGS_ENV, roles
+
+    values, _, _ = deployment("base")
+    hub = values["hub"]
+    snippet = hub["extraConfig"]["mig-spawner-service"]
+    assert "service(c, " in snippet  # the settings as the chart's hub has them
+    assert f":{PORT}" in snippet and "get_name('hub')" in snippet
+    loaded = {name: dict(role) for name, role in hub["loadRoles"].items()}
+    for role in roles():
+        expected = {k: v for k, v in role.items() if k != "name"}
+        assert loaded[role["name"]] == expected, role["name"]
+    assert [p["port"] for p in hub["service"]["extraPorts"]] == [PORT]
+    assert [p["port"] for r in hub["networkPolicy"]["ingress"] for p in r["ports"]] == [PORT]
+    egress = values["proxy"]["chp"]["networkPolicy"]["egress"]
+    assert [p["port"] for r in egress for p in r["ports"]] == [PORT]
+    # the root example runs the same service
+    root = root_config()
+    (service,) = root.JupyterHub.services
+    assert service["name"] == "mig" and service["command"][1:] == ["-m", "mig_spawner.hub.service"]
+    settings = json.loads(service["environment"][SETTINGS_ENV])
+    assert settings["MIGSpawner"]["tiers"] == root.MIGSpawner.tiers  # read after the tiers
+    assert root.JupyterHub.load_roles == roles()

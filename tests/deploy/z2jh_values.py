@@ -181,8 +181,10 @@ def hub_config(values: Mapping[str, Any]) -> Config:
 def root_config() -> Config:
     """The root example jupyterhub_config.py, loaded the way JupyterHub loads it."""
     cfg = Config()
-    source = (ROOT / "jupyterhub_config.py").read_text()
-    exec(compile(source, "jupyterhub_config.py", "exec"), {"get_config": lambda: cfg})
+    path = ROOT / "jupyterhub_config.py"
+    # traitlets binds __file__ too
+    namespace = {"get_config": lambda: cfg, "__file__": str(path)}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
     return cfg
 
 

@@ -41,7 +41,8 @@ def exported() -> dict[str, str]:
     )
     view = _view()
     families = {f.name: f.type for f in metrics.ClusterCollector(lambda: (view, policy)).collect()}
-    for metric in (metrics.DECISIONS, metrics.DECISION_SECONDS):
+    series = metrics.HubMetrics(lambda: None)
+    for metric in (series.decisions, series.decision_seconds):
         (family,) = metric.collect()
         families[family.name] = family.type
     return families

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hub_harness import TEAMS, TWO_H100, hub_config
+from hub_harness import TEAMS, TWO_H100, hub_config, with_service
 from jupyterhub.tests.utils import add_user
 from kubespawner.clients import load_config
 from realk8s import HUB_NAMESPACE, hub_kubeconfig
@@ -16,8 +16,12 @@ from mig_spawner import MIGSpawner
 from mig_spawner.demo.emulator import EmulatedCluster, load_cluster_spec
 
 
-async def _start_hub(hub_app, config: dict, teams, extra):
-    """Start the hub with ``config`` plus the test's ``extra`` sections; add the teams' users."""
+async def _start_hub(hub_app, config: dict, teams, extra, service=None):
+    """Start the hub with ``config`` plus the test's ``extra`` sections; add the teams' users.
+
+    ``service``: a directory for mig-spawner's service config: the hub runs the service."""
+    if service is not None:
+        extra = with_service(config, service, extra)
     for section, values in (extra or {}).items():
         config.setdefault(section, {}).update(values)
     app = await hub_app(config)
@@ -58,10 +62,11 @@ async def hub(make_cluster, hub_app, tmp_path):
     while the cluster still answers), then make_cluster stops watches and clusters.
     """
 
-    async def start(spec=TWO_H100, teams=None, extra=None, start_delay=0.0, **mig):
+    async def start(spec=TWO_H100, teams=None, extra=None, service=False, start_delay=0.0, **mig):
         cluster = await make_cluster(spec, start_delay=start_delay)
         config = hub_config(cluster.url, tmp_path, teams=teams, **mig)
-        return await _start_hub(hub_app, config, teams, extra), cluster
+        app = await _start_hub(hub_app, config, teams, extra, tmp_path if service else None)
+        return app, cluster
 
     return start
 
@@ -88,7 +93,13 @@ async def real_hub(_reflectors, control_plane, real_cluster, hub_app, tmp_path):
     (app, :class:`realk8s.RealCluster`): the same hub as ``hub``, on the real control plane."""
 
     async def start(
-        spec=TWO_H100, teams=None, extra=None, service_account="hub", start_delay=0.0, **mig
+        spec=TWO_H100,
+        teams=None,
+        extra=None,
+        service_account="hub",
+        service=False,
+        start_delay=0.0,
+        **mig,
     ):
         cluster = real_cluster(spec, start_delay=start_delay)
         # KubeSpawner loads its credentials from the kubeconfig kubernetes_asyncio was told
@@ -101,7 +112,8 @@ async def real_hub(_reflectors, control_plane, real_cluster, hub_app, tmp_path):
         config["KubeSpawner"]["k8s_api_ssl_ca_cert"] = str(ca)
         config["KubeSpawner"]["namespace"] = HUB_NAMESPACE
         config["KubeSpawner"]["start_timeout"] = 60
-        return await _start_hub(hub_app, config, teams, extra), cluster
+        app = await _start_hub(hub_app, config, teams, extra, tmp_path if service else None)
+        return app, cluster
 
     return start
 

@@ -146,3 +146,22 @@ def pods_of(cluster, **labels) -> list[dict]:
         if all(have.get(f"mig-spawner/{k}") == v for k, v in labels.items()):
             out.append(pod)
     return out
+
+
+def with_service(config: dict, workdir: Path, extra: dict | None = None) -> dict:
+    """``extra`` plus mig-spawner's hub-managed service (hub/service.py) for a test hub,
+    with this hub's spawner settings (``config`` and ``extra``'s, as a hub's ``c``)."""
+    from mig_spawner.demo.command import free_port
+    from mig_spawner.hub.service import roles, service
+
+    extra = {k: dict(v) for k, v in (extra or {}).items()}
+    settings = {s: {**config.get(s, {}), **extra.get(s, {})} for s in ("KubeSpawner", "MIGSpawner")}
+    hub = extra.setdefault("JupyterHub", {})
+    hub["services"] = [service(settings, url=f"http://127.0.0.1:{free_port()}")]
+    hub["load_roles"] = roles()
+    return extra
+
+
+def service_url(app, path: str = "") -> str:
+    """The public URL of mig-spawner's service (``{base_url}services/mig/``)."""
+    return ujoin(public_url(app), "services/mig/", path)

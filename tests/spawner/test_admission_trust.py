@@ -392,7 +392,7 @@ async def test_ten_refusals_in_a_row_do_not_stop_a_hub_with_a_failure_limit_of_5
         r = await spawn(app, "bob", {"tier": "training"}, server="big")
         assert r.status_code == 403, (i, r.text)
         await wait_done(app.users["bob"].spawners["big"])
-    assert app.tornado_settings.get("failure_count", 0) == 0
+    assert app.tornado_application.settings.get("failure_count", 0) == 0
     assert "consecutive spawn failures" not in caplog.text
     await asyncio.sleep(2.5)  # the hub's abort would fire 2 s after the limit
     r = await api_request(app, "users", "bob")

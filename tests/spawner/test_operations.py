@@ -1,14 +1,13 @@
-"""Operations through a real hub: /hub/metrics, the decision log line and the /hub/mig page."""
+"""Operations through a real hub: /hub/metrics, the decision log line, and the GPU slice
+page of mig-spawner's service ({base_url}services/mig/, which the hub starts and proxies)."""
 
 from __future__ import annotations
 
 import logging
 
-from hub_harness import pods_of, spawn, wait_ready
-from jupyterhub.tests.utils import get_page
+from hub_harness import pods_of, service_url, spawn, wait_ready
+from jupyterhub.tests.utils import async_requests, get_page
 from prometheus_client.parser import text_string_to_metric_families
-
-from mig_spawner.hub.adminpage import handlers
 
 
 async def scrape(app, cookies) -> dict[tuple[str, tuple], float]:
@@ -42,16 +41,26 @@ class Lines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
+async def mig_page(app, user: str, query: str = ""):
+    """The service's page as ``user`` (their token; the browser test does the OAuth)."""
+    token = app.users[user].new_api_token()
+    return await async_requests.get(
+        service_url(app, query), headers={"Authorization": f"token {token}"}
+    )
+
+
 async def test_metrics_log_lines_and_admin_page(hub):
     app, cluster = await hub(
         team_quotas={"vision": {"compute_slices": 3}, "nlp": {"compute_slices": 4}},
-        extra={"JupyterHub": {"extra_handlers": handlers()}},
+        service=True,
     )
     admin = await app.login_user("admin")
-    bob = await app.login_user("bob")
-    # Before any spawn the page starts the hub-wide view itself (through the admin's spawner).
-    r = await get_page("mig", app, cookies=admin)
+    await app.login_user("bob")
+    r = await mig_page(app, "admin")
     assert r.status_code == 200, r.text
+    # The hub's series are there once JupyterHub has built a MIGSpawner (the admin's
+    # spawn page); its watch starts with it.
+    assert (await get_page("spawn", app, cookies=admin)).status_code == 200
     before = await scrape(app, admin)
     assert value(before, "mig_spawner_cluster_view_healthy") == 1
 
@@ -104,26 +113,30 @@ async def test_metrics_log_lines_and_admin_page(hub):
     assert "outcome=refused code=quota" in decisions[1]
     assert 'reason="' in decisions[1] and "team vision's GPU quota has 1 of 3" in decisions[1]
 
-    # --- the admin page: bob's slice, the team bar, the refusal; 403 for bob himself.
-    html = (await get_page("mig", app, cookies=admin)).content.decode("utf-8")
+    # --- the service's page: bob's slice, the team bar, the refusal count; 403 for bob.
+    html = (await mig_page(app, "admin")).text
     assert f'data-node="{node}"' in html and 'data-user="bob"' in html
     assert 'data-team="vision" data-unit="compute_slices"' in html and "1 of 3" in html
-    assert "team vision&#39;s GPU quota has 1 of 3" in html.replace("'", "&#39;")
-    assert "<code>quota</code>" in html
-    assert "Cluster view healthy" in html and 'hub/admin">Admin</a>' in html  # page.html's nav
-    forbidden = await get_page("mig", app, cookies=bob)
+    refusal = html.split('class="mig-refusal"', 1)[1].split("</tr>", 1)[0]
+    # the hub's count (one process, one set of series: earlier tests' hubs count too)
+    counted = value(
+        after, "mig_spawner_decisions_total", outcome="refused", code="quota", tier="training"
+    )
+    assert 'data-code="quota" data-tier="training"' in refusal
+    assert f"<td>{int(counted)}</td>" in refusal
+    assert "Cluster view healthy" in html and 'hub/admin">Admin</a>' in html  # hub's nav
+    forbidden = await mig_page(app, "bob")
     assert forbidden.status_code == 403
     # issue 19: the reason once (the heading says "Forbidden"), not as heading and text
-    text = forbidden.content.decode("utf-8")
-    assert text.count("The GPU slice page is for hub admins") == 1, text
-    assert "403 : Forbidden" in text
-    fragment = (await get_page("mig?fragment=1", app, cookies=admin)).content.decode("utf-8")
+    assert forbidden.text.count("The GPU slice page is for hub admins") == 1, forbidden.text
+    assert "403 : Forbidden" in forbidden.text
+    fragment = (await mig_page(app, "admin", "?fragment=1")).text
     assert "<html" not in fragment and 'id="mig-health"' in fragment
-    paged = (await get_page("mig?per_page=1", app, cookies=admin)).content.decode("utf-8")
+    paged = (await mig_page(app, "admin", "?per_page=1")).text
     assert "2 node(s), page 1 of 2" in " ".join(paged.split())
     assert paged.count("data-node=") == 1 and 'id="mig-next"' in paged
-    filtered = (await get_page("mig?q=h100-b", app, cookies=admin)).content.decode("utf-8")
+    filtered = (await mig_page(app, "admin", "?q=h100-b")).text
     assert 'data-node="h100-b"' in filtered and 'data-node="h100-a"' not in filtered
-    bad_page = await get_page("mig?page=abc", app, cookies=admin)
+    bad_page = await mig_page(app, "admin", "?page=abc")
     assert bad_page.status_code == 400
-    assert bad_page.content.decode("utf-8").count("page must be a positive whole number") == 1
+    assert bad_page.text.count("page must be a positive whole number") == 1, bad_page.text
