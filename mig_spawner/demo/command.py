@@ -148,7 +148,8 @@ def hub_config(
         + textwrap.dedent(
             f"""\
         c.JupyterHub.allow_named_servers = True
-        from mig_spawner.demo.hubextras import DemoAuthenticator, quiet_extra_handlers
+        from mig_spawner.demo.hubextras import DemoAuthenticator, quiet_no_confirm_warning
+        quiet_no_confirm_warning()
         c.JupyterHub.authenticator_class = DemoAuthenticator
         c.DemoAuthenticator.password = {PASSWORD!r}
         c.Authenticator.allowed_users = set({users!r})

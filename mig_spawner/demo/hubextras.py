@@ -6,9 +6,11 @@ warning at every start), and warns it is a testing authenticator; its replacemen
 SharedPasswordAuthenticator, makes admins use a second password of 32 characters or more.
 :class:`DemoAuthenticator` is the demo's own: one password for the demo's listed users.
 
-The admins' slice page is an ``extra_handlers`` handler (see docs/howto/monitoring.md for
-why), which JupyterHub logs as deprecated at every start; :func:`quiet_extra_handlers`
-drops that one line from the demo hub's log, as nothing a demo user does can change it.
+The admins' slice page and the form's live figures are mig-spawner's hub-managed service,
+which logs in users without JupyterHub's "Authorize access" page (``oauth_no_confirm``:
+the spawn form logs in to it through a hidden frame). JupyterHub warns of that choice at
+every start; :func:`quiet_no_confirm_warning` drops that one line from the demo hub's log,
+as nothing a demo user does can change it (a production hub keeps it: its admin chose).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import logging
 from jupyterhub.auth import Authenticator
 from traitlets import Unicode
 
-EXTRA_HANDLERS_WARNING = "JupyterHub.extra_handlers is deprecated"
+NO_CONFIRM_WARNING = "Allowing service mig to complete OAuth without confirmation"
 
 
 class DemoAuthenticator(Authenticator):
@@ -43,8 +45,9 @@ class _DropOne(logging.Filter):
         return not str(record.getMessage()).startswith(self.prefix)
 
 
-def quiet_extra_handlers(logger_name: str = "JupyterHub") -> None:
-    """Drop JupyterHub's extra_handlers deprecation line (only that one) from its log."""
+def quiet_no_confirm_warning(logger_name: str = "JupyterHub") -> None:
+    """Drop JupyterHub's warning that the mig service skips the OAuth confirmation page
+    (only that line) from its log."""
     logger = logging.getLogger(logger_name)
     if not any(isinstance(f, _DropOne) for f in logger.filters):
-        logger.addFilter(_DropOne(EXTRA_HANDLERS_WARNING))
+        logger.addFilter(_DropOne(NO_CONFIRM_WARNING))

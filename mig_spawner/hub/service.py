@@ -277,8 +277,17 @@ def _quiet(handler) -> None:
 
 
 class _Starting(web.RequestHandler):
+    """While the service starts: 202 at its own URL, which JupyterHub polls until any
+    answer below 500 (a 5xx it logs as a warning each time); 503 everywhere else."""
+
     def prepare(self):
-        self.set_status(503)
+        env = os.environ
+        roots = {
+            urlparse(env.get("JUPYTERHUB_SERVICE_URL", "")).path or "/",
+            env.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{NAME}/"),
+        }
+        roots |= {r.rstrip("/") for r in roots}
+        self.set_status(202 if self.request.path in roots else 503)
         self.set_header("Retry-After", "1")
         self.finish("mig-spawner's service is starting")
 
