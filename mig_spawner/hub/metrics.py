@@ -262,5 +262,5 @@ def source(spawner_class) -> tuple[ClusterView, Policy] | None:
     views = [view for key, view in spawner_class._views.items() if key[0] is loop]
     if not views:
         return None
-    policy = next(iter(spawner_class._policies.values()), None)
+    policy = spawner_class._loop_policies.get(loop)
     return views[-1], policy or Policy(tiers={})

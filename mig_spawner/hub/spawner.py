@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from typing import Any
 
 from jupyterhub.utils import maybe_future
@@ -207,13 +208,21 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
     )
 
     _views: dict[tuple, ClusterView] = {}
+    #: the policy this hub's spawners decide with, per event loop (the hub's; tests run
+    #: several hubs in one process): the metrics collector reads it at scrape time
+    _loop_policies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # ---------------------------------------------------------------- config
 
     @property
     def policy(self) -> Policy:
         """The validated policy; rebuilt only when a setting changes (core.policy keeps it)."""
-        return policy_from_settings({name: getattr(self, name) for name in POLICY_SETTINGS})
+        policy = policy_from_settings({name: getattr(self, name) for name in POLICY_SETTINGS})
+        try:
+            MIGSpawner._loop_policies[asyncio.get_running_loop()] = policy
+        except RuntimeError:  # no running loop: no hub to report it to
+            pass
+        return policy
 
     @default("options_form")
     def _mig_options_form_default(self):
