@@ -148,7 +148,7 @@ def optimum(requests: list[dict], *, quotas: bool, state: ClusterState | None = 
     kinds = sorted(counts, key=lambda k: k.sort_key)
     var = []  # (request index, kind index)
     for i, r in enumerate(requests):
-        for step in tier_chain(pol.tiers[r["tier"]], state):
+        for step in tier_chain(pol.tiers[r["tier"]], state.snapshot()):
             for k in step:
                 var.append((i, kinds.index(k)))
     nv = len(var)

@@ -180,7 +180,7 @@ def chains(policy: Policy, plans: list[NodePlan], tiers: set[str]) -> dict[str, 
     )
     out = {}
     for slug in tiers:
-        steps = tier_chain(policy.tiers[slug], universe)
+        steps = tier_chain(policy.tiers[slug], universe.snapshot())
         entries = []
         for step, kinds in enumerate(steps):
             for kind in kinds:

@@ -239,7 +239,7 @@ def replay(
         end = max(end, now)
         expire(now)
         if not arrival:
-            state.release(f"replay/{rid}")
+            state.forget(f"replay/{rid}")
             for i in list(waiting):
                 if start(by_id[i], now) is None:
                     waiting.remove(i)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from typing import Any
 
 from kubernetes_asyncio.client import Configuration
@@ -22,7 +23,6 @@ from kubespawner import KubeSpawner
 from ..core.claim import DECIDED, MOVES, PINNED
 from ..core.placement import pinned_terms
 from ..core.pods import hub_marks
-from . import demand
 
 ANNOTATION_PREFIX = "mig-spawner/"
 
@@ -124,13 +124,13 @@ class PlacementMixin:
                 if problem is None:
                     result = task.result()
                     self._started()
-                    demand.started(self)
                     return result
                 node = (self.claim.node if self.claim is not None else None) or "?"
                 self.avoid_nodes.add(node)
-                self._release(f"cannot start on {node}")
+                last = attempt > self.unschedulable_retries
+                self._release(f"cannot start on {node}", demand_ends=last)
                 await self._delete_unplaceable_pod()
-                if attempt > self.unschedulable_retries:
+                if last:
                     raise self._refused(
                         f"Your server could not be placed: {problem}. Tried "
                         f"{attempt} node(s); please try again in a few minutes.",
@@ -143,7 +143,6 @@ class PlacementMixin:
             raise AssertionError("unreachable")  # pragma: no cover
         except BaseException:
             self._release("start failed")
-            demand.ended(self, demand.ABANDONED)
             raise
 
     async def _until_started_or_unplaceable(self, task: asyncio.Future) -> str | None:
@@ -195,7 +194,7 @@ class PlacementMixin:
             return  # no tiers: KubeSpawner, unchanged
         if claim.state == DECIDED:  # no pod manifest was asked of us (KubeSpawner's own)
             claim = claim.pin()
-        self.claim = claim = claim.bind()
+        self.claim = claim = claim.bind(now=time.time())
         self.user_options = claim.shown_options()  # REST model and admin page (core/claim.py)
         if not claim.gpu or claim.decision is None:
             return  # a CPU profile: KubeSpawner logs its start
