@@ -29,7 +29,7 @@ from .formpage import render_form
 from .live import offer_figures_route
 from .placing import PlacementMixin
 from .refusals import STATUS, SpawnException, not_a_failure, refusal
-from .watch import ClusterView
+from .watch import ClusterView, gc_freeze_trait
 
 #: the key under which get_state saves the claim
 CLAIM_KEY = "mig_claim"
@@ -167,6 +167,8 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         """,
     )
 
+    gc_freeze_after_list = gc_freeze_trait()
+
     hub_id = Unicode(
         "jupyterhub",
         config=True,
@@ -270,6 +272,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
                 watch_timeout=self.cluster_watch_timeout,
                 max_backoff=self.cluster_retry_max_backoff,
                 logger=self.log,
+                freeze_gc=self.gc_freeze_after_list,
             )
             view.start()
             views[key] = view
