@@ -118,6 +118,7 @@ class _Feed:
         self.relists += 1
         self.last_event_at = time.monotonic()
         self._healthy()
+        self.view.touched(self.kind, None)  # a relist may have changed anything
         if self.kind == "pods" and self.relists == 1 and self.view.freeze_gc:
             gc.freeze()  # the hub's imports and the first list: never walked again
             self.view.log.info(
@@ -154,6 +155,8 @@ class _Feed:
                         self.view.log.warning(
                             "Ignoring a malformed %s watch event: %s", self.kind, e
                         )
+                    else:
+                        self.view.touched(self.kind, event.get("raw_object"))
             self._healthy()
 
     def _healthy(self) -> None:
@@ -215,6 +218,8 @@ class ClusterView:
             _Feed(self, "pods", core_api.list_pod_for_all_namespaces),
         ]
         self._tasks: list[asyncio.Task] = []
+        #: pod key -> the event a starting spawn waits on (hub/placing.py)
+        self._placement_waiters: dict[str, asyncio.Event] = {}
 
     def start(self) -> None:
         if not self._tasks:
@@ -238,6 +243,40 @@ class ClusterView:
         name = node.name if node is not None else (obj.get("metadata") or {}).get("name")
         self.report_node(name, node.problems if node is not None else ())
         return node
+
+    # ------------------------------------------------------------ starting spawns
+
+    def wake_on_change(self, key: str, event: asyncio.Event | None) -> None:
+        """Set ``event`` when a watch event touches pod ``key`` or the node it is pinned
+        or reserved on (or a relist happens); None stops it."""
+        if event is None:
+            self._placement_waiters.pop(key, None)
+        else:
+            self._placement_waiters[key] = event
+
+    def touched(self, kind: str, obj: Any) -> None:
+        """A watch event (``obj`` None: a relist) was applied: wake the spawns it concerns."""
+        waiters = self._placement_waiters
+        if not waiters:
+            return
+        meta = (obj.get("metadata") or {}) if isinstance(obj, dict) else None
+        if meta is None:  # a relist
+            for event in waiters.values():
+                event.set()
+        elif kind == "pods":
+            event = waiters.get(f"{meta.get('namespace')}/{meta.get('name')}")
+            if event is not None:
+                event.set()
+        else:
+            name, state = meta.get("name"), self.state
+            for key, event in waiters.items():
+                pod, res = state.pods.get(key), state.reservations.get(key)
+                if (
+                    key in state.displaced
+                    or (pod is not None and pod.pinned == name)
+                    or (res is not None and res.node == name)
+                ):
+                    event.set()
 
     def report_node(self, name: str, problems: tuple[str, ...]) -> None:
         """Log a node's problems (its GPUs are not offered) once per change, not per event."""
