@@ -18,11 +18,16 @@ hub restart rebuilds the claim of a running server.
 What the user *asked* stays in :attr:`Claim.request`, untouched; what they were *given*
 is :attr:`Claim.grant` -- the record the REST model, the admin page, the pod's
 environment and the metrics all read (:meth:`Claim.record`, :meth:`Claim.environment`,
-:meth:`Claim.shown_options`). Pure: standard library and core only.
+:meth:`Claim.shown_options`). When it happened is in :attr:`Claim.requested_at`,
+``decided_at``, ``bound_at`` and ``ended_at`` (Unix seconds): core has no clock, so the
+shell passes ``now`` to each transition; the times are saved with the claim, and the demand
+record of an ended claim is built from them (:func:`mig_spawner.core.demand.claim_record`).
+Pure: standard library and core only.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -70,16 +75,28 @@ class Claim:
     #: the decision that granted or refused it (kept in memory only, not saved)
     decision: Any = field(default=None, compare=False, repr=False)
     reason: str = ""  # why it was refused, is waiting, or was released
+    #: when it was requested, decided (admitted or refused), bound (its server ran) and
+    #: ended (refused or released): Unix seconds passed in by the shell, None if not (yet)
+    requested_at: float | None = None
+    decided_at: float | None = None
+    bound_at: float | None = None
+    ended_at: float | None = None
 
     # ------------------------------------------------------------ transitions
 
     @classmethod
     def request_for(
-        cls, key: str, user: str, server_name: str, request: Mapping[str, Any]
+        cls,
+        key: str,
+        user: str,
+        server_name: str,
+        request: Mapping[str, Any],
+        now: float | None = None,
     ) -> Claim:
-        """The one place a claim is made: a start begins with what the user asked."""
+        """The one place a claim is made: a start begins with what the user asked
+        (``now``: when it was asked; a start that retries elsewhere passes its first)."""
         asked = {k: v for k, v in dict(request or {}).items() if k != RECORD_KEY}
-        return cls(key, user, server_name, MappingProxyType(asked))
+        return cls(key, user, server_name, MappingProxyType(asked), requested_at=now)
 
     def _move(self, to: str, **changes: Any) -> Claim:
         if to not in MOVES[self.state]:
@@ -93,14 +110,20 @@ class Claim:
         """Queued: decided later (the waiting line)."""
         return self._move(WAITING, reason=reason)
 
-    def decide(self, grant: Mapping[str, Any], decision: Any = None) -> Claim:
+    def decide(
+        self, grant: Mapping[str, Any], decision: Any = None, now: float | None = None
+    ) -> Claim:
         """Admitted: ``grant`` is the record of what it gets."""
         return self._move(
-            DECIDED, grant=MappingProxyType(dict(grant)), node=grant.get("node"), decision=decision
+            DECIDED,
+            grant=MappingProxyType(dict(grant)),
+            node=grant.get("node"),
+            decision=decision,
+            decided_at=now,
         )
 
-    def refuse(self, reason: str, decision: Any = None) -> Claim:
-        return self._move(REFUSED, reason=reason, decision=decision)
+    def refuse(self, reason: str, decision: Any = None, now: float | None = None) -> Claim:
+        return self._move(REFUSED, reason=reason, decision=decision, decided_at=now, ended_at=now)
 
     def reserve(self) -> Claim:
         """Its slice and quota are assumed on the cluster cache."""
@@ -114,12 +137,12 @@ class Claim:
             grant = MappingProxyType({**grant, "node": node})  # its reservation moved
         return self._move(PINNED, node=node, grant=grant)
 
-    def bind(self) -> Claim:
+    def bind(self, now: float | None = None) -> Claim:
         """Its server runs."""
-        return self._move(BOUND)
+        return self._move(BOUND, bound_at=now)
 
-    def release(self, reason: str) -> Claim:
-        return self._move(RELEASED, reason=reason)
+    def release(self, reason: str, now: float | None = None) -> Claim:
+        return self._move(RELEASED, reason=reason, ended_at=now)
 
     # ------------------------------------------------------------ reads
 
@@ -193,6 +216,9 @@ class Claim:
             "request": dict(self.request),
             "state": self.state,
             "node": self.node,
+            "requested_at": self.requested_at,
+            "decided_at": self.decided_at,
+            "bound_at": self.bound_at,
         }
 
     @classmethod
@@ -215,7 +241,17 @@ class Claim:
             state=BOUND,
             grant=grant,
             node=saved.get("node") if isinstance(saved.get("node"), str) else None,
+            requested_at=_time(saved.get("requested_at")),
+            decided_at=_time(saved.get("decided_at")),
+            bound_at=_time(saved.get("bound_at")),
         )
+
+
+def _time(value: Any) -> float | None:
+    """A saved time, or None (an older hub saved none; a garbled one is dropped)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
 
 
 def grant_record(profile: str | None, decision: Any = None, tier_name: str = "") -> dict[str, Any]:
@@ -229,6 +265,7 @@ def grant_record(profile: str | None, decision: Any = None, tier_name: str = "")
         "slice": decision.granted.profile,
         "resource": decision.granted.resource,
         "gpu": decision.granted.gpu_name,
+        "product": decision.granted.product,
         "node": decision.node,
         "team": decision.team,
         "fallback": decision.fallback,

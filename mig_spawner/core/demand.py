@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import WHOLE_GPU, parse_profile_name
+from .claim import REFUSED as CLAIM_REFUSED
+from .claim import Claim
 
 MARKER = "demand "
 SERVED, REFUSED, ABANDONED = "served", "refused", "abandoned"
@@ -97,6 +99,45 @@ def build_record(
         waited_s=waited,
         outcome=outcome,
         code=code,
+    )
+
+
+def claim_record(claim: Claim) -> DemandRecord | None:
+    """The demand record of an ended claim: ``refused`` (the decision said no), ``served``
+    (released after its server ran) or ``abandoned`` (released before). None for a claim
+    that has not ended, asked no GPU tier (a CPU profile, a refusal before any decision),
+    or lacks its times (saved by an older hub)."""
+    if not claim.ended or claim.requested_at is None or claim.ended_at is None:
+        return None
+    decision = claim.decision
+    if claim.state == CLAIM_REFUSED:
+        if decision is None or decision.requested is None:
+            return None
+        return build_record(
+            requested_at=claim.requested_at,
+            ended_at=claim.ended_at,
+            outcome=REFUSED,
+            tier=decision.tier,
+            profile=decision.requested.profile,
+            team=decision.team,
+            user=claim.user,
+            code=decision.code,
+        )
+    grant = claim.grant or {}
+    if not grant.get("requested"):
+        return None  # a CPU profile: nothing on a GPU was claimed
+    return build_record(
+        requested_at=claim.requested_at,
+        ended_at=claim.ended_at,
+        outcome=SERVED if claim.bound_at is not None else ABANDONED,
+        tier=grant.get("tier"),
+        profile=grant["requested"],
+        team=grant.get("team"),
+        user=claim.user,
+        granted=grant.get("slice"),
+        gpu=grant.get("product"),
+        started_at=claim.bound_at,
+        code=decision.code if decision is not None else "admitted",
     )
 
 

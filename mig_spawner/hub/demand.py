@@ -1,23 +1,22 @@
 """The hub's demand record: one per claim end, logged and optionally appended to a file.
 
-The spawner calls three functions: :func:`decided` after each decision (a refusal ends the
-claim at once), :func:`started` when the server runs, :func:`ended` when it stops or its
-start fails. The record itself is built by :mod:`mig_spawner.core.demand`; ``mig-spawner
+The spawner calls :func:`claim_ended` each time its claim ends -- refused by a decision,
+or released when its server stops or its start fails (a start retried on another node
+does not end the spawn's demand). The record is built from the claim alone
+(:func:`mig_spawner.core.demand.claim_record`): its times are saved with it, so a server
+that ran across a hub restart is still recorded as served when it stops. ``mig-spawner
 demand`` reads the lines back from the hub's log, ``mig-spawner advise`` replays them.
 Writing never raises: a file that cannot be written is logged once per error and skipped.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from traitlets import Unicode
 
-from ..core import admission
-from ..core.demand import ABANDONED, MARKER, REFUSED, SERVED, build_record, record_line
-
-_ATTR = "_mig_claim"
+from ..core.claim import Claim
+from ..core.demand import MARKER, claim_record, record_line
 
 
 def log_file_trait() -> Unicode:
@@ -37,51 +36,12 @@ def log_file_trait() -> Unicode:
     )
 
 
-def decided(spawner: Any, decision: admission.Decision) -> None:
-    """Open (or, on a retry of the same start, update) the claim; a refusal ends it."""
-    claim = getattr(spawner, _ATTR, None) or {"requested_at": time.time()}
-    claim.update(
-        tier=decision.tier,
-        profile=decision.requested.profile if decision.requested else None,
-        team=decision.team,
-        user=spawner.user.name,
-        granted=decision.granted.profile if decision.granted else None,
-        gpu=decision.granted.product if decision.granted else None,
-        code=decision.code,
-    )
-    setattr(spawner, _ATTR, claim)
-    if not decision.admitted:
-        claim.update(granted=None, gpu=None)
-        ended(spawner, REFUSED)
-
-
-def started(spawner: Any) -> None:
-    claim = getattr(spawner, _ATTR, None)
-    if claim is not None:
-        claim.setdefault("started_at", time.time())
-
-
-def ended(spawner: Any, outcome: str | None = None) -> None:
-    """Close the claim: ``served`` if it ran, else ``abandoned`` (or the outcome given)."""
-    claim = getattr(spawner, _ATTR, None)
-    setattr(spawner, _ATTR, None)
-    if claim is None or not claim.get("profile"):
-        return  # no GPU claim (a CPU profile, no tiers) or already recorded
-    if outcome is None:
-        outcome = SERVED if "started_at" in claim else ABANDONED
-    record = build_record(
-        requested_at=claim["requested_at"],
-        ended_at=time.time(),
-        outcome=outcome,
-        tier=claim["tier"],
-        profile=claim["profile"],
-        team=claim["team"],
-        user=claim["user"],
-        granted=claim["granted"],
-        gpu=claim["gpu"],
-        started_at=claim.get("started_at"),
-        code=claim["code"],
-    )
+def claim_ended(spawner: Any, claim: Claim) -> None:
+    """Log (and append to ``demand_log_file``) the record of ``claim``, which just ended;
+    nothing for a claim with no GPU demand (a CPU profile, a refusal before a decision)."""
+    record = claim_record(claim)
+    if record is None:
+        return
     line = record_line(record)
     spawner.log.info(line)
     path = getattr(spawner, "demand_log_file", None)
@@ -93,4 +53,4 @@ def ended(spawner: Any, outcome: str | None = None) -> None:
             spawner.log.warning("Cannot append to demand_log_file %s: %s", path, e)
 
 
-__all__ = ["ABANDONED", "REFUSED", "SERVED", "decided", "ended", "started"]
+__all__ = ["claim_ended", "log_file_trait"]

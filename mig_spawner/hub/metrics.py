@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -248,6 +249,20 @@ def register(
     return metrics
 
 
+#: the policy each hub's spawners decide with, per event loop (tests run several hubs in
+#: one process); the collector reads it at scrape time
+_POLICIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def note_policy(policy: Policy) -> Policy:
+    """Remember ``policy`` as the running loop's hub's, for the collector; returns it."""
+    try:
+        _POLICIES[asyncio.get_running_loop()] = policy
+    except RuntimeError:  # no running loop: no hub to report to
+        pass
+    return policy
+
+
 def source(spawner_class) -> tuple[ClusterView, Policy] | None:
     """The view and policy a hub's spawners decide with, for the collector at scrape time.
 
@@ -262,5 +277,5 @@ def source(spawner_class) -> tuple[ClusterView, Policy] | None:
     views = [view for key, view in spawner_class._views.items() if key[0] is loop]
     if not views:
         return None
-    policy = spawner_class._loop_policies.get(loop)
+    policy = _POLICIES.get(loop)
     return views[-1], policy or Policy(tiers={})

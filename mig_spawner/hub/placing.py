@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from typing import Any
 
 from kubernetes_asyncio.client import Configuration
@@ -23,12 +24,14 @@ from ..core import messages
 from ..core.claim import DECIDED, MOVES, PINNED
 from ..core.placement import pinned_terms
 from ..core.pods import hub_marks
-from . import demand
 
 ANNOTATION_PREFIX = "mig-spawner/"
 
 
 class PlacementMixin:
+    #: seconds between checks of a starting spawn that no watch event woke (a safety net)
+    placement_recheck_seconds = 5.0
+
     def _restore_admin_config(self, policy, profiles: list[dict[str, Any]]) -> None:
         """Every start starts from the admin's configuration, never from the last start.
 
@@ -125,13 +128,13 @@ class PlacementMixin:
                 if problem is None:
                     result = task.result()
                     self._started()
-                    demand.started(self)
                     return result
                 node = (self.claim.node if self.claim is not None else None) or "?"
                 self.avoid_nodes.add(node)
-                self._release(f"cannot start on {node}")
+                last = attempt > self.unschedulable_retries
+                self._release(f"cannot start on {node}", demand_ends=last)
                 await self._delete_unplaceable_pod()
-                if attempt > self.unschedulable_retries:
+                if last:
                     raise self._refused(
                         f"Your server could not be placed: {problem}. Tried "
                         f"{attempt} node(s); please try again in a few minutes.",
@@ -144,30 +147,58 @@ class PlacementMixin:
             raise AssertionError("unreachable")  # pragma: no cover
         except BaseException:
             self._release("start failed")
-            demand.ended(self, demand.ABANDONED)
             raise
 
     async def _until_started_or_unplaceable(self, task: asyncio.Future) -> str | None:
-        """Wait for ``task``; None when it ended, else why its pod cannot be placed."""
+        """Wait for ``task``; None when it ended, else why its pod cannot be placed.
+
+        Woken by the task's end and, once the claim holds a slice, by the cluster view
+        when a watch event touches this pod or its node (hub/watch.py), not by a poll;
+        :attr:`placement_recheck_seconds` is the safety net. Two phases still poll every
+        0.2 s: deciding (no claim held yet, short), and a created pod not yet bound,
+        whose FailedScheduling event arrives through KubeSpawner's event reflector,
+        which wakes nobody.
+        """
         key = self.pod_key
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=0.2)
-            if done:
-                return None
-            claim = self.claim
-            if claim is None or not claim.holds:
-                continue  # not (yet) a GPU spawn: a CPU profile, or still deciding
-            view = self._current_view()
-            problem = view.state.placement_problem(key) if view is not None else None
-            if problem is None and claim.node:
-                problem = self._failed_scheduling()
-            if problem is not None:
-                task.cancel()
+        woken = asyncio.Event()
+        task.add_done_callback(lambda _: woken.set())
+        watching = None
+        try:
+            while True:
+                woken.clear()
+                if task.done():
+                    return None
+                claim = self.claim
+                timeout = 0.2
+                if claim is not None and claim.ended:
+                    pass  # between attempts, or failing: the task ends soon
+                elif claim is not None and claim.grant is not None and not claim.gpu:
+                    timeout = self.placement_recheck_seconds  # a CPU profile: its end
+                elif claim is not None and claim.holds:
+                    view = self._current_view()
+                    if view is not None and watching is None:
+                        watching = view
+                        view.wake_on_change(key, woken)
+                    problem = view.state.placement_problem(key) if view is not None else None
+                    if problem is None and claim.node:
+                        problem = self._failed_scheduling()
+                    if problem is not None:
+                        task.cancel()
+                        try:
+                            await task
+                        except (asyncio.CancelledError, Exception):
+                            pass
+                        return problem
+                    pod = view.state.pods.get(key) if view is not None else None
+                    if watching is not None and (pod is None or pod.node):
+                        timeout = self.placement_recheck_seconds  # not being scheduled
                 try:
-                    await task
-                except (asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(woken.wait(), timeout)
+                except TimeoutError:
                     pass
-                return problem
+        finally:
+            if watching is not None:
+                watching.wake_on_change(key, None)
 
     def _failed_scheduling(self) -> str | None:
         """The scheduler's word on this attempt's pod, if it could not place it."""
@@ -196,7 +227,7 @@ class PlacementMixin:
             return  # no tiers: KubeSpawner, unchanged
         if claim.state == DECIDED:  # no pod manifest was asked of us (KubeSpawner's own)
             claim = claim.pin()
-        self.claim = claim = claim.bind()
+        self.claim = claim = claim.bind(now=time.time())
         self.user_options = claim.shown_options()  # REST model and admin page (core/claim.py)
         if not claim.gpu or claim.decision is None:
             return  # a CPU profile: KubeSpawner logs its start

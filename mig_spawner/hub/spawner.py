@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from typing import Any
 
 from jupyterhub.utils import maybe_future
@@ -30,7 +29,7 @@ from .formpage import render_form
 from .hubcompat import SpawnException
 from .placing import PlacementMixin
 from .refusals import STATUS, refusal, refused
-from .watch import ClusterView
+from .watch import ClusterView, gc_freeze_trait
 
 #: the key under which get_state saves the claim
 CLAIM_KEY = "mig_claim"
@@ -168,6 +167,8 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         """,
     )
 
+    gc_freeze_after_list = gc_freeze_trait()
+
     hub_id = Unicode(
         "jupyterhub",
         config=True,
@@ -208,21 +209,14 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
     )
 
     _views: dict[tuple, ClusterView] = {}
-    #: the policy this hub's spawners decide with, per event loop (the hub's; tests run
-    #: several hubs in one process): the metrics collector reads it at scrape time
-    _loop_policies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # ---------------------------------------------------------------- config
 
     @property
     def policy(self) -> Policy:
         """The validated policy; rebuilt only when a setting changes (core.policy keeps it)."""
-        policy = policy_from_settings({name: getattr(self, name) for name in POLICY_SETTINGS})
-        try:
-            MIGSpawner._loop_policies[asyncio.get_running_loop()] = policy
-        except RuntimeError:  # no running loop: no hub to report it to
-            pass
-        return policy
+        settings = {name: getattr(self, name) for name in POLICY_SETTINGS}
+        return metrics.note_policy(policy_from_settings(settings))  # the collector reads it
 
     @default("options_form")
     def _mig_options_form_default(self):
@@ -285,6 +279,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
                 watch_timeout=self.cluster_watch_timeout,
                 max_backoff=self.cluster_retry_max_backoff,
                 logger=self.log,
+                freeze_gc=self.gc_freeze_after_list,
             )
             view.start()
             views[key] = view
@@ -333,8 +328,14 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         """Validate the request, apply the profile, then decide and reserve -- before any pod."""
         if not self.tiers:  # no tiers: KubeSpawner, unchanged
             return await super().load_user_options()
+        previous = self.claim
         self._release("a new start")  # an earlier start's claim, if it is still held
-        claim = Claim.request_for(self.pod_key, self.user.name, self.name, self.user_options)
+        now = time.time()
+        if previous is not None and self.avoid_nodes and previous.requested_at is not None:
+            now = previous.requested_at  # a start retried elsewhere: the same demand
+        claim = Claim.request_for(
+            self.pod_key, self.user.name, self.name, self.user_options, now=now
+        )
         self.claim = claim
         try:
             policy = self.policy
@@ -365,12 +366,12 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
                 self.user_options = dict(claim.request)  # what the user asked, unchanged
         if options.tier is None:
             self.log.info("Starting %s on CPU profile %s", self._log_name, options.profile)
-            self.claim = claim.decide(grant_record(options.profile))
+            self.claim = claim.decide(grant_record(options.profile), now=time.time())
         else:
             decision = await self._admit(policy, options)
             tier_name = policy.tiers[decision.tier].display_name
             record = grant_record(options.profile, decision, tier_name)
-            self.claim = claim.decide(record, decision).reserve()
+            self.claim = claim.decide(record, decision, now=time.time()).reserve()
             self._apply_decision(decision, self.cluster_view())
         self.environment = {**self.environment, **self.claim.environment()}
 
@@ -396,9 +397,8 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         self.hub_metrics.record(
             decision, user=self.user.name, server=self.name, seconds=elapsed, logger=self.log
         )
-        demand.decided(self, decision)
         if not decision.admitted:
-            self.claim = self.claim.refuse(decision.message, decision)
+            self._end(self.claim.refuse(decision.message, decision, now=time.time()))
             raise self._refused(
                 decision.message, reason=decision.code, status=STATUS[decision.code]
             )
@@ -411,7 +411,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         JupyterHub's failure counter may count (config); a refusal of the user is not
         (:mod:`.hubcompat` keeps it out of the count)."""
         if self.claim is not None and not self.claim.ended:
-            self.claim = self.claim.refuse(message)
+            self._end(self.claim.refuse(message, now=time.time()))
         if counted:
             return refusal(message, reason=reason, status=status)
         return refused(self, message, reason=reason, status=status)
@@ -459,19 +459,28 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
 
     async def stop(self, now=False):
         self._release("stopped")
-        demand.ended(self)
         result = await super().stop(now=now)
         if self.claim is not None:  # stopped: the form pre-selects what the user asked
             self.user_options = self.claim.asked_options()
         return result
 
-    def _release(self, why: str) -> None:
-        """The claim leaves the spawner: give back what it holds on the cache, end it."""
+    def _release(self, why: str, *, demand_ends: bool = True) -> None:
+        """The claim leaves the spawner: give back what it holds on the cache, end it.
+        ``demand_ends`` False: the start goes on elsewhere, so no demand record yet."""
         view = self._current_view()
         if view is not None and view.state.forget(self.pod_key):
             self.log.info("Released the reservation of %s (%s)", self._log_name, why)
         if self.claim is not None and not self.claim.ended:
-            self.claim = self.claim.release(why)
+            released = self.claim.release(why, now=time.time())
+            if demand_ends:
+                self._end(released)
+            else:
+                self.claim = released
+
+    def _end(self, claim: Claim) -> None:
+        """``claim`` just ended (refused or released): hold it, and record its demand."""
+        self.claim = claim
+        demand.claim_ended(self, claim)
 
     def _current_view(self) -> ClusterView | None:
         try:

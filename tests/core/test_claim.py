@@ -125,3 +125,36 @@ def test_the_saved_state_round_trips_through_json_to_a_bound_claim():
     assert back.release("stopped").state == RELEASED
     with pytest.raises(ValueError, match="not a saved claim"):
         Claim.from_state({"user": "bob"}, record)
+
+
+def test_times_are_saved_and_an_ended_claim_makes_its_demand_record():
+    from mig_spawner.core.demand import claim_record
+
+    claim = Claim.request_for("jhub/jupyter-bob", "bob", "", {"tier": "notebook"}, now=100.0)
+    claim = claim.decide({**RECORD, "product": "NVIDIA-H100-80GB-HBM3"}, now=101.0)
+    claim = claim.reserve().pin("a").bind(now=103.0)
+    assert claim_record(claim) is None  # it has not ended
+    saved = json.loads(json.dumps(claim.to_state()))
+    back = Claim.from_state(saved, claim.record())  # a hub restart
+    assert (back.requested_at, back.decided_at, back.bound_at) == (100.0, 101.0, 103.0)
+    served = claim_record(back.release("stopped", now=160.0))
+    assert (served.outcome, served.t, served.waited_s, served.duration_s) == (
+        "served",
+        100.0,
+        3.0,
+        57.0,
+    )
+    assert (served.profile, served.granted, served.gpu) == (
+        "1g.10gb",
+        "2g.20gb",
+        "NVIDIA-H100-80GB-HBM3",
+    )
+    at0 = Claim.request_for("jhub/jupyter-bob", "bob", "", {"profile": "gpu"}, now=1.0)
+    abandoned = claim_record(at0.decide(RECORD, now=1.0).reserve().release("start failed", now=9.0))
+    assert abandoned.outcome == "abandoned" and abandoned.waited_s == 8.0
+    assert abandoned.duration_s is None and abandoned.code == "admitted"
+    # a CPU profile, an older hub's saved claim (no times) and a garbled time: no record
+    cpu = at0.decide({"profile": "cpu", "gpu": None}, now=1.0).pin().bind(now=2.0)
+    assert claim_record(cpu.release("stopped", now=3.0)) is None
+    older = Claim.from_state({**saved, "requested_at": None, "bound_at": "soon"}, RECORD)
+    assert older.bound_at is None and claim_record(older.release("x", now=5.0)) is None

@@ -85,3 +85,28 @@ async def test_a_start_that_fails_after_admission_is_recorded_as_abandoned(hub, 
     (record,) = parse_lines(path.read_text().splitlines()).records
     assert record.outcome == "abandoned" and record.code == "admitted"
     assert record.granted == "1g.10gb" and record.duration_s is None
+
+
+async def test_a_server_running_across_a_hub_restart_is_recorded_served_when_it_stops(
+    hub, tmp_path
+):
+    path = tmp_path / "demand.jsonl"
+    app, _ = await hub(demand_log_file=str(path))
+    await spawn(app, "bob", {"tier": "notebook"})
+    await wait_ready(app, "bob")
+    spawner = app.users["bob"].spawners[""]
+    before = spawner.claim
+    assert before.requested_at is not None and before.bound_at is not None
+    # A hub restart: the new hub knows the server only from its saved state.
+    saved = json.loads(json.dumps(spawner.get_state()))
+    spawner.claim = None
+    spawner.load_state(saved)
+    assert spawner.claim is not before and spawner.claim.bound_at == before.bound_at
+    await asyncio.sleep(0.3)
+    await stop(app, "bob")
+    (record,) = parse_lines(path.read_text().splitlines()).records
+    assert record.outcome == "served" and record.granted == "1g.10gb"
+    assert record.t == round(before.requested_at, 3)
+    ended = spawner.claim.ended_at
+    assert record.duration_s == round(ended - before.bound_at, 3) and record.duration_s >= 0.3
+    assert record.waited_s == round(before.bound_at - before.requested_at, 3)
