@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -252,11 +253,21 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     )
     switch.app = make_app(context, env.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{NAME}/"))
     log.info("mig-spawner service listening for %s", url.geturl())
+    if stop is None:
+        # JupyterHub stops a managed service with SIGINT, then SIGTERM after 10 s: either
+        # ends it at once (else the hub's own stop outlasts the pod's grace period).
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
     try:
-        await (stop or asyncio.Event()).wait()
+        await stop.wait()
     finally:
         server.stop()
-        await view.stop()
+        try:
+            await asyncio.wait_for(view.stop(), timeout=5)
+        except asyncio.TimeoutError:
+            log.warning("mig-spawner service: the cluster watch did not stop within 5 s")
 
 
 class _Switch(HTTPServerConnectionDelegate):

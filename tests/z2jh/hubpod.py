@@ -161,7 +161,22 @@ class Emulated:
 GRACE_SECONDS = 30
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{entry}/status").read_text()
+                ppid = next(ln for ln in status.splitlines() if ln.startswith("PPid:"))
+                if int(ppid.split()[1]) == pid:
+                    out.append(int(entry))
+    return out
+
+
 def stop_process(proc) -> None:
+    """Stop ``proc`` as the kubelet stops its container: SIGTERM, the grace period, SIGKILL;
+    then whatever it started and left (its managed services) ends with the container."""
+    children = _children(proc.pid) if proc.poll() is None else []
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -169,6 +184,9 @@ def stop_process(proc) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 async def scenario(root: Path, cluster, plan: dict, pod) -> dict:
