@@ -21,7 +21,7 @@ from kubernetes_asyncio.client import Configuration
 from kubespawner import KubeSpawner
 
 from ..core import messages
-from ..core.claim import DECIDED, MOVES, PINNED, REQUESTED, WAITING
+from ..core.claim import DECIDED, MOVES, PINNED
 from ..core.placement import pinned_terms
 from ..core.pods import hub_marks
 
@@ -247,10 +247,6 @@ class PlacementMixin:
         label, told = None, 0
         async for event in super().progress():
             claim = self.claim
-            if self.tiers and (claim is None or claim.state in (REQUESTED, WAITING)):
-                # Not decided yet, so no pod of this start exists: a pod event now is an
-                # earlier pod's of the same name (KubeSpawner 7.0 lists them by name).
-                continue
             decision = claim.decision if claim is not None else None
             if label is None and decision is not None and decision.admitted:
                 label = messages.progress_label(decision.granted, decision.candidates)
