@@ -19,9 +19,9 @@ slices the tier could be granted. Place ``n`` of the tier's line gets the slice 
    the running count waits for chained sessions: ``k`` slices serve the line like ``k``
    counters serve a queue.
 3. The ETA of position ``n`` is the *mean*, over ``SAMPLES`` simulated futures, of the
-   time at which the ``n``-th slice frees. The futures' draws are stratified (a Latin
-   hypercube: at each draw the futures share the strata of [0, 1) in a shuffled order)
-   from a ``random.Random`` seeded with a constant, so the answer is a pure function of
+   time at which the ``n``-th slice frees. The futures' draws are stratified (at each
+   draw the futures share the strata of [0, 1), in an order drawn afresh) from a
+   ``random.Random`` seeded with a constant, so the answer is a pure function of
    its arguments: the same facts give the same ETA. The mean of the ``n``-th departure
    is not the ``n``-th smallest mean remaining life: with memoryless sessions every
    server's mean remaining life is the same hour, yet with 13 servers running the first
@@ -65,10 +65,10 @@ from heapq import heapify, heapreplace
 
 #: simulated futures averaged per ETA (fewer when very many servers run: the n-th
 #: departure of many slices varies little, relative to its size)
-SAMPLES = 256
+SAMPLES = 128
 MIN_SAMPLES = 32
-#: about this many draws per table: ``samples x (running + simulated positions)``
-DRAW_BUDGET = 16_384
+#: about this many draws per simulation: ``samples x (running + simulated positions)``
+DRAW_BUDGET = 8_192
 #: the seed of the draws: a constant, so the same facts give the same ETA
 SEED = 20
 
@@ -78,12 +78,68 @@ def simulated_positions(running: int) -> int:
     return 2 * running + 8
 
 
-_CACHE: OrderedDict[tuple, list[float]] = OrderedDict()
+#: the last few simulations, by (running ages, history, min_history)
+_CACHE: OrderedDict[tuple, tuple[list[float], float] | None] = OrderedDict()
 _CACHE_SIZE = 16
 
 
 def _clean(values: Sequence[float]) -> list[float]:
     return [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
+
+
+def _simulate(
+    running_ages: Sequence[float], history: Sequence[float], min_history: int
+) -> tuple[list[float], float] | None:
+    """(the ETAs of the first ``simulated_positions(k)`` positions, the seconds between
+    two slices freeing after them), or None without enough facts."""
+    lengths = sorted(v for v in _clean(history) if v > 0)
+    ages = sorted(max(a, 0.0) for a in _clean(running_ages))  # the order given is no fact
+    if len(lengths) < max(min_history, 1) or not ages:
+        return None
+    k, m = len(ages), len(lengths)
+    samples = MIN_SAMPLES
+    while samples * 2 <= min(SAMPLES, DRAW_BUDGET // (3 * k)):
+        samples *= 2  # a power of two: the strata below are permuted by odd multipliers
+    rng = random.Random(SEED)
+    mask = samples - 1
+
+    def strata() -> list[float]:
+        """One draw per future, stratified: future ``s`` gets the middle of stratum
+        ``(a * s + b) mod samples`` of [0, 1), with ``a`` odd and ``b`` drawn afresh for
+        every draw (a randomly shifted lattice: every future's draws are independent and
+        uniform, and together the futures cover [0, 1) evenly, so their mean is far
+        steadier than that of independent draws)."""
+        a, b = rng.randrange(1, samples, 2), rng.randrange(samples)
+        return [(((a * s + b) & mask) + 0.5) / samples for s in range(samples)]
+
+    futures: list[list[float]] = [[] for _ in range(samples)]
+    for a in ages:
+        lo = bisect.bisect_right(lengths, a)  # the recorded sessions longer than ``a``
+        for ends, u in zip(futures, strata(), strict=True):
+            if lo < m:  # a longer session is on record: the rest of one of them
+                ends.append(lengths[lo + int(u * (m - lo))] - a)
+            else:  # older than any on record: as if it started over
+                ends.append(lengths[int(u * m)])
+    for ends in futures:
+        heapify(ends)
+    head = []
+    for _ in range(simulated_positions(k)):
+        total = 0.0
+        for ends, u in zip(futures, strata(), strict=True):
+            t = ends[0]
+            total += t
+            heapreplace(ends, t + lengths[int(u * m)])  # the place's own session
+        head.append(total / samples)
+    # Beyond: every slice serves one session after another, so slices free at the
+    # long-run rate of ``k`` per mean session (the renewal theorem).
+    return head, statistics.fmean(lengths) / k
+
+
+def _at(simulation: tuple[list[float], float], position: int) -> float:
+    head, step = simulation
+    if position <= len(head):
+        return head[position - 1]
+    return head[-1] + step * (position - len(head))
 
 
 def eta_table(
@@ -93,58 +149,11 @@ def eta_table(
     *,
     min_history: int = 5,
 ) -> list[float] | None:
-    """ETAs in seconds for positions ``1 .. positions`` (index 0 is position 1), or None.
-
-    One simulation answers every position; :func:`eta_seconds` caches these tables, so a
-    hub that refreshes a line of 1,000 places pays for one table, not 1,000.
-    """
-    if positions < 1:
-        return []
-    lengths = sorted(v for v in _clean(history) if v > 0)
-    ages = sorted(max(a, 0.0) for a in _clean(running_ages))  # the order given is no fact
-    if len(lengths) < max(min_history, 1) or not ages:
+    """ETAs in seconds for positions ``1 .. positions`` (index 0 is position 1), or None."""
+    simulation = _simulate(running_ages, history, min_history)
+    if simulation is None:
         return None
-    k, m = len(ages), len(lengths)
-    # The futures are advanced position by position, all of them at each step, so the
-    # draws behind position j never depend on how many positions were asked for: a
-    # longer table extends a shorter one exactly (the cache relies on it).
-    samples = max(MIN_SAMPLES, min(SAMPLES, DRAW_BUDGET // (3 * k)))
-    simulated = min(positions, simulated_positions(k))
-    rng = random.Random(SEED)
-    strata = [(i + 0.5) / samples for i in range(samples)]
-
-    def stratified() -> list[float]:
-        """One draw per future: the futures share the strata of [0, 1) between them
-        (a Latin hypercube: each draw is uniform, and the futures' mean is far steadier
-        than that of independent draws)."""
-        u = strata[:]
-        rng.shuffle(u)
-        return u
-
-    futures: list[list[float]] = [[] for _ in range(samples)]
-    for a in ages:
-        lo = bisect.bisect_right(lengths, a)  # the recorded sessions longer than ``a``
-        for ends, u in zip(futures, stratified(), strict=True):
-            if lo < m:  # a longer session is on record: the rest of one of them
-                ends.append(lengths[lo + int(u * (m - lo))] - a)
-            else:  # older than any on record: as if it started over
-                ends.append(lengths[int(u * m)])
-    for ends in futures:
-        heapify(ends)
-    out = []
-    for _ in range(simulated):
-        total = 0.0
-        for ends, u in zip(futures, stratified(), strict=True):
-            t = ends[0]
-            total += t
-            heapreplace(ends, t + lengths[int(u * m)])  # the place's own session
-        out.append(total / samples)
-    # Beyond: every slice serves one session after another, so slices free at the
-    # long-run rate of ``k`` per mean session (the renewal theorem) after the last one
-    # simulated.
-    last, step = out[-1], statistics.fmean(lengths) / k
-    out.extend([last + step * j for j in range(1, positions - simulated + 1)])
-    return out
+    return [_at(simulation, n) for n in range(1, positions + 1)]
 
 
 def eta_seconds(
@@ -160,24 +169,21 @@ def eta_seconds(
     tier could use; ``history``: the tier's ended session lengths in seconds. None when
     the history has fewer than ``min_history`` sessions or nothing runs that could free.
     The model and its limits are in this module's docstring.
+
+    One simulation answers every position of a tier; the last few are kept, so a hub
+    that refreshes the ETAs of a line of 1,000 places with the same facts simulates once.
     """
     if position < 1:
         raise ValueError(f"position must be 1 or more, not {position}")
     key = (tuple(running_ages), tuple(history), min_history)
-    table = _CACHE.get(key)
-    if table is not None:
+    if key in _CACHE:
         _CACHE.move_to_end(key)
-    if table is None or len(table) < position:
-        # grow by doubling: a hub asking positions 1, 2, 3 ... pays for a few tables
-        want = max(position, 2 * len(table) if table else 8)
-        table = eta_table(want, running_ages, history, min_history=min_history)
-        if table is None:
-            return None
-        _CACHE[key] = table
-        _CACHE.move_to_end(key)
+        simulation = _CACHE[key]
+    else:
+        simulation = _CACHE[key] = _simulate(running_ages, history, min_history)
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
-    return table[position - 1]
+    return None if simulation is None else _at(simulation, position)
 
 
 def describe_eta(seconds: float | None) -> str:
