@@ -34,8 +34,8 @@ slices the tier could be granted. Place ``n`` of the tier's line gets the slice 
 sessions, or when no running server holds a slice the tier could use (the line then waits
 for a node, which no history predicts).
 
-Limits (said so in docs/waiting-eta.md too)
--------------------------------------------
+Limits (docs/waiting-eta.md says the same)
+-----------------------------------------
 - Departures are taken as independent and every freed slice as usable by this line's
   places in order. Other tiers' lines that can use the same slices (a 1g tier falling
   back onto a 2g) and teams with fewer running servers going first (the line's fairness
