@@ -59,7 +59,6 @@ import bisect
 import math
 import random
 import statistics
-from collections import OrderedDict
 from collections.abc import Sequence
 from heapq import heapify, heapreplace
 
@@ -79,7 +78,8 @@ def simulated_positions(running: int) -> int:
 
 
 #: the last few simulations, by (running ages, history, min_history)
-_CACHE: OrderedDict[tuple, tuple[list[float], float] | None] = OrderedDict()
+_CACHE: dict[tuple, tuple[list[float], float] | None] = {}
+_MISSING = object()
 _CACHE_SIZE = 16
 
 
@@ -175,15 +175,36 @@ def eta_seconds(
     """
     if position < 1:
         raise ValueError(f"position must be 1 or more, not {position}")
+    simulation = _simulation(running_ages, history, min_history)
+    return None if simulation is None else _at(simulation, position)
+
+
+def eta_many(
+    positions: Sequence[int],
+    running_ages: Sequence[float],
+    history: Sequence[float],
+    *,
+    min_history: int = 5,
+) -> list[float | None]:
+    """:func:`eta_seconds` for several positions of one tier (the same facts): one look-up."""
+    if any(p < 1 for p in positions):
+        raise ValueError(f"positions must be 1 or more, not {min(positions)}")
+    simulation = _simulation(running_ages, history, min_history)
+    return [None if simulation is None else _at(simulation, p) for p in positions]
+
+
+def _simulation(
+    running_ages: Sequence[float], history: Sequence[float], min_history: int
+) -> tuple[list[float], float] | None:
+    """The simulation of these facts, kept for the next few calls. The key is hashed once
+    per call: hashing a history of 500 lengths is most of a cached call's cost."""
     key = (tuple(running_ages), tuple(history), min_history)
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        simulation = _CACHE[key]
-    else:
+    simulation = _CACHE.get(key, _MISSING)
+    if simulation is _MISSING:
         simulation = _CACHE[key] = _simulate(running_ages, history, min_history)
         while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return None if simulation is None else _at(simulation, position)
+            del _CACHE[next(iter(_CACHE))]  # the oldest
+    return simulation  # type: ignore[return-value]
 
 
 def describe_eta(seconds: float | None) -> str:

@@ -193,3 +193,12 @@ def test_positions_beyond_the_simulated_ones_follow_the_long_run_rate():
     # two slices, 100 s and 300 s into them: beyond the simulated 12, 300 s more a place
     table = eta_table(20, [100.0, 300.0], TEN_MIN)
     assert table[12:] == [table[11] + 300.0 * j for j in range(1, 9)]
+
+
+def test_eta_many_answers_as_eta_seconds_does_for_each_position():
+    ages, history = [30.0, 200.0, 90.0], [60.0 * (i % 11 + 1) for i in range(40)]
+    got = eta.eta_many([3, 1, 40, 2], ages, history)
+    assert got == [eta_seconds(n, ages, history) for n in (3, 1, 40, 2)]
+    assert eta.eta_many([1, 2], ages, history[:4]) == [None, None]
+    with pytest.raises(ValueError, match="1 or more"):
+        eta.eta_many([1, 0], ages, history)
