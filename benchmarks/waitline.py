@@ -28,12 +28,9 @@
    waiting line: a spawn on a full cluster leaves its pod Pending until ``start_timeout``,
    so there is no peer figure to print beside it.
 
-The admission pass here is the benchmark's own loop over the real ``Line`` and the real
-``admission.admit``: in line order, admit each place that can start now; a capacity
-refusal of a tier's first place ends that tier's turn in this pass (its later places
-need the same slices); a quota refusal keeps the place waiting and the pass goes on; after
-each admission the order is taken again (the running counts changed). The hub's own loop
-is ``hub/waiting.py``.
+The admission pass here (:func:`admission_pass`) walks the real ``Line`` with the real
+``admission.admit`` as ``hub/waiting.py``'s pass does (line-core's branch), without the
+hub around it (no spawners, futures, metrics or progress events).
 
     python -m benchmarks.waitline [--quick]
 """
@@ -85,26 +82,31 @@ def usable_profiles(policy, state) -> dict[str, frozenset[str]]:
     return out
 
 
-def admission_pass(line: Line, state, policy, running: dict[str, int]) -> list:
-    """Admit, in line order, every place that can start now: [(place, decision)]."""
-    admitted = []
-    while True:
-        line.set_running(running)
-        blocked: set[str] = set()
-        for place in line.order():
-            if place.tier in blocked:
-                continue
-            request = SpawnRequest(place.user, place.tier, place.groups, place.team or None)
-            d = admission.admit(request, policy, state, pod_key=place.key)
-            if d.admitted:
-                line.remove(place.key)
-                running[place.team] = running.get(place.team, 0) + 1
-                admitted.append((place, d))
-                break  # the order changes with the running counts: take it again
-            if d.code == admission.CAPACITY:
-                blocked.add(place.tier)
+def admission_pass(line: Line, state, policy, running: dict[str, int]) -> tuple[list, list]:
+    """One pass as ``hub/waiting.py``'s ``WaitingLine.admission_pass`` makes it: the places
+    in line order (the running counts as the pass starts), each decided by
+    ``admission.admit``; a capacity refusal ends its tier's turn in this pass (the pass
+    only takes slices: the places behind would find the chain full too); admitted, or
+    refused for anything but capacity (a quota checked again now), the place leaves the
+    line. Returns ([(place, decision) admitted], [place refused])."""
+    line.set_running(running)
+    full: set[str] = set()
+    admitted, refused = [], []
+    for place in line.order():
+        if place.tier in full:
+            continue
+        request = SpawnRequest(place.user, place.tier, place.groups, place.team or None)
+        d = admission.admit(request, policy, state, pod_key=place.key)
+        if d.admitted:
+            line.remove(place.key)
+            running[place.team] = running.get(place.team, 0) + 1
+            admitted.append((place, d))
+        elif d.code == admission.CAPACITY:
+            full.add(place.tier)
         else:
-            return admitted
+            line.remove(place.key)
+            refused.append(place)
+    return admitted, refused
 
 
 def _prior_history(n: int, seed: int) -> dict[str, list[float]]:
@@ -130,7 +132,10 @@ def replay_line(reqs: list[dict], *, max_wait: float, prior_seed: int) -> dict:
     refused = timed_out = 0
 
     def admit_waiting(now: float) -> None:
-        for place, d in admission_pass(line, state, policy, running):
+        nonlocal refused
+        admitted, refused_now = admission_pass(line, state, policy, running)
+        refused += len(refused_now)  # none on this trace: its teams have no quota
+        for place, d in admitted:
             r = by_key[place.key]
             waits[place.key] = now - place.requested_at
             holding[place.key] = (now, d.granted.profile)
@@ -281,7 +286,7 @@ def pass_cost(waiting: int = 1000, repeats: int = 300, seed: int = 5) -> dict:
         t0 = time.perf_counter()
         state.forget(freed)
         running[request.team] -= 1
-        admitted = admission_pass(line, state, policy, running)
+        admitted, _ = admission_pass(line, state, policy, running)
         if i % 2:  # every other pass also refreshes every waiting place's ETA
             ages = {t: [a for _, a, prof in holding.values() if prof in usable[t]] for t in tiers}
             for key, position in line.positions().items():

@@ -13,7 +13,8 @@ slices the tier could be granted. Place ``n`` of the tier's line gets the slice 
    sessions *longer than* ``a``, less ``a`` (the empirical distribution of its remaining
    life, given that it has lasted ``a``). A server older than every recorded session
    is taken to start over: its remaining time is drawn from the whole history (nothing
-   recorded says how much longer such a server lasts; see "Limits").
+   recorded says how much longer such a server lasts; see "Limits"). Ages are read to
+   the nearest ``AGE_STEP`` (10) seconds.
 2. A slice that frees goes to the place ahead, whose new session lasts a length drawn
    from the whole history; when it ends, the slice frees again. So a position beyond
    the running count waits for chained sessions: ``k`` slices serve the line like ``k``
@@ -68,6 +69,9 @@ SAMPLES = 128
 MIN_SAMPLES = 32
 #: about this many draws per simulation: ``samples x (running + simulated positions)``
 DRAW_BUDGET = 8_192
+#: ages are read to the nearest this many seconds (an ETA is good to minutes, not to the
+#: microseconds between two calls of one refresh)
+AGE_STEP = 10.0
 #: the seed of the draws: a constant, so the same facts give the same ETA
 SEED = 20
 
@@ -83,17 +87,23 @@ _MISSING = object()
 _CACHE_SIZE = 16
 
 
+def _ages(running_ages: Sequence[float]) -> tuple[float, ...]:
+    """The ages as the model reads them: to the nearest ``AGE_STEP`` seconds, sorted (the
+    order given is no fact). A hub that asks for each place in turn, each time with
+    ``now - started``, then asks with the same facts and gets the same simulation."""
+    return tuple(sorted(AGE_STEP * round(max(a, 0.0) / AGE_STEP) for a in _clean(running_ages)))
+
+
 def _clean(values: Sequence[float]) -> list[float]:
     return [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
 
 
 def _simulate(
-    running_ages: Sequence[float], history: Sequence[float], min_history: int
+    ages: tuple[float, ...], history: Sequence[float], min_history: int
 ) -> tuple[list[float], float] | None:
     """(the ETAs of the first ``simulated_positions(k)`` positions, the seconds between
     two slices freeing after them), or None without enough facts."""
     lengths = sorted(v for v in _clean(history) if v > 0)
-    ages = sorted(max(a, 0.0) for a in _clean(running_ages))  # the order given is no fact
     if len(lengths) < max(min_history, 1) or not ages:
         return None
     k, m = len(ages), len(lengths)
@@ -150,7 +160,7 @@ def eta_table(
     min_history: int = 5,
 ) -> list[float] | None:
     """ETAs in seconds for positions ``1 .. positions`` (index 0 is position 1), or None."""
-    simulation = _simulate(running_ages, history, min_history)
+    simulation = _simulate(_ages(running_ages), history, min_history)
     if simulation is None:
         return None
     return [_at(simulation, n) for n in range(1, positions + 1)]
@@ -198,10 +208,11 @@ def _simulation(
 ) -> tuple[list[float], float] | None:
     """The simulation of these facts, kept for the next few calls. The key is hashed once
     per call: hashing a history of 500 lengths is most of a cached call's cost."""
-    key = (tuple(running_ages), tuple(history), min_history)
+    ages = _ages(running_ages)
+    key = (ages, tuple(history), min_history)
     simulation = _CACHE.get(key, _MISSING)
     if simulation is _MISSING:
-        simulation = _CACHE[key] = _simulate(running_ages, history, min_history)
+        simulation = _CACHE[key] = _simulate(ages, history, min_history)
         while len(_CACHE) > _CACHE_SIZE:
             del _CACHE[next(iter(_CACHE))]  # the oldest
     return simulation  # type: ignore[return-value]

@@ -150,14 +150,25 @@ def test_monotone_in_position_and_bounded_by_the_longest_sessions(history, ages,
 @settings(max_examples=40, deadline=None)
 @given(
     history=st.lists(lengths, min_size=5, max_size=40),
-    ages=st.lists(st.floats(min_value=0.0, max_value=50_000.0), min_size=1, max_size=8),
-    scale=st.sampled_from([0.5, 2.0, 64.0]),
+    tens=st.lists(st.integers(min_value=0, max_value=5_000), min_size=1, max_size=8),
+    scale=st.sampled_from([2.0, 4.0, 64.0]),
     position=st.integers(min_value=1, max_value=15),
 )
-def test_a_change_of_unit_scales_the_eta(history, ages, scale, position):
+def test_a_change_of_unit_scales_the_eta(history, tens, scale, position):
+    ages = [10.0 * t for t in tens]  # whole tens of seconds: read as they are
     base = eta_seconds(position, ages, history)
     scaled = eta_seconds(position, [a * scale for a in ages], [h * scale for h in history])
     assert scaled == pytest.approx(base * scale, rel=1e-12)  # powers of two: exact
+
+
+def test_ages_are_read_to_ten_seconds_so_one_refresh_simulates_once():
+    """A hub asks for each place with ``now - started``, ``now`` a little later each time."""
+    eta._CACHE.clear()
+    first = eta_seconds(1, [100.0, 300.0], TEN_MIN)
+    assert eta_seconds(1, [299.2, 101.3], TEN_MIN) == first == 300.0
+    assert len(eta._CACHE) == 1
+    assert eta_seconds(1, [100.0, 320.0], TEN_MIN) == 280.0  # 20 s older: other facts
+    assert len(eta._CACHE) == 2
 
 
 # --------------------------------------------------------------------------- wording
