@@ -15,7 +15,7 @@ import platform
 import time
 from pathlib import Path
 
-from . import advise, decisions, gcpause, utilisation
+from . import advise, decisions, gcpause, utilisation, waitline
 
 TARGETS = {
     "decide_p99_ms_at_max": 1.0,
@@ -69,6 +69,7 @@ def run(quick: bool, out: Path, storm: bool) -> dict:
         utilisation.run(n=40 if quick else n, seed=3) for n in ([40] if quick else [100, 160])
     ]
     results["advise"] = advise.run(quick)
+    results["waitline"] = waitline.run(quick)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))  # kept if the storm fails
     if storm:
@@ -197,6 +198,22 @@ def _targets(results) -> dict:
             f"{v['gen2_max_ms']:.0f} ms ({v.get('frozen_gen2_max_ms', 0):.0f} ms after "
             f"gc.freeze()); pauses dominate the p99: {v['pauses_dominate_p99']}"
         )
+    if "waitline" in results:
+        for tr in results["waitline"]["traces"]:
+            line, refuse, eta = tr["line"], tr["refuse"], tr["line"]["eta"]
+            err = eta["median_abs_error_min"]
+            print(
+                f"  line ({tr['requests']} requests): served within 10 min "
+                f"{line['served_within_10_min_pct']:.1f} % vs "
+                f"{refuse['served_within_10_min_pct']:.1f} % refusing; served "
+                f"{line['served_pct']:.1f} % vs {refuse['served_pct']:.1f} %;"
+                + (
+                    f" ETA median error {err:.1f} min ({eta['median_abs_error_pct']:.0f} %)"
+                    if err is not None
+                    else " no ETA compared"
+                )
+                + " (no target)"
+            )
     _line(
         "fallback admissions / optimum's",
         t["fallback_vs_optimum"],

@@ -77,3 +77,30 @@ def test_gc_benchmark_times_every_collection_in_each_mode():
         assert m["tail_decisions_with_a_collection"] <= m["tail_decisions"]
     assert r["modes"]["frozen_threshold"]["threshold0"] == gcpause.THRESHOLD0
     assert set(r["verdict"]) >= {"pauses_dominate_p99", "decide_cpu_p99_ratio_on_vs_off"}
+
+
+def test_waitline_benchmark_replays_refusal_retries_and_the_line(capsys):
+    from benchmarks import waitline
+
+    out = waitline.run(quick=True)
+    (trace,) = out["traces"]
+    n = trace["requests"]
+    assert n == 40
+    for mode in ("refuse", "retry", "line"):
+        m = trace[mode]
+        assert 0 <= m["served_within_10_min_pct"] <= m["served_pct"] <= 100
+    assert trace["refuse"]["mean_wait_min"] == 0  # refused or started at once
+    for w, line in [(waitline.MAX_WAIT, trace["line"]), *trace["line_max_wait"].items()]:
+        # every request ends: served, timed out after max_wait, or refused at once
+        assert line["served"] + line["timed_out"] + line["refused_at_once"] == n
+        assert line["longest_wait_min"] <= w / 60
+    eta = trace["line"]["eta"]
+    assert eta["compared"] + eta["unknown"] <= eta["waited"]
+    cost = out["pass_cost"]
+    assert cost["running"] > 0 and cost["waiting"] == 200
+    assert cost["admitted_per_pass"] == [1]  # one freed slice, one admission
+    for figure in (cost["pass_us"], cost["pass_and_etas_us"]):
+        assert figure["n"] == 20 and figure["p99"] >= figure["median"] > 0
+    printed = capsys.readouterr().out
+    assert "ETA at enqueue: median |ETA - wait|" in printed
+    assert "KubeSpawner: no waiting line" in printed
