@@ -63,7 +63,7 @@ helm: k8s
 
 # The hub-level suite on the hub image's pins (the default run covers the newest releases).
 test-z2jh-pins: install z2jh-venv
-	$(Z2JH_BIN)/python -m pytest -q tests/spawner
+	$(Z2JH_BIN)/python -m pytest -q tests/hub
 
 # JupyterHub's proxy (npm), pinned.
 chp: $(NODE_BIN)/configurable-http-proxy

@@ -182,3 +182,91 @@ def test_the_circle_check_sees_a_circle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycles(graph) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+# ------------------------------------------------------------------------ the test tree
+# The test tree mirrors the package: ``tests/<folder>/test_<module>.py`` (or
+# ``test_<module>_<aspect>.py`` when one module has several files) for every module of
+# mig_spawner/core, hub and cli. The planes that cut across modules have folders of their
+# own: tests/controlplane (the real control plane), tests/z2jh and tests/deploy (the Z2JH
+# chart), tests/browser, tests/dropin (KubeSpawner's suite), tests/conformance (API
+# conformance), tests/docs; tests/demo mirrors mig_spawner/demo (tests/demo/emulator).
+
+TESTS = Path(__file__).resolve().parent
+MIRRORED = ("core", "hub", "cli")
+
+#: Modules tested only through others' files, and why. Keep it short: a module that gets a
+#: file of its own leaves this list (the test below says so).
+TESTED_THROUGH_OTHERS = {
+    # a decision's candidate record: made by admission, worded by messages
+    "core.candidates": "test_admission.py, test_messages.py",
+    # fallback chains are what decide() walks: their order, steps and adequacy are checked
+    # there, and against a reference scan
+    "core.chains": "test_admission.py, test_admission_properties.py, test_index.py",
+    # quoting user input back: through forged options and the messages that quote them
+    "core.echo": "test_options.py, test_messages.py",
+    # the per-version caches of the modules that derive values (form, chains, admission)
+    "core.memo": "test_form.py, test_index.py",
+    # quota arithmetic: admission's refusals, and check_quota against a reference
+    "core.quota": "test_admission.py, test_index.py",
+    # the usage book the cluster cache keeps: per scope, and equal to one rebuilt
+    "core.usage": "test_cluster.py, test_cluster_properties.py",
+    # the admin page: one real hub run checks /hub/metrics, the log line and the page
+    "hub.adminpage": "test_metrics_adminpage.py",
+    # policy settings as a hub holds them: the hub's start check and the CLI's --config
+    "hub.config": "test_service_start_check.py, tests/cli/test_hubconfig.py",
+    # refusal status codes and JupyterHub's failure count: through a real hub
+    "hub.refusals": "test_spawner.py, test_hubcompat.py",
+    # what `advise` prints (table, commands, SVG plot)
+    "cli.advise_report": "test_advise.py",
+    # file:line:column of a bad value: through the commands that read YAML
+    "cli.locate": "test_hubconfig.py, tests/demo/emulator/test_clusterfile.py",
+}
+
+
+def _modules(folder: str) -> set[str]:
+    return {p.stem for p in (PKG / folder).glob("*.py") if p.name != "__init__.py"}
+
+
+def _tested_module(stem: str, modules: set[str]) -> str | None:
+    """The module a test file is named for: the longest ``m`` with ``stem`` ==
+    ``test_m`` or ``test_m_<aspect>`` (test_advise_apply.py is advise_apply's, not advise's)."""
+    named = [m for m in modules if stem == f"test_{m}" or stem.startswith(f"test_{m}_")]
+    return max(named, key=len, default=None)
+
+
+def _untested(folder: str, test_stems: set[str]) -> set[str]:
+    modules = _modules(folder)
+    tested = {_tested_module(stem, modules) for stem in test_stems}
+    return {f"{folder}.{m}" for m in modules if m not in tested}
+
+
+@pytest.mark.parametrize("folder", MIRRORED)
+def test_every_module_has_a_test_file_named_for_it(folder):
+    stems = {p.stem for p in (TESTS / folder).glob("test_*.py")}
+    untested = _untested(folder, stems)
+    allowed = {m for m in TESTED_THROUGH_OTHERS if m.startswith(f"{folder}.")}
+    assert untested - allowed == set(), f"add tests/{folder}/test_<module>.py"
+    assert allowed - untested == set(), "has a test file now: remove it from the allow-list"
+
+
+def test_the_mirror_rule_names_a_file_for_its_longest_module():
+    modules = {"advise", "advise_apply", "spawner", "placing"}
+    assert _tested_module("test_advise_apply", modules) == "advise_apply"
+    assert _tested_module("test_advise", modules) == "advise"
+    assert _tested_module("test_spawner_trust", modules) == "spawner"
+    assert _tested_module("test_placingx", modules) is None
+    assert _tested_module("test_core_fixes", modules) is None
+    # a module with only another module's aspect files is untested
+    assert _untested("cli", {"test_advise_apply"}) >= {"cli.advise"}
+
+
+def test_test_file_names_are_unique_across_the_tree():
+    """pytest imports test files by base name (rootdir ``prepend`` mode, no __init__.py):
+    two ``test_x.py`` in different folders would collide, so a name is the mirror's
+    ``test_<module>`` only once -- use an aspect (``test_<module>_<aspect>.py``)."""
+    seen: dict[str, list[str]] = {}
+    for path in TESTS.rglob("*.py"):
+        if path.name != "conftest.py" and "__pycache__" not in path.parts:
+            seen.setdefault(path.name, []).append(str(path.relative_to(TESTS)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}

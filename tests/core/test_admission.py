@@ -330,3 +330,70 @@ def test_decisions_are_deterministic(tier):
         decide(req(tier=tier), policy(), build()).to_dict()
         == decide(req(tier=tier), policy(), build()).to_dict()
     )
+
+
+# ----------------------------------------------------------------------------------------
+# `kubectl cordon` sets spec.unschedulable, and the node lifecycle controller then adds the
+# taint node.kubernetes.io/unschedulable:NoSchedule (not-ready / unreachable for NotReady
+# nodes). The taint made the node unreachable for every tier, so its slice types vanished
+# from the chain: a cluster under maintenance answered "no GPU fits this tier, ask your
+# admin" (no-matching-gpu), and a fallback past a cordoned type was not called a fallback.
+
+CORDON_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
+
+
+UNREACHABLE_TAINTS = [
+    {"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"},
+]
+
+
+def _decide(*nodes, tier="t"):
+    from mig_spawner.core.admission import SpawnRequest, decide
+    from mig_spawner.core.policy import build_policy
+
+    state = ClusterState()
+    for n in nodes:
+        state.apply_node_event(ADDED, n)
+    pol = build_policy(tiers={"t": {"compute_slices": 1, "min_memory_gb": 10}})
+    return decide(SpawnRequest(user="u", tier=tier), pol, state), state, pol
+
+
+def test_a_cordoned_node_with_its_taint_is_reported_cordoned():
+    d, state, pol = _decide(
+        node("c", mig=["1g.10gb"] * 7, unschedulable=True, taints=[CORDON_TAINT])
+    )
+    assert d.code == "capacity", d.message
+    assert [(c.slice_type.profile, c.outcome, c.reason) for c in d.candidates] == [
+        ("1g.10gb", "unusable", "its node(s) are cordoned")
+    ]
+    from mig_spawner.core.admission import availability
+
+    assert [(k.profile, free, total) for k, free, total in availability(state, pol.tiers["t"])] == [
+        ("1g.10gb", 0, 7)
+    ]
+
+
+def test_a_fallback_past_a_cordoned_type_is_a_fallback():
+    d, _, _ = _decide(
+        node("c", mig=["1g.10gb"] * 7, unschedulable=True, taints=[CORDON_TAINT]),
+        node("n", mig=["2g.20gb"], ready=False, taints=UNREACHABLE_TAINTS),
+        node("ok", mig=["3g.40gb"]),
+    )
+    assert d.admitted and d.granted.profile == "3g.40gb" and d.fallback
+    assert [c.reason for c in d.candidates[:2]] == [
+        "its node(s) are cordoned",
+        "its node(s) are NotReady",
+    ]
+
+
+def test_condition_taints_still_block_a_node_that_looks_usable():
+    # A stale not-ready taint on a Ready node: the scheduler still refuses it, so do we.
+    d, _, _ = _decide(
+        node(
+            "stale",
+            mig=["1g.10gb"],
+            taints=[{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}],
+        )
+    )
+    assert d.code == "no-matching-gpu"

@@ -1,7 +1,7 @@
 """hub/hubcompat.py, the one JupyterHub-version adapter, on each pinned JupyterHub.
 
 Runs in .venv (JupyterHub 6.x) and .venv-z2jh (5.5.0, the Zero to JupyterHub 4.x image):
-``make test`` runs tests/spawner on both. A refusal must leave JupyterHub's consecutive
+``make test`` runs tests/hub on both. A refusal must leave JupyterHub's consecutive
 failure count as it was on either; a real failure must still count; and on 5.5 the count
 would move without the adapter (so the workaround is needed, and lives in one place).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import jupyterhub
 import pytest
 from hub_harness import spawn, wait_ready
-from test_admission_trust import wait_done
+from test_spawner_trust import wait_done
 
 from mig_spawner.hub import hubcompat, refusals
 

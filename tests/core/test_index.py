@@ -21,7 +21,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from k8s_factories import node, pod
-from test_properties import (
+from k8s_strategies import (
     NODE_NAMES,
     POD_NAMES,
     RESOURCES,

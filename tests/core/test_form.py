@@ -1,12 +1,14 @@
-"""User options validation and the generated profile_list (both pure)."""
+"""The spawn form's profile_list (pure): what each tier gives and what is free, and its figures
+computed once per state version, whoever opens it.
+"""
 
-import pytest
+from __future__ import annotations
+
 from k8s_factories import node, pod
 
-from mig_spawner.core.admission import SpawnRequest, decide
-from mig_spawner.core.cluster import ADDED, ClusterState
-from mig_spawner.core.form import build_profile_list, tier_profiles
-from mig_spawner.core.options import OptionsError, SpawnOptions, parse_options
+from mig_spawner.core import index
+from mig_spawner.core.cluster import ADDED, MODIFIED, ClusterState
+from mig_spawner.core.form import build_profile_list, live_figures, tier_profiles
 from mig_spawner.core.policy import build_policy
 
 POLICY = build_policy(
@@ -23,63 +25,6 @@ POLICY = build_policy(
     },
     team_quotas={"vision": {"compute_slices": 8}, "nlp": {"compute_slices": 2}},
 )
-
-
-def parse(options, groups=()):
-    return parse_options(options, tier_profiles(POLICY, groups), POLICY.tiers)
-
-
-def test_form_and_rest_shapes_are_accepted():
-    assert parse({"profile": "notebook"}, ["vision"]) == SpawnOptions("notebook", "notebook")
-    assert parse({"tier": "full", "team": "vision"}, ["vision"]) == SpawnOptions(
-        "full", "full", "vision"
-    )
-    assert parse({}).tier == "notebook"  # the default tier
-    assert parse(None).as_user_options() == {"profile": "notebook"}
-    # the server record mig-spawner writes into user_options is not a request
-    assert parse({"profile": "notebook", "mig": {"slice": "1g.10gb"}}).tier == "notebook"
-
-
-@pytest.mark.parametrize(
-    "options, fragment",
-    [
-        # issue 19: refused as a key the user may not set, not as "must be a string"
-        (
-            {"tier": "notebook", "extra_resource_limits": {"nvidia.com/gpu": 8}},
-            "accepts no 'extra_resource_limits'; it accepts: ",
-        ),
-        ({"tier": "notebook", "cpu_limit": 64}, "Resources, node selectors and overrides"),
-        ({"tier": "notebook", "node_selector": "a=b"}, "accepts no 'node_selector'"),
-        ({"tier": "notebook", "kubespawner_override": "x"}, "overrides are set by the hub"),
-        ({"profile": "huge"}, "There is no profile 'huge'"),
-        ({"tier": "notebook", "profile": "training"}, "disagree"),
-        ({"tier": 3}, "user_options['tier'] must be a string, not int"),
-        (["notebook"], "JSON object"),
-    ],
-)
-def test_forged_options_are_refused(options, fragment):
-    with pytest.raises(OptionsError) as err:
-        parse(options)
-    assert err.value.status == 400 and fragment in str(err.value)
-    assert "must be a string" not in str(err.value) or "'tier'" in str(err.value)
-
-
-@pytest.mark.parametrize(
-    "options, groups, code, fragment",
-    [
-        ({"tier": "huge"}, [], "unknown-tier", "There is no tier 'huge'"),
-        ({"tier": "full"}, ["nlp"], "forbidden-tier", "only for members of vision"),
-        ({"profile": "full"}, ["nlp"], "forbidden-tier", "only for members of vision"),
-        ({"tier": "notebook", "team": "vision"}, ["nlp"], "not-in-team", "not a member"),
-        ({"tier": "notebook", "team": "misc"}, ["misc"], "not-in-team", "has no GPU quota"),
-    ],
-)
-def test_visibility_and_membership_are_decided_once_by_decide(options, groups, code, fragment):
-    """options checks shape only; the same request reaches decide(), which refuses."""
-    opts = parse(options, groups)
-    request = SpawnRequest(user="u", tier=opts.tier, groups=tuple(groups), team=opts.team)
-    d = decide(request, POLICY, state_with())
-    assert not d.admitted and d.code == code and fragment in d.message
 
 
 def state_with(*pods):
@@ -145,7 +90,6 @@ def test_unknown_availability_is_said_not_guessed():
 
 
 def test_static_tier_profiles_carry_overrides_and_team_choices_without_live_figures():
-    from mig_spawner.core.form import tier_profiles
 
     policy = build_policy(
         tiers={"t": {"kubespawner_override": {"image": "x:1"}}, "v": {"groups": ["vision"]}},
@@ -157,3 +101,63 @@ def test_static_tier_profiles_carry_overrides_and_team_choices_without_live_figu
     both = tier_profiles(policy, ["vision", "nlp"])
     assert [p["slug"] for p in both] == ["t", "v"]
     assert list(both[0]["profile_options"]["team"]["choices"]) == ["nlp", "vision"]
+
+
+# ----------------------------------------------------------------------------------------
+# The form's figures are computed once per state version, whoever opens it.
+
+
+TIERS = {
+    "notebook": {"display_name": "1g", "compute_slices": 1, "min_memory_gb": 10},
+    "training": {"display_name": "3g", "compute_slices": 3, "min_memory_gb": 40},
+}
+
+
+def _state():
+    state = ClusterState()
+    state.apply_node_event(ADDED, node("a", mig=["1g.10gb"] * 7))
+    state.apply_node_event(ADDED, node("b", mig=["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"]))
+    return state
+
+
+def test_a_hundred_users_after_one_change_cost_one_computation(monkeypatch):
+    policy = build_policy(tiers=TIERS, team_quotas={"vision": {"compute_slices": 8}})
+    state = _state()
+    build_profile_list(policy, state, user="warm", groups=["vision"])  # builds the indexes
+    calls = []
+    real_best = index.SliceIndex.best
+    monkeypatch.setattr(index.SliceIndex, "best", lambda self: calls.append(1) or real_best(self))
+
+    job = pod("job", namespace="ml", node="a", resources={"nvidia.com/mig-1g.10gb": 1})
+    state.apply_pod_event(ADDED, job)
+    forms = [
+        build_profile_list(policy, state, user=f"user{i}", groups=["vision"]) for i in range(100)
+    ]
+    # one look at each candidate of each tier's chain, not one per user
+    rows = {"notebook": 3, "training": 1}  # 1g.10gb, 2g.20gb, 3g.40gb / 3g.40gb
+    assert len(calls) == sum(rows.values())
+    assert all(f[0]["mig"]["available"] == "8 of 9 free" for f in forms)
+
+    # the next change is seen at once
+    job["status"]["phase"] = "Succeeded"
+    state.apply_pod_event(MODIFIED, job)
+    again = build_profile_list(policy, state, user="user0", groups=["vision"])
+    assert again[0]["mig"]["available"] == "9 of 9 free"
+    assert len(calls) == 2 * sum(rows.values())
+
+
+def test_each_call_gets_its_own_copy_and_live_figures_carry_only_the_users_teams():
+    policy = build_policy(
+        tiers=TIERS,
+        team_quotas={"vision": {"compute_slices": 8}, "nlp": {"compute_slices": 4}},
+    )
+    state = _state()
+    first = build_profile_list(policy, state, user="alice", groups=["vision", "nlp"])
+    first[0]["mig"]["available"] = "tampered"  # KubeSpawner fills in profiles in place
+    second = build_profile_list(policy, state, user="alice", groups=["vision", "nlp"])
+    assert second[0]["mig"]["available"] == "9 of 9 free"
+    figures = live_figures(second)
+    assert set(figures["tiers"]["notebook"]["teams"]) == {"vision", "nlp"}
+    carol = live_figures(build_profile_list(policy, state, user="carol", groups=["nlp"]))
+    assert carol["tiers"]["notebook"]["teams"] == {}  # one team: no picker
+    assert "vision" not in str(carol)

@@ -7,7 +7,7 @@ import asyncio
 
 from hub_harness import service_url
 from jupyterhub.tests.utils import AsyncSession, async_requests, get_page
-from test_spawn import create_foreign_pod
+from test_spawner import create_foreign_pod
 
 
 def _token(app, name: str) -> str:

@@ -16,7 +16,7 @@ import re
 import shlex
 
 from cli_helpers import EXE, REPO
-from test_cli_live import hub_pod
+from test_live import hub_pod
 
 from mig_spawner.demo.command import DEFAULT_CLUSTER, QUOTAS, banner, hub_config
 from mig_spawner.demo.emulator import EmulatedCluster, load_cluster_file

@@ -20,7 +20,7 @@ import jupyterhub_fancy_profiles
 import pytest
 from jupyterhub.tests.utils import get_page
 from playwright.async_api import async_playwright
-from test_profiles_beside_tiers import PROFILES
+from test_spawner_profiles import PROFILES
 
 STATIC = Path(jupyterhub_fancy_profiles.__file__).parent / "static"
 CHROMIUM = "/usr/bin/chromium"

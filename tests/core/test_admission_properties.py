@@ -1,4 +1,4 @@
-"""Property tests of the core: what must hold for every cluster, policy and event order.
+"""Property tests of admission: what must hold for every cluster, policy and event order.
 
 * a decision never grants more than is free, and slices are never double-booked;
 * no interleaving of admit / release / pod events (pending, bound, succeeded, deleted)
@@ -6,12 +6,10 @@
   plays the spawner, KubeSpawner, the scheduler and the watch);
 * fallback reaches only adequate candidates, within max_fallback_steps, and never when
   the tier does not fall back; a refusal for capacity means nothing allowed was free;
-* decisions are deterministic, whatever order nodes and pods arrived in;
-* the incrementally kept state equals one rebuilt from scratch after any event sequence.
+* decisions are deterministic, whatever order nodes and pods arrived in.
 
-Clusters are built with ``k8s_factories`` (Node/Pod dicts as the API returns them) from
-H100 MIG layouts that mig-parted can actually create, under the mixed and the single
-strategy, with whole GPUs, cordoned and NotReady nodes and other namespaces' pods.
+The strategies are in ``k8s_strategies.py``; the state kept incrementally equals one
+rebuilt from scratch is in ``test_cluster_properties.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ import itertools
 from collections import Counter
 from dataclasses import dataclass
 
-from hypothesis import assume, event, given, note, settings
+from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -29,238 +27,34 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from k8s_factories import node, pod
+from k8s_factories import node
+from k8s_strategies import (
+    CATALOG,
+    CORDON_TAINT,
+    PROFILES,
+    TEAMS,
+    TIERS,
+    USERS,
+    allocatable,
+    bound_counts,
+    build_state,
+    clusters,
+    hub_pod,
+    quota_limits,
+    quota_sets,
+    request_of,
+    reserved_counts,
+    spawn_requests,
+)
 
 from mig_spawner.core import admission as adm
 from mig_spawner.core.admission import Decision, SpawnRequest, admit, availability, decide
-from mig_spawner.core.catalog import WHOLE_GPU, default_catalog
+from mig_spawner.core.catalog import WHOLE_GPU
 from mig_spawner.core.chains import adequate
 from mig_spawner.core.cluster import ADDED, DELETED, MODIFIED, ClusterState
-from mig_spawner.core.nodes import NodeInfo, SliceType, parse_node
+from mig_spawner.core.nodes import parse_node
 from mig_spawner.core.pods import TERMINAL_PHASES, label_value
 from mig_spawner.core.policy import build_policy
-
-CATALOG = default_catalog()
-
-# ----------------------------------------------------------------------------- clusters
-
-#: Per-GPU H100 80GB layouts (mig-parted style). Single strategy needs one profile per node.
-H100_LAYOUTS = {
-    "all-1g.10gb": ["1g.10gb"] * 7,
-    "all-1g.20gb": ["1g.20gb"] * 4,
-    "all-2g.20gb": ["2g.20gb"] * 3,
-    "all-3g.40gb": ["3g.40gb"] * 2,
-    "all-7g.80gb": ["7g.80gb"],
-    "3g+2x2g": ["3g.40gb", "2g.20gb", "2g.20gb"],
-    "4g+3g": ["4g.40gb", "3g.40gb"],
-    "2x1g+2g+3g": ["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"],
-    "disabled": [],  # MIG off: a whole GPU
-}
-SINGLE_LAYOUTS = [k for k, v in H100_LAYOUTS.items() if len(set(v)) <= 1]
-PROFILES = ["1g.10gb", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"]
-CORDON_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
-NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
-
-#: JupyterHub users and their groups; "Data Science" and erin's name are not label values.
-USERS = {
-    "alice": ("vision", "nlp"),
-    "bob": ("vision",),
-    "carol": ("nlp", "Data Science"),
-    "dave": ("Data Science",),
-    "erin@example.com": (),
-    "frank": ("interns",),
-}
-TEAMS = ("vision", "nlp", "Data Science")
-TIERS = {
-    "small": {
-        "compute_slices": 1,
-        "min_memory_gb": 10,
-        "max_compute_slices": 3,
-        "max_fallback_steps": 2,
-    },
-    "mid": {"compute_slices": 2, "min_memory_gb": 20},
-    "big": {"compute_slices": 3, "min_memory_gb": 40, "max_fallback_steps": 1},
-    "whole": {"compute_slices": 7, "fallback": False, "groups": ["vision", "nlp"]},
-    "strict": {"compute_slices": 1, "fallback": False},
-}
-
-
-@st.composite
-def gpu_node(draw, name: str) -> dict:
-    """One H100 node: 1-2 GPUs, random layouts, mixed or single, maybe cordoned/NotReady."""
-    strategy = draw(st.sampled_from(["mixed", "single"]))
-    gpus = draw(st.integers(1, 2))
-    if strategy == "mixed":
-        layouts = [draw(st.sampled_from(sorted(H100_LAYOUTS))) for _ in range(gpus)]
-    else:
-        layouts = [draw(st.sampled_from(SINGLE_LAYOUTS))] * gpus
-    mig = [p for layout in layouts for p in H100_LAYOUTS[layout]]
-    whole = sum(layout == "disabled" for layout in layouts)
-    ready = draw(st.sampled_from([True, True, True, False]))
-    cordoned = draw(st.sampled_from([False, False, False, True]))
-    taints = []
-    if cordoned and draw(st.booleans()):  # the node controller's taint (usually there)
-        taints.append(CORDON_TAINT)
-    if not ready and draw(st.booleans()):
-        taints.append(NOT_READY_TAINT)
-    if strategy == "single" and mig and whole:
-        whole = 0  # single strategy cannot mix MIG and whole GPUs on one node
-    obj = node(
-        name,
-        mig=mig,
-        strategy=strategy,
-        whole_gpus=whole,
-        ready=ready,
-        unschedulable=cordoned,
-        taints=taints or None,
-    )
-    # GFD of another version: per-profile SM/memory labels missing or with other figures
-    labels = obj["metadata"]["labels"]
-    for key in sorted(k for k in labels if k.endswith((".multiprocessors", ".memory"))):
-        drift = draw(st.sampled_from(["same", "same", "same", "missing", "other"]))
-        if drift == "missing":
-            del labels[key]
-        elif drift == "other":
-            labels[key] = str(int(labels[key]) - 2)
-    return obj
-
-
-def allocatable(obj: dict) -> dict[str, int]:
-    alloc = obj["status"]["allocatable"]
-    return {r: int(n) for r, n in alloc.items() if r.startswith("nvidia.com/") and int(n)}
-
-
-def kind_of(obj: dict, resource: str) -> SliceType:
-    return parse_node(obj, CATALOG).resources[resource]
-
-
-def hub_pod(
-    name, *, node_name, resource, kind, user, team, phase=None, server="", uid=None, **marks
-):
-    """A pod mig-spawner created (labels as the spawner writes them)."""
-    obj = pod(
-        name,
-        namespace="jhub",
-        node=node_name,
-        resources={resource: 1},
-        phase=phase,
-        user=user,
-        team=team or "",
-        granted_profile=kind.profile,
-        product=kind.product,
-        server_name=server,
-        **marks,
-    )
-    if uid is not None:
-        obj["metadata"]["uid"] = uid
-    return obj
-
-
-@st.composite
-def clusters(draw, max_nodes: int = 6):
-    """(nodes, pods): pods fit what the scheduler would allow on each node.
-
-    Some profiles are taken entirely on every node (so that tiers fall back), the others
-    partly.
-    """
-    nodes = [draw(gpu_node(f"gpu-{i}")) for i in range(draw(st.integers(1, max_nodes)))]
-    full = draw(st.sets(st.sampled_from([*PROFILES, WHOLE_GPU])))
-    pods = []
-    for obj in nodes:
-        name = obj["metadata"]["name"]
-        for resource, cap in sorted(allocatable(obj).items()):
-            tag = resource.rsplit("/", 1)[-1].replace(".", "")
-            profile = kind_of(obj, resource).profile
-            taken = cap if profile in full else draw(st.integers(0, cap))
-            for j in range(taken):
-                if draw(st.booleans()):  # another namespace's workload
-                    pods.append(
-                        pod(
-                            f"job-{name}-{tag}-{j}",
-                            namespace=draw(st.sampled_from(["ml-batch", "research"])),
-                            node=name,
-                            resources={resource: 1},
-                        )
-                    )
-                else:  # a hub server from before a restart
-                    user = draw(st.sampled_from(sorted(USERS)))
-                    team = draw(st.sampled_from([None, *USERS[user]]))
-                    kind = kind_of(obj, resource)
-                    pods.append(
-                        hub_pod(
-                            f"jupyter-{name}-{tag}-{j}",
-                            node_name=name,
-                            resource=resource,
-                            kind=kind,
-                            user=user,
-                            team=team,
-                        )
-                    )
-            # finished and unscheduled pods hold nothing
-            if draw(st.booleans()):
-                pods.append(
-                    pod(
-                        f"done-{name}-{tag}",
-                        namespace="ml-batch",
-                        node=name,
-                        resources={resource: 2},
-                        phase=draw(st.sampled_from(TERMINAL_PHASES)),
-                    )
-                )
-            if draw(st.booleans()):
-                pods.append(
-                    pod(f"wait-{name}-{tag}", namespace="research", resources={resource: 1})
-                )
-    return nodes, pods
-
-
-def build_state(nodes, pods) -> ClusterState:
-    state = ClusterState()
-    for obj in nodes:
-        state.apply_node_event(ADDED, obj)
-    for obj in pods:
-        state.apply_pod_event(ADDED, obj)
-    return state
-
-
-def bound_counts(pods) -> Counter:
-    """(node, resource) -> slices held by active pods bound there, from the pod dicts."""
-    held: Counter = Counter()
-    for obj in pods:
-        if obj["spec"].get("nodeName") and obj["status"]["phase"] not in TERMINAL_PHASES:
-            for container in obj["spec"]["containers"]:
-                for r, n in container["resources"]["limits"].items():
-                    held[(obj["spec"]["nodeName"], r)] += int(n)
-    return held
-
-
-def reserved_counts(state: ClusterState) -> Counter:
-    return Counter((r.node, r.slice_type.resource) for r in state.reservations.values())
-
-
-quota_limits = st.fixed_dictionaries(
-    {},
-    optional={
-        "compute_slices": st.integers(0, 10),
-        "memory_gb": st.sampled_from([0, 10, 25, 60, 100]),
-        "servers": st.integers(0, 4),
-        "per_user_compute_slices": st.integers(1, 7),
-    },
-)
-quota_sets = st.fixed_dictionaries({team: quota_limits for team in TEAMS})
-spawn_requests = st.tuples(
-    st.sampled_from(sorted(USERS)),
-    st.sampled_from(sorted(TIERS)),
-    st.integers(0, 2),  # 0: let the core pick the team, else the user's n-th group
-    st.integers(0, 5),  # which of a few pod keys (respawns reuse a key)
-)
-
-
-def request_of(user: str, tier: str, pick: int, server: str = "") -> SpawnRequest:
-    groups = USERS[user]
-    team = groups[pick - 1] if 0 < pick <= len(groups) else None
-    return SpawnRequest(user=user, tier=tier, groups=groups, team=team, server_name=server)
-
 
 # ----------------------------------------------------------------------------- 1. capacity
 
@@ -316,6 +110,8 @@ MACHINE_NODES = {
     "single-3g": node("single-3g", strategy="single", mig=["3g.40gb"] * 2),
     "single-1g": node("single-1g", strategy="single", mig=["1g.10gb"] * 2),
 }
+
+
 MACHINE_KEYS = {
     f"jhub/jupyter-{label_value(user)}{'--' + server if server else ''}": (user, server)
     for user in USERS
@@ -605,7 +401,6 @@ class HubMachine(RuleBasedStateMachine):
 
 
 TestHubMachine = HubMachine.TestCase
-TestHubMachine.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
 
 
 # ----------------------------------------------------------------------------- 3. fallback
@@ -704,91 +499,3 @@ def test_decisions_are_deterministic_whatever_the_event_order(data, cluster, quo
         da = admit(req, policy, a, pod_key=key)
         db = admit(req, policy, b, pod_key=key)
         assert da.to_dict() == db.to_dict()
-
-
-# ----------------------------------------------------------------------------- 5. incremental
-
-NODE_NAMES = ["gpu-0", "gpu-1", "gpu-2"]
-POD_NAMES = [("jhub", "jupyter-a"), ("jhub", "jupyter-b"), ("ml", "job-0"), ("ml", "job-1")]
-RESOURCES = ["nvidia.com/mig-1g.10gb", "nvidia.com/mig-3g.40gb", "nvidia.com/gpu"]
-
-
-@st.composite
-def pod_objects(draw, namespace, name):
-    managed = namespace == "jhub"
-    user = draw(st.sampled_from(sorted(USERS)))
-    return pod(
-        name,
-        namespace=namespace,
-        node=draw(st.sampled_from([None, *NODE_NAMES, "gone-node"])),
-        resources=draw(st.dictionaries(st.sampled_from(RESOURCES), st.integers(1, 2), max_size=2)),
-        phase=draw(st.sampled_from([None, "Pending", "Running", *TERMINAL_PHASES])),
-        user=user if managed else None,
-        team=draw(st.sampled_from([None, *USERS[user]])) if managed else None,
-        requested_profile=draw(st.sampled_from(["", "1g.10gb", "3g.40gb"])) if managed else "",
-        charge_mode=draw(st.sampled_from(["granted", "requested"])),
-        server_name=draw(st.sampled_from(["", "gpu"])),
-    )
-
-
-@st.composite
-def cluster_events(draw):
-    kind = draw(st.sampled_from(["node", "node", "pod", "pod", "pod", "relist"]))
-    if kind == "node":
-        name = draw(st.sampled_from(NODE_NAMES))
-        return ("node", draw(st.sampled_from([ADDED, MODIFIED, DELETED])), draw(gpu_node(name)))
-    if kind == "pod":
-        namespace, name = draw(st.sampled_from(POD_NAMES))
-        event = draw(st.sampled_from([ADDED, MODIFIED, DELETED]))
-        return ("pod", event, draw(pod_objects(namespace, name)))
-    return ("relist", draw(st.sampled_from(["nodes", "pods"])), None)
-
-
-def _usage_tuple(state: ClusterState, team: str, user: str):
-    u = state.usage(team, user)
-    return (u.compute_slices, u.memory_gb, u.servers, u.user_compute_slices, u.own_servers)
-
-
-def assert_same_state(state: ClusterState, rebuilt: ClusterState) -> None:
-    assert set(state.nodes) == set(rebuilt.nodes)
-    assert set(state.pods) == set(rebuilt.pods)
-    assert state.slice_types() == rebuilt.slice_types()
-    for kind in rebuilt.slice_types():
-        assert [n.name for n in state.nodes_offering(kind)] == [
-            n.name for n in rebuilt.nodes_offering(kind)
-        ]
-    for name, info in rebuilt.nodes.items():
-        mine: NodeInfo = state.nodes[name]
-        assert mine == info
-        for kind in info.offers:
-            assert state.free(mine, kind) == rebuilt.free(info, kind), (name, kind.label)
-    for user in USERS:
-        for team in ("", *TEAMS, "interns"):
-            assert _usage_tuple(state, team, user) == _usage_tuple(rebuilt, team, user)
-
-
-@settings(max_examples=200, deadline=None)
-@given(events=st.lists(cluster_events(), max_size=40))
-def test_incremental_state_equals_a_state_rebuilt_from_scratch(events):
-    state = ClusterState()
-    nodes: dict[str, dict] = {}
-    pods: dict[str, dict] = {}
-    for what, event_type, obj in events:
-        if what == "relist":
-            if event_type == "nodes":
-                assert state.replace_nodes(list(nodes.values())) == []
-            else:
-                assert state.replace_pods(list(pods.values())) == []
-            continue
-        meta = obj["metadata"]
-        key = meta["name"] if what == "node" else f"{meta['namespace']}/{meta['name']}"
-        world = nodes if what == "node" else pods
-        if event_type == DELETED:
-            world.pop(key, None)
-        else:
-            world[key] = obj
-        apply = state.apply_node_event if what == "node" else state.apply_pod_event
-        apply(event_type, obj)
-    assume(nodes or pods)
-    rebuilt = build_state(nodes.values(), pods.values())
-    assert_same_state(state, rebuilt)

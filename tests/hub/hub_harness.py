@@ -57,7 +57,7 @@ def hub_config(cluster_url: str, workdir: Path, *, teams=None, **mig) -> dict:
         "cluster_sync_timeout": 5.0,
         "cluster_retry_max_backoff": 0.5,
         # One test process starts hundreds of hubs: each freezing the heap would keep
-        # every earlier test's cycles forever. test_gc_freeze.py turns it on.
+        # every earlier test's cycles forever. test_watch_gc_freeze.py turns it on.
         "gc_freeze_after_list": False,
     }
     mig_config.update(mig)

@@ -1,7 +1,8 @@
-"""Only the hub's own pods count toward quotas, and what they cost comes from the catalog.
+"""Parsing Pods exactly as the API returns them, including garbled ones, and trusting them.
 
-Issue 10, items 3-5: exact names (injective scopes), trusted charges (never a number read
-off a pod), no escape from a quota by a configuration change.
+Only the hub's own pods count toward quotas, and what they cost comes from the catalog
+(issue 10, items 3-5: exact names (injective scopes), trusted charges (never a number read
+off a pod), no escape from a quota by a configuration change).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from mig_spawner.core.pods import (
     Charge,
     Trust,
     charge_from_requests,
+    effective_requests,
     is_label_value,
     label_value,
     parse_pod,
@@ -26,8 +28,13 @@ from mig_spawner.core.pods import (
 
 CATALOG = default_catalog()
 
+
 MIG1 = "nvidia.com/mig-1g.10gb"
+
+
 MIG3 = "nvidia.com/mig-3g.40gb"
+
+
 TRUST = Trust(namespaces=frozenset({"jhub"}), hub="hub-a")
 
 
@@ -100,30 +107,71 @@ def test_label_values_are_validated_by_full_match():
     assert is_label_value(label_value("x" * 500))
 
 
-def test_orphaned_servers_count_against_the_quota_that_applies_now():
-    """A team removed from team_quotas, or a group the user left: no escape."""
-    state = ClusterState()
-    state.apply_node_event(ADDED, node("a", mig=["1g.10gb"] * 7))
-    state.apply_pod_event(ADDED, pod("p", node="a", resources={MIG1: 1}, user="bob", team="gone"))
-    state.apply_pod_event(ADDED, pod("q", node="a", resources={MIG1: 1}, user="bob", team="nlp"))
-    # bob is now only in vision: both servers count there...
-    assert state.usage("vision", "bob", scopes_now=["vision"]).compute_slices == 2
-    # ... or, in no team any more, against his personal quota
-    assert state.usage("", "bob", scopes_now=[""]).compute_slices == 2
-    # still in nlp: that one stays nlp's
-    assert state.usage("vision", "bob", scopes_now=["vision", "nlp"]).compute_slices == 1
-    # a personal server of a user who has since joined a team
-    state.apply_pod_event(ADDED, pod("r", node="a", resources={MIG1: 1}, user="eve"))
-    assert state.usage("vision", "eve", scopes_now=["vision"]).servers == 1
-    assert state.usage("vision", "eve").servers == 0  # without scopes_now: recorded scope
+def test_effective_requests_count_init_containers_like_the_scheduler():
+    spec = {
+        "initContainers": [
+            {"name": "i", "resources": {"requests": {"nvidia.com/gpu": "2"}}},
+            {
+                "name": "side",
+                "restartPolicy": "Always",
+                "resources": {"limits": {"nvidia.com/mig-1g.10gb": "1"}},
+            },
+        ],
+        "containers": [
+            {"name": "a", "resources": {"limits": {"nvidia.com/gpu": "1", "cpu": "2"}}},
+            {"name": "b", "resources": {"limits": {"nvidia.com/mig-1g.10gb": 1}}},
+        ],
+    }
+    assert effective_requests(spec) == {"nvidia.com/gpu": 2, "nvidia.com/mig-1g.10gb": 2}
 
 
-def test_an_unbound_pinned_pod_holds_its_slice_without_a_reservation():
-    """After a hub restart nothing remembers the reservation: the pinned pod holds it."""
-    state = ClusterState()
-    state.apply_node_event(ADDED, node("a", mig=["1g.10gb"]))
-    state.apply_node_event(ADDED, node("b", mig=["1g.10gb"]))
-    kind = next(iter(state.nodes["a"].offers))
-    state.apply_pod_event(ADDED, pod("p", resources={MIG1: 1}, user="bob", pinned="a"))
-    assert state.free(state.nodes["a"], kind) == 0 and state.free(state.nodes["b"], kind) == 1
-    assert state.usage("", "bob").compute_slices == 1
+def test_managed_pod_carries_user_team_and_charge():
+    info = parse_pod(
+        pod(
+            "p",
+            node="a",
+            resources={"nvidia.com/mig-2g.20gb": 1},
+            user="alice",
+            team="vision",
+            requested_profile="1g.10gb",
+            charge_mode="requested",
+            server_name="gpu",
+        ),
+        None,
+        CATALOG,
+    )
+    assert info.key == "jhub/p" and info.node == "a" and info.active and info.managed
+    assert (info.user, info.team, info.server_name) == ("alice", "vision", "gpu")
+    assert info.charge == Charge(1, 10)  # charged as requested, not as granted
+    unlabelled = parse_pod(
+        pod("q", resources={"nvidia.com/mig-2g.20gb": 1}, user="bob"), None, CATALOG
+    )
+    assert unlabelled.charge == Charge(2, 20) and unlabelled.node is None
+    assert not parse_pod(pod("r", node="a", phase="Succeeded"), None, CATALOG).active
+    assert not parse_pod(pod("f", node="a"), None, CATALOG).managed
+    with pytest.raises(ValueError):
+        parse_pod({"metadata": {}}, None, CATALOG)
+
+
+# ----------------------------------------------------------------------------------------
+# parse_pod promised never to raise on a garbled (but named) object: a non-list where a
+# list belongs raised TypeError, and a non-ASCII digit such as '²' raised ValueError.
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("containers", True), ("containers", 3), ("initContainers", 7)]
+)
+def test_garbled_pod_containers_hold_nothing_instead_of_raising(field, value):
+    obj = pod("p", node="n", resources={MIG1: 1})
+    obj["spec"][field] = value
+    info = parse_pod(obj, None, CATALOG)
+    if field == "containers":
+        assert info.requests == {}
+    else:
+        assert info.requests == {MIG1: 1}
+
+
+def test_pod_quantity_with_a_non_ascii_digit_counts_zero():
+    obj = pod("p", node="n", resources={MIG1: 1})
+    obj["spec"]["containers"][0]["resources"]["limits"][MIG1] = "²"
+    assert parse_pod(obj, None, CATALOG).requests == {}

@@ -192,7 +192,7 @@ async def test_twenty_spawns_in_a_row_never_overshoot_the_quota(hub):
     """One after another (the test helper's client is serial): the quota and its message.
 
     The same storm sent truly at once, counting the reservations in flight, is
-    ``test_admission_trust.test_concurrent_spawns_have_several_reservations_in_flight``.
+    ``test_spawner_trust.test_concurrent_spawns_have_several_reservations_in_flight``.
     """
     users = [f"user{i:02d}" for i in range(20)]
     spec = {
