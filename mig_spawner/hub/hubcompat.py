@@ -11,7 +11,7 @@ quota refusals in a row would exit the hub. Here, and only here:
 - :func:`not_a_failure` keeps a refusal out of JupyterHub 5's count. It is a no-op on
   JupyterHub 6. :data:`HUB_KNOWS_REFUSALS` says which of the two is running.
 
-tests/spawner/test_hubcompat.py runs on both pinned JupyterHubs (``.venv`` and
+tests/hub/test_hubcompat.py runs on both pinned JupyterHubs (``.venv`` and
 ``.venv-z2jh``) and fails on either if the hub's counting changes under us.
 """
 

@@ -53,7 +53,7 @@ events, with ``eventTime`` and no ``lastTimestamp``). The ones that remain, on p
 * Bookmarks come every :attr:`ApiServer.bookmark_interval` (60 s) and before a watch times
   out; the real watch cache sends them about once a minute and 2 s before the timeout.
 * No authentication or authorization (plain HTTP on loopback); the RBAC the hub needs is
-  tested on the real server (``tests/spawner/test_spawn_real.py``).
+  tested on the real server (``tests/hub/test_spawner_real.py``).
 * A missing namespace is created on first use unless ``auto_namespaces=False``.
 * Admission is only the defaulting and validation in :mod:`.validation` (which does set
   ``serviceAccountName`` and the not-ready/unreachable tolerations): no projected token
