@@ -23,6 +23,7 @@ from ..core.admission import (
 from ..core.catalog import Catalog
 from ..core.cluster import ClusterState
 from ..core.policy import Policy, Tier
+from ..core.reach import tier_reach
 from .hubconfig import (
     POLICY_SETTINGS,
     groups_from_config,
@@ -190,6 +191,7 @@ def render_report(exp: Explanation) -> str:
         selector = ", ".join(f"{k}={v}" for k, v in d.node_selector.items())
         if selector:
             lines.append(f"Selector: {selector}")
+        lines.append(f"Node:     {_why_node(exp)}")
     else:
         lines.append(f"Verdict:  REFUSED ({d.code})")
     if d.quota is not None:
@@ -201,6 +203,17 @@ def render_report(exp: Explanation) -> str:
         )
     lines.append(f"Message:  {d.message}")
     return "\n".join(lines)
+
+
+def _why_node(exp: Explanation) -> str:
+    """Why the decision's node: the tiers that can use its slot (core/reach.py's rule)."""
+    d = exp.decision
+    slot = (d.node, d.granted.resource)
+    users = [t.slug for t in exp.policy.tiers.values() if slot in tier_reach(t, exp.state)]
+    return (
+        f"{d.node}: {len(users)} of {len(exp.policy.tiers)} tier(s) can use its"
+        f" {d.granted.profile} ({', '.join(users)}); a grant goes where the fewest can"
+    )
 
 
 def _mib(value: int | None) -> str:

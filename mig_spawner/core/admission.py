@@ -33,6 +33,7 @@ from .nodes import NodeInfo, SliceType
 from .pods import Charge
 from .policy import Policy, Tier
 from .quota import QuotaCheck, check_quota
+from .reach import grant_node
 from .snapshot import Snapshot
 
 # Decision codes (stable: shells and tests switch on them).
@@ -150,9 +151,9 @@ def decide(request: SpawnRequest, policy: Policy, state: ClusterState | Snapshot
             messages.no_matching_gpu(tier),
             team=teams[0] or None,
         )
-    rows = chain_rows(tier, state)
+    rows = chain_rows(tier, state, policy)
     if request.avoid_nodes:
-        rows = _avoiding(rows, tier, state, request.avoid_nodes)
+        rows = _avoiding(rows, tier, state, request.avoid_nodes, policy)
     decisions = [
         _decide_for_team(request, policy, state, tier, rows, team, scopes_now) for team in teams
     ]
@@ -171,17 +172,25 @@ class ChainRow:
     step: int
     free: int  # free slices on usable, reachable nodes
     total: int  # slices on every reachable node
-    node: str | None  # the node a grant would use: most free, then by name
+    #: the node a grant would use: one the fewest tiers reach (core/reach.py), then
+    #: the most free, then by name
+    node: str | None
     usable_nodes: int
     unusable_reasons: tuple[str, ...]
 
 
-#: chain rows per (cache, version) and tier
+#: chain rows per (cache, version), tier and policy
 _ROWS = VersionMemo()
 
 
-def chain_rows(tier: Tier, state: ClusterState | Snapshot) -> tuple[ChainRow, ...]:
-    """The tier's chain with each candidate's figures: O(chain x log N), cached per version."""
+def chain_rows(
+    tier: Tier, state: ClusterState | Snapshot, policy: Policy | None = None
+) -> tuple[ChainRow, ...]:
+    """The tier's chain with each candidate's figures: O(chain x log N), cached per version.
+
+    ``policy``: the tiers whose reaches the node to grant keeps servable
+    (:func:`~.reach.grant_node`); without one, the node is the most free, then by name.
+    """
     state = state.snapshot()
 
     def compute() -> tuple[ChainRow, ...]:
@@ -195,18 +204,22 @@ def chain_rows(tier: Tier, state: ClusterState | Snapshot) -> tuple[ChainRow, ..
                         step,
                         index.free,
                         index.total,
-                        index.best(),
+                        grant_node(tier, kind, policy, state),
                         index.usable,
                         tuple(index.unusable_reasons()),
                     )
                 )
         return tuple(rows)
 
-    return _ROWS.get(state.key, tier, compute)
+    return _ROWS.get(state.key, (tier, policy), compute)
 
 
 def _avoiding(
-    rows: tuple[ChainRow, ...], tier: Tier, state: Snapshot, avoid: frozenset[str]
+    rows: tuple[ChainRow, ...],
+    tier: Tier,
+    state: Snapshot,
+    avoid: frozenset[str],
+    policy: Policy | None,
 ) -> tuple[ChainRow, ...]:
     """``rows`` as if the ``avoid`` nodes had no free slice: O(chain x |avoid| x log N).
 
@@ -217,7 +230,8 @@ def _avoiding(
     for row in rows:
         index = state.slice_index(row.slice_type, tier.node_selector, tier.tolerations)
         held_back = sum(max(index.members.get(name, 0), 0) for name in avoid)
-        out.append(replace(row, free=row.free - held_back, node=index.best(exclude=avoid)))
+        node = grant_node(tier, row.slice_type, policy, state, avoid)
+        out.append(replace(row, free=row.free - held_back, node=node))
     return tuple(out)
 
 

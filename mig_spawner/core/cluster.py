@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .catalog import Catalog, default_catalog
-from .index import Indexes, SliceIndex
+from .index import Indexes, Partition, SliceIndex
 from .nodes import NodeInfo, SliceType, parse_node
 from .pods import Charge, PodInfo, Trust, parse_pod
 from .quota import Usage
@@ -409,3 +409,11 @@ class ClusterState:
         return self._indexes.get(
             kind, node_selector, tolerations, lambda: self.nodes_offering(kind), self.free
         )
+
+    def slice_partition(self, kind: SliceType, reaches) -> Partition:
+        """The nodes offering ``kind``, split by which of ``reaches`` ((node selector,
+        tolerations) pairs) admit them, each class with its own index (core/reach.py).
+
+        Built on first use (O(nodes offering ``kind`` x reaches)), then kept by the events.
+        """
+        return self._indexes.partition(kind, reaches, lambda: self.nodes_offering(kind), self.free)

@@ -12,6 +12,10 @@ incrementally:
   are dropped lazily when they reach the top; the heap is rebuilt when stale entries
   outnumber live ones, so its size stays O(nodes) and each change costs O(log N).
 
+:class:`Partition` splits the nodes offering one slice type by which of several reaches
+admit them, with one :class:`SliceIndex` per such class: the node to grant among the
+nodes the fewest other tiers can use (:mod:`.reach`) without scanning.
+
 :class:`Indexes` holds them all for one :class:`~mig_spawner.core.cluster.ClusterState`,
 which updates them from the events that change a node's offers or a node's held slices.
 Pure: standard library only.
@@ -136,23 +140,68 @@ class SliceIndex:
         }
 
 
-class Indexes:
-    """Every :class:`SliceIndex` of one cache, by (slice type, reach), built on first use."""
+class Partition:
+    """The nodes offering one slice type, split by *which* of several reaches admit them.
 
-    __slots__ = ("_by_key", "_by_kind", "_reaches")
+    ``reaches`` are reach keys (:func:`reach_key`), in a fixed order; a node's *class* is
+    a tuple of booleans, one per reach: does that reach admit the node. Each class keeps
+    its own :class:`SliceIndex` (free counts and the node to grant), so a decision can
+    ask "the best free node among those exactly these reaches cover" in O(log N) per
+    class (:mod:`.reach` uses it to keep narrow tiers servable). Nodes no reach admits
+    are not kept.
+    """
+
+    __slots__ = ("classes", "kind", "of", "reaches")
+
+    def __init__(self, kind: SliceType, reaches: tuple[tuple, ...]) -> None:
+        self.kind = kind
+        self.reaches = reaches
+        #: class -> the index of its nodes (kept once made, even when it empties)
+        self.classes: dict[tuple[bool, ...], SliceIndex] = {}
+        self.of: dict[str, tuple[bool, ...]] = {}  # node name -> its class
+
+    def add(self, node: NodeInfo, admitted: tuple[bool, ...], free: int) -> None:
+        if not any(admitted):
+            return
+        index = self.classes.get(admitted)
+        if index is None:
+            index = self.classes[admitted] = SliceIndex(self.kind, ("class", admitted))
+        index.add(node, free)
+        self.of[node.name] = admitted
+
+    def remove(self, node: NodeInfo) -> None:
+        admitted = self.of.pop(node.name, None)
+        if admitted is not None:
+            self.classes[admitted].remove(node)
+
+    def update(self, name: str, free: int) -> None:
+        admitted = self.of.get(name)
+        if admitted is not None:
+            self.classes[admitted].update(name, free)
+
+
+class Indexes:
+    """Every :class:`SliceIndex` of one cache, by (slice type, reach), built on first use;
+    and every :class:`Partition`, by (slice type, reaches)."""
+
+    __slots__ = ("_by_key", "_by_kind", "_parts", "_parts_by_kind", "_reaches")
 
     def __init__(self) -> None:
         self._reaches: dict[tuple, tuple[Mapping[str, str], tuple]] = {}
         self._by_key: dict[tuple[SliceType, tuple], SliceIndex] = {}
         self._by_kind: dict[SliceType, list[SliceIndex]] = defaultdict(list)
+        self._parts: dict[tuple[SliceType, tuple], Partition] = {}
+        self._parts_by_kind: dict[SliceType, list[Partition]] = defaultdict(list)
 
     def __bool__(self) -> bool:
-        return bool(self._by_key)
+        return bool(self._by_key) or bool(self._parts)
 
     def node_removed(self, node: NodeInfo) -> None:
         for kind in node.offers:
             for index in self._by_kind.get(kind, ()):
                 index.remove(node)
+            for part in self._parts_by_kind.get(kind, ()):
+                part.remove(node)
 
     def node_added(self, node: NodeInfo, free: Callable[[NodeInfo, SliceType], int]) -> None:
         for kind in node.offers:
@@ -160,10 +209,41 @@ class Indexes:
                 selector, tolerations = self._reaches[index.reach]
                 if node.admits(selector, tolerations) is None:
                     index.add(node, free(node, kind))
+            for part in self._parts_by_kind.get(kind, ()):
+                part.add(node, self._admitted(node, part.reaches), free(node, kind))
 
     def free_changed(self, name: str, kind: SliceType, free: int) -> None:
         for index in self._by_kind.get(kind, ()):
             index.update(name, free)
+        for part in self._parts_by_kind.get(kind, ()):
+            part.update(name, free)
+
+    def _admitted(self, node: NodeInfo, reaches: tuple[tuple, ...]) -> tuple[bool, ...]:
+        return tuple(node.admits(*self._reaches[key]) is None for key in reaches)
+
+    def partition(
+        self,
+        kind: SliceType,
+        reaches: Iterable[tuple[Mapping[str, str], Any]],
+        offering: Callable[[], Iterable[NodeInfo]],
+        free: Callable[[NodeInfo, SliceType], int],
+    ) -> Partition:
+        """The :class:`Partition` of ``kind`` by ``reaches`` ((node selector, tolerations)
+        pairs); built from ``offering()`` on first use, O(those nodes x reaches), then O(1)."""
+        keys = []
+        for selector, tolerations in reaches:
+            key = reach_key(selector, tolerations)
+            if key not in self._reaches:
+                self._reaches[key] = (dict(selector), tuple(tolerations))
+            keys.append(key)
+        part_key = (kind, tuple(keys))
+        part = self._parts.get(part_key)
+        if part is None:
+            part = self._parts[part_key] = Partition(kind, tuple(keys))
+            for node in offering():
+                part.add(node, self._admitted(node, part.reaches), free(node, kind))
+            self._parts_by_kind[kind].append(part)
+        return part
 
     def get(
         self,

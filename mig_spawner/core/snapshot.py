@@ -93,6 +93,9 @@ class Snapshot:
     def slice_index(self, kind: Any, node_selector: Mapping[str, str], tolerations) -> Any:
         return self._live().slice_index(kind, node_selector, tolerations)
 
+    def slice_partition(self, kind: Any, reaches) -> Any:
+        return self._live().slice_partition(kind, reaches)
+
     def placement_problem(self, key: str) -> str | None:
         return self._live().placement_problem(key)
 

@@ -21,7 +21,7 @@ from kubernetes_asyncio.client import Configuration
 from kubespawner import KubeSpawner
 
 from ..core import messages
-from ..core.claim import DECIDED, MOVES, PINNED
+from ..core.claim import BOUND, DECIDED, MOVES, PINNED
 from ..core.placement import pinned_terms
 from ..core.pods import hub_marks
 
@@ -31,6 +31,12 @@ ANNOTATION_PREFIX = "mig-spawner/"
 class PlacementMixin:
     #: seconds between checks of a starting spawn that no watch event woke (a safety net)
     placement_recheck_seconds = 5.0
+    #: the uids of the pods this start created, oldest first (:attr:`events` shows theirs)
+    _start_pod_uids: tuple[str, ...] = ()
+    #: uids of pods of this name listed before this attempt asked for its pod: not its own
+    _earlier_pod_uids: frozenset[str] = frozenset()
+    #: the uid of the pod this attempt created, once listed
+    _attempt_pod_uid: str | None = None
 
     def _restore_admin_config(self, policy, profiles: list[dict[str, Any]]) -> None:
         """Every start starts from the admin's configuration, never from the last start.
@@ -108,6 +114,9 @@ class PlacementMixin:
         claim = self.claim
         if claim is None or PINNED not in MOVES[claim.state]:
             return await super().get_pod_manifest()  # not a start of ours (a test, a tool)
+        # Any pod of this name listed now is an earlier one: this attempt's is created next.
+        self._earlier_pod_uids = self._earlier_pod_uids | set(self._listed_pod_uids())
+        self._attempt_pod_uid = None
         view = self._current_view()
         res = view.state.reservations.get(self.pod_key) if view is not None else None
         if res is not None and claim.gpu and res.node != claim.node:
@@ -121,6 +130,7 @@ class PlacementMixin:
         """Start; if the pod cannot be placed on its node, decide again elsewhere."""
         self.avoid_nodes = set()
         self.placement_notes = []
+        self._start_pod_uids, self._earlier_pod_uids, self._attempt_pod_uid = (), frozenset(), None
         try:
             for attempt in range(1, self.unschedulable_retries + 2):
                 task = asyncio.ensure_future(super()._start())  # makes this attempt's claim
@@ -208,11 +218,66 @@ class PlacementMixin:
             return None
         view = self._current_view()
         pod = view.state.pods.get(self.pod_key) if view is not None else None
+        attempt = self._attempt_pod_uid
         for event in events:
+            if self.tiers and _involved_uid(event) != attempt:
+                continue  # an earlier attempt's pod (this start's, deleted)
             if event.get("reason") == "FailedScheduling" and (pod is None or not pod.node):
                 message = str(event.get("message") or "")[:300]
                 return f"the scheduler cannot place it on {self.claim.node} ({message})"
         return None
+
+    # ------------------------------------------------------------ this start's pod events
+
+    @property
+    def events(self) -> list[dict]:
+        """The events of the pods this start created, oldest first (KubeSpawner's
+        ``progress`` and :meth:`_failed_scheduling` read them).
+
+        KubeSpawner lists the events of every pod that had this *name*, from the point
+        its ``_start`` marks; an API server keeps events an hour, and the progress page
+        may read them before that mark (a start still deciding, or waiting for a slice),
+        so an earlier pod's events would show as this start's. Here an event counts only
+        if its ``involvedObject.uid`` is a pod this start created: before its first pod is
+        created, there is none. The list only grows, as KubeSpawner's progress expects.
+        Without tiers, KubeSpawner's own list.
+        """
+        if not self.tiers:
+            return super().events
+        reflector = self.event_reflector
+        if reflector is None:
+            return []
+        self._note_attempt_pod()
+        own = set(self._start_pod_uids)
+        if not own:
+            return []
+        return [e for e in reflector.events if _involved_uid(e) in own]
+
+    def _note_attempt_pod(self) -> None:
+        """Once this attempt's pod is created and listed, remember its uid."""
+        claim = self.claim
+        if self._attempt_pod_uid is not None or claim is None or claim.state not in (PINNED, BOUND):
+            return
+        for uid in self._listed_pod_uids():
+            if uid not in self._earlier_pod_uids and uid not in self._start_pod_uids:
+                self._attempt_pod_uid = uid
+                self._start_pod_uids = (*self._start_pod_uids, uid)
+                return
+
+    def _listed_pod_uids(self) -> list[str]:
+        """The uid of the pod of this name that KubeSpawner's pod reflector and the cluster
+        view list now (each may lag the other)."""
+        uids = []
+        reflector = self.pod_reflector
+        listed = reflector.pods.get(self.pod_key) if reflector is not None else None
+        uid = ((listed or {}).get("metadata") or {}).get("uid")
+        if uid:
+            uids.append(uid)
+        view = self._current_view()
+        pod = view.state.pods.get(self.pod_key) if view is not None else None
+        if pod is not None and pod.uid and pod.uid not in uids:
+            uids.append(pod.uid)
+        return uids
 
     async def _delete_unplaceable_pod(self) -> None:
         try:
@@ -259,6 +324,10 @@ class PlacementMixin:
             yield event
         for retry in self.placement_notes[told:]:
             yield {"message": retry}
+
+
+def _involved_uid(event: dict) -> str | None:
+    return (event.get("involvedObject") or {}).get("uid") or None
 
 
 #: What a start computes from the admin's settings plus its decision.

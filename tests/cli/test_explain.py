@@ -402,3 +402,32 @@ def test_lazy_config_values_and_caseless_charge(explain, write_config):
     # 1g.10gb is full; with charge=requested the 2g fallback costs the requested 1g.
     assert out["admitted"] and out["granted_profile"] == "2g.20gb" and out["team"] == "nlp"
     assert out["quota"]["charge"] == "requested" and out["quota"]["needed"] == 1
+
+
+def test_explain_shows_the_node_that_keeps_a_pool_tier_servable(cli, write_json, write_config):
+    # issue 20 item 9: gke-lab-h100-a is a labelled pool, gke-lab-h100-d an ordinary copy of
+    # it; both have 7 free 1g.10gb. By name the open tier would take the pool's; it must not.
+    data = drop(snapshot("mixed-h100"), lambda i: i["kind"] == "Pod")
+    pool = find(data, "Node", "gke-lab-h100-a")
+    other = json.loads(json.dumps(pool))
+    other["metadata"]["name"] = other["metadata"]["labels"]["kubernetes.io/hostname"] = (
+        "gke-lab-h100-d"
+    )
+    data["items"].append(other)
+    pool["metadata"]["labels"]["example.com/pool"] = "research"
+    config = write_config(
+        "c = get_config()\n"
+        "c.MIGSpawner.tiers = {\n"
+        "    'open': {'compute_slices': 1, 'max_compute_slices': 1},\n"
+        "    'pool': {'compute_slices': 1, 'node_selector': {'example.com/pool': 'research'}},\n"
+        "}\n"
+    )
+    snap = write_json(data)
+    args = ("explain", "--cluster", snap, "--config", config, "--user", "erin")
+    out = cli(*args, "--tier", "open", "--json").json
+    assert out["admitted"] and out["node"] == "gke-lab-h100-d"
+    text = cli(*args, "--tier", "open").out
+    assert "(node gke-lab-h100-d)" in text
+    assert "Node:     gke-lab-h100-d: 1 of 2 tier(s) can use its 1g.10gb (open)" in text
+    pool_out = cli(*args, "--tier", "pool").out
+    assert "Node:     gke-lab-h100-a: 2 of 2 tier(s) can use its 1g.10gb (open, pool)" in pool_out

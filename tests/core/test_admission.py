@@ -397,3 +397,73 @@ def test_condition_taints_still_block_a_node_that_looks_usable():
         )
     )
     assert d.code == "no-matching-gpu"
+
+
+# ------------------------------------------------ issue 20 item 9: keep narrow tiers servable
+
+POOL_TIERS = {
+    # no node selector: every node
+    "open": {"display_name": "1g open", "compute_slices": 1, "max_compute_slices": 1},
+    # the labelled pool only
+    "pool": {
+        "display_name": "1g pool",
+        "compute_slices": 1,
+        "max_compute_slices": 1,
+        "node_selector": {"example.com/pool": "research"},
+    },
+}
+
+
+def pool_policy():
+    return build_policy(tiers=POOL_TIERS)
+
+
+def test_an_open_tier_leaves_the_pools_last_slice_while_another_node_has_one():
+    # "a-pool" sorts first by name: today's "most free, then by name" took it
+    state = make_state(
+        node("a-pool", mig=["1g.10gb"], labels={"example.com/pool": "research"}),
+        node("b-open", mig=["1g.10gb"]),
+    )
+    d = admit(req(tier="open", groups=()), pool_policy(), state, pod_key="jhub/jupyter-alice")
+    assert d.admitted and d.node == "b-open"
+    # so the pool tier still gets its slice
+    pool = admit(req("bob", "pool", groups=()), pool_policy(), state, pod_key="jhub/jupyter-bob")
+    assert pool.admitted and pool.node == "a-pool"
+    # with only the pool's slice left, the open tier does take it (capacity beats keeping)
+    state.forget("jhub/jupyter-bob")
+    carol = admit(req("carol", "open", groups=()), pool_policy(), state, pod_key="jhub/jupyter-c")
+    assert carol.admitted and carol.node == "a-pool"
+
+
+def test_fewer_other_tiers_beat_more_free_slices():
+    # the pool node has more free slices (today's pick); the open tier still goes elsewhere
+    state = make_state(
+        node("a-pool", mig=["1g.10gb"] * 7, labels={"example.com/pool": "research"}),
+        node("b-open", mig=["1g.10gb"] * 7),
+    )
+    fill(state, "b-open", "nvidia.com/mig-1g.10gb", 6)
+    d = decide(req(tier="open", groups=()), pool_policy(), state)
+    assert d.admitted and d.node == "b-open"
+    assert d.to_dict()["node"] == "b-open"
+    # the pool tier itself reaches only the pool
+    assert decide(req(tier="pool", groups=()), pool_policy(), state).node == "a-pool"
+
+
+def test_ties_in_coverage_keep_most_free_then_by_name():
+    state = make_state(
+        node("a", mig=["1g.10gb"] * 2),
+        node("b", mig=["1g.10gb"] * 3),
+        node("c", mig=["1g.10gb"] * 3),
+        node("d-pool", mig=["1g.10gb"] * 7, labels={"example.com/pool": "research"}),
+    )
+    assert decide(req(tier="open", groups=()), pool_policy(), state).node == "b"
+
+
+def test_a_retry_avoiding_the_spare_node_takes_the_pools_slice():
+    state = make_state(
+        node("a-pool", mig=["1g.10gb"], labels={"example.com/pool": "research"}),
+        node("b-open", mig=["1g.10gb"]),
+    )
+    request = SpawnRequest(user="alice", tier="open", avoid_nodes=frozenset({"b-open"}))
+    d = decide(request, pool_policy(), state)
+    assert d.admitted and d.node == "a-pool"

@@ -126,7 +126,9 @@ def test_a_hundred_users_after_one_change_cost_one_computation(monkeypatch):
     build_profile_list(policy, state, user="warm", groups=["vision"])  # builds the indexes
     calls = []
     real_best = index.SliceIndex.best
-    monkeypatch.setattr(index.SliceIndex, "best", lambda self: calls.append(1) or real_best(self))
+    monkeypatch.setattr(
+        index.SliceIndex, "best", lambda self, *a: calls.append(1) or real_best(self, *a)
+    )
 
     job = pod("job", namespace="ml", node="a", resources={"nvidia.com/mig-1g.10gb": 1})
     state.apply_pod_event(ADDED, job)

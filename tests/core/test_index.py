@@ -2,14 +2,15 @@
 
 ``decide()`` reads per-(slice type, reach) indexes, incremental quota sums and cached
 chains (core/index.py, core/cluster.py). The reference below reads none of them: it
-recomputes every figure from ``state.nodes``, ``state.pods`` and ``state.reservations``
-by scanning, exactly as the core did before the indexes (sort reachable nodes, count what
-each pod and reservation holds), under issue 10's rules: a pod holds its slice on its
-slot (bound node, else the node it is pinned to), only the hub's own pods count toward
-quotas, a user's servers under scopes that no longer apply count against the quota that
-applies now, and a retry grants on no node it avoids. Indexes are built before the
-events arrive, so the test checks that the events keep them right (also when node events
-move or drop reservations), not only that a fresh build is right.
+recomputes every figure from ``state.nodes``, ``state.pods`` and ``state.reservations`` by
+scanning, exactly as the core did before the indexes (sort reachable nodes, count what
+each pod and reservation holds; grant on a node the fewest tiers reach, issue 20 item 9),
+under issue 10's rules: a pod holds its slice on its slot (bound node, else the node it is
+pinned to), only the hub's own pods count toward quotas, a user's servers under scopes
+that no longer apply count against the quota that applies now, and a retry grants on no
+node it avoids. Indexes are built before the events arrive, so the test checks that the
+events keep them right (also when node events move or drop reservations), not only that a
+fresh build is right.
 """
 
 from __future__ import annotations
@@ -174,6 +175,26 @@ def ref_chain(tier, state: ClusterState):
     return resolve_chain(tier, [k for k in present if reach(k)]), reach
 
 
+def ref_cover(policy, state: ClusterState, node, kind) -> int:
+    """How many of the policy's tiers could be granted ``kind`` on ``node`` (issue 20 item 9)."""
+    count = 0
+    for tier in policy.tiers.values():
+        chain, _ = ref_chain(tier, state)
+        usable = [
+            k
+            for step, kinds in enumerate(chain)
+            if step == 0
+            or (
+                tier.fallback
+                and (tier.max_fallback_steps is None or step <= tier.max_fallback_steps)
+            )
+            for k in kinds
+        ]
+        if kind in usable and node.admits(tier.node_selector, tier.tolerations) is None:
+            count += 1
+    return count
+
+
 def ref_decide(request: SpawnRequest, policy, state: ClusterState) -> dict:
     """(admitted, code, team, granted type, node, step, outcomes with free/total, quota)."""
     tier = policy.tier(request.tier)
@@ -224,7 +245,11 @@ def ref_decide(request: SpawnRequest, policy, state: ClusterState) -> dict:
                     outcomes.append((kind, free, total, adm.OVER_QUOTA))
                     continue
                 outcomes.append((kind, free, total, adm.GRANTED))
-                node = sorted(free_nodes, key=lambda fn: (-fn[0], fn[1].name))[0][1]
+                # the node the fewest tiers reach for this type; then most free, by name
+                node = sorted(
+                    free_nodes,
+                    key=lambda fn, k=kind: (ref_cover(policy, state, fn[1], k), -fn[0], fn[1].name),
+                )[0][1]
                 result = {
                     "admitted": True,
                     "team": team,

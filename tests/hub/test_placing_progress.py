@@ -4,6 +4,11 @@ Issue 19: the line the progress page shows read "2g.20gb on H100 80GB: ... Start
 container notebook", with no word of why; the reason was only in the expanded event log.
 Read over real HTTP, the hub's own progress event stream (what the page shows), on the
 emulator and on the real control plane.
+
+The stream shows only this start's pod's events: KubeSpawner lists events by pod *name*,
+and an API server keeps events an hour, so an earlier pod of the same name left its own.
+The test runs bob's server once first, and holds the second start 2 s before it decides,
+so the page reads the events before KubeSpawner's start marks where its own begin.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 import json
 
 import aiohttp
-from hub_harness import H100, pods_of, spawn, wait_ready
+from hub_harness import H100, pods_of, spawn, stop, wait_ready
 from jupyterhub.tests.utils import auth_header, public_url, ujoin
 
 ONE_H100 = {
@@ -64,6 +69,19 @@ async def test_every_progress_line_on_a_fallback_says_why(plane_hub):
     app, cluster = await plane_hub(spec=ONE_H100, start_delay=3.0)
     # slow_spawn_timeout 0: the POST answers 202 at once, so the stream is read while pending
     app.tornado_application.settings["slow_spawn_timeout"] = 0
+    # An earlier pod of the same name: bob's first server (on a free 1g.10gb), then stopped.
+    r = await spawn(app, "bob", {"tier": "notebook"})
+    assert r.status_code == 202, r.text
+    await wait_ready(app, "bob", timeout=60)
+    (earlier,) = pods_of(cluster, user="bob")
+    await stop(app, "bob")
+    for _ in range(600):
+        if not pods_of(cluster, user="bob"):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("bob's first pod was never deleted")
+
     for i in range(2):
         cluster.create_pod(batch_pod(f"batch-{i}"), namespace="research")
     for _ in range(600):
@@ -74,12 +92,17 @@ async def test_every_progress_line_on_a_fallback_says_why(plane_hub):
     else:
         raise AssertionError("the batch pods were never scheduled")
 
+    async def hold(spawner):  # the page asks for progress before this start decides
+        await asyncio.sleep(2)
+
+    app.users["bob"].spawner.pre_spawn_hook = hold
     r = await spawn(app, "bob", {"tier": "notebook"})
     assert r.status_code == 202, r.text
     events = await progress_events(app, "bob")
     await wait_ready(app, "bob", timeout=60)
     (pod,) = pods_of(cluster, user="bob")
     assert "nvidia.com/mig-2g.20gb" in pod["spec"]["containers"][0]["resources"]["limits"]
+    assert pod["metadata"]["uid"] != earlier["metadata"]["uid"]
 
     messages = [e.get("message", "") for e in events]
     assert messages[0] == "Server requested", messages  # JupyterHub's own first line
@@ -93,3 +116,8 @@ async def test_every_progress_line_on_a_fallback_says_why(plane_hub):
     # (later ones may land after the server is ready, when JupyterHub stops the stream)
     assert any("Successfully assigned" in m for m in pod_lines), messages
     assert events[-1].get("ready") is True
+    # every pod event shown is this pod's, none the earlier pod's of the same name
+    raw = [e["raw_event"] for e in events if e.get("raw_event")]
+    assert raw, events
+    assert {e["involvedObject"]["uid"] for e in raw} == {pod["metadata"]["uid"]}, messages
+    assert sum("Successfully assigned" in m for m in messages) == 1, messages
