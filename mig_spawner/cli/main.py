@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 PROG = "mig-spawner"
@@ -47,7 +48,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- explain
 
 
-def _live_snapshot(args: argparse.Namespace):
+def _live_snapshot(args: argparse.Namespace, line: tuple[str, str] | None = None):
     """The live cluster's snapshot when --kubeconfig/--in-cluster was given, else None."""
     if args.kubeconfig is None and not args.in_cluster:
         return None
@@ -58,6 +59,7 @@ def _live_snapshot(args: argparse.Namespace):
         context=args.context,
         in_cluster=args.in_cluster,
         timeout=args.timeout,
+        **({"line": line} if line else {}),
     )
 
 
@@ -122,18 +124,21 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     if args.context and args.kubeconfig is None:
         raise _usage("--context needs --kubeconfig")
-    policy = trust = None
+    policy = trust = hub_config = None
     if args.config:
         hub_config = load_hub_config(args.config)
         policy = policy_from_config(hub_config, source=", ".join(args.config), files=args.config)
         trust = trust_from_config(hub_config)
-    snapshot = _live_snapshot(args) or load_snapshot(args.cluster)
-    state, warnings = build_state(snapshot, trust)
-    from .status import build_status, render_status, status_dict
+    from .status import build_status, line_of, line_source, render_status, status_dict
 
+    where = line_source(hub_config, trust)
+    snapshot = _live_snapshot(args, where if where[0] else None) or load_snapshot(args.cluster)
+    state, warnings = build_state(snapshot, trust)
     status = build_status(
         state, policy, warnings=warnings, source=snapshot.source, nodes=args.nodes
     )
+    status.line, status.line_note = line_of(snapshot.line_configmaps, *where)
+    status.now = time.time()
     if args.json:
         print(json.dumps(status_dict(status), indent=2))
         return EXIT_OK
