@@ -306,6 +306,15 @@ def restart_message(kept: KeptPlace, now: float) -> str:
     )
 
 
+def restart_notice(kept: Mapping[str, KeptPlace], key: str, now: float) -> str:
+    """The spawn form's line for the server ``key`` (``namespace/pod``): the restart
+    message while its place is kept, else ""."""
+    place = kept.get(key)
+    if place is None or place.until <= now:
+        return ""
+    return restart_message(place, now)
+
+
 # --------------------------------------------------------------------------- summary
 
 

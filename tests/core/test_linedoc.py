@@ -203,3 +203,10 @@ def test_eta_text():
     assert linedoc.eta_text(None) == "time unknown"
     assert linedoc.eta_text(360) == "about 6 min"
     assert linedoc.eta_text(10) == "about 1 min"
+
+
+def test_restart_notice_only_for_the_servers_own_unexpired_place():
+    kept = {"jhub/jupyter-bob": linedoc.KeptPlace(NOW - 300, 2, NOW + 600, "notebook")}
+    assert linedoc.restart_notice(kept, "jhub/jupyter-bob", NOW).endswith("10 min - press Start")
+    assert linedoc.restart_notice(kept, "jhub/jupyter-amy", NOW) == ""
+    assert linedoc.restart_notice(kept, "jhub/jupyter-bob", NOW + 600) == ""
