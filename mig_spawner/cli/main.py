@@ -317,19 +317,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="the cluster's MIG slices, who holds them, and team quotas, as tables",
         description=(
             "Show every slice type's total, held and free counts, each team against its "
-            "quota (with --config), servers on a fallback slice and every node, from a "
-            "snapshot or the live cluster (read-only: list only). In-flight reservations "
-            "live in the hub's memory: /hub/metrics counts them."
+            "quota (with --config), servers on a fallback slice, every node, and the hub's "
+            "waiting line (who waits for which tier, at which position, for how long, and "
+            "the ETA), from a snapshot or the live cluster (read-only: list, and get of the "
+            "line's ConfigMap mig-spawner-line-<hub_id> in the namespace --config names). "
+            "In-flight reservations live in the hub's memory: /hub/metrics counts them. "
+            "A line ConfigMap that cannot be read is bad input (exit 2)."
         ),
-        epilog="SNAPSHOT is the output of `kubectl get nodes,pods -A -o json` ('-' for stdin).",
+        epilog=(
+            "SNAPSHOT is the output of `kubectl get nodes,pods -A -o json` ('-' for stdin); "
+            "add the line's ConfigMap (`kubectl get configmap mig-spawner-line-jupyterhub -n "
+            "NAMESPACE -o json`) to its items to see the waiting line."
+        ),
     )
     _add_source(p)
     p.add_argument(
         "--config",
         action="append",
         metavar="CONFIG",
-        help="for team quotas: a jupyterhub_config.py, or Zero to JupyterHub values files"
-        " (repeat it in helm -f order)",
+        help="for team quotas and the waiting line (hub_id, namespace): a jupyterhub_config.py,"
+        " or Zero to JupyterHub values files (repeat it in helm -f order)",
     )
     p.add_argument("--nodes", metavar="GLOB", help="only nodes whose name matches, e.g. 'gpu-*'")
     p.add_argument("--map", action="store_true", help="draw every GPU's MIG layout and holders")

@@ -50,3 +50,24 @@ def test_rendered_line_role_follows_the_hubs_hub_id(tmp_path):
     role, _ = _line_docs(chart.render_umbrella(tmp_path / "b", [values], release="gpu"))
     assert line_grants(role["rules"]) == line_calls("lab-2")
     assert line_grants(role["rules"]) != line_calls("jupyterhub")
+
+
+def test_the_guides_line_rbac_commands_apply_the_role_in_the_hubs_namespace(tmp_path):
+    """docs/deploy-z2jh.md step 3's commands for the line, run with a kubectl stub."""
+    import yaml
+    from test_guide_commands import KUBECTL_STUB, bash, block
+
+    script = block("bash", "helm-values/rbac/role.yaml")
+    assert script.startswith("NS=jupyterhub\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    bash(KUBECTL_STUB + "NS=research\n" + script.split("\n", 1)[1], chart.ROOT, OUT=str(out))
+    role, binding = [
+        yaml.safe_load(p.read_text()) for p in sorted(out.glob("*.yaml"), key=lambda p: int(p.stem))
+    ]
+    assert role["kind"] == "Role" and binding["kind"] == "RoleBinding"
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "research"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "hub", "namespace": "research"}
+    ]
+    assert line_grants(role["rules"]) == line_calls("jupyterhub")
