@@ -148,6 +148,11 @@ class LineStore:
         self.in_flight = 0
         self.max_in_flight = 0
         self.last_saved: dict[str, Any] | None = None
+        #: the last load failed (API error, timeout): what is saved is unknown, so no
+        #: write may replace it until a load succeeds and ``on_late_load`` has taken it in
+        self.unread = False
+        #: ``(saved line, doc to write) -> doc to write``: set by :func:`attach`
+        self.on_late_load: Callable[[LineDoc, dict[str, Any]], dict[str, Any]] | None = None
 
     @property
     def where(self) -> str:
@@ -165,10 +170,12 @@ class LineStore:
                 timeout=self.request_timeout,
             )
         except ApiFailure as e:
+            self.unread = True
             self._log_once(
                 "read " + e.kind, "cannot read the waiting line from %s: %s", self.where, e
             )
             return empty(self.hub_id)
+        self.unread = status >= 400 and status != 404
         if status == 404:
             self._exists = False
             return empty(self.hub_id)
@@ -220,6 +227,16 @@ class LineStore:
             if doc is None:
                 continue
             self._last_start = time.monotonic()
+            if self.unread and self.on_late_load is not None:
+                saved = await self.load()
+                if self.unread:  # still unknown: never overwrite a line not read yet
+                    self.failures += 1
+                    self._failing += 1
+                    if self._pending is None:
+                        self._pending = doc
+                    backoff = min(self.max_backoff, backoff * 2 or 0.5)
+                    continue
+                doc = self.on_late_load(saved, doc)
             if await self._write(doc):
                 backoff = 0.0
             else:
@@ -372,22 +389,35 @@ async def attach(
             store.where,
             load_timeout,
         )
+        store.unread = True
         doc = empty(hub_id)
-    kept = kept_places(doc, now(), grace)
-    line.kept.update(kept)
-    for tier, lengths in doc.history.items():
-        # the saved lengths are older than any the line gathered since it started
-        line.history[tier] = [*lengths, *line.history.get(tier, [])][-HISTORY_LIMIT:]
+
+    def take_in(saved: LineDoc) -> None:
+        kept = kept_places(saved, now(), grace)
+        for key, place in kept.items():
+            line.kept.setdefault(key, place)
+        for tier, lengths in saved.history.items():
+            # the saved lengths are older than any the line gathered since it started
+            line.history[tier] = [*lengths, *line.history.get(tier, [])][-HISTORY_LIMIT:]
+        if saved.places or saved.history:
+            logger.info(
+                "mig-spawner: waiting line read from %s: %d place(s) kept for %g s, "
+                "session history for %d tier(s)",
+                store.where,
+                len(kept),
+                grace,
+                len(saved.history),
+            )
+
+    def late(saved: LineDoc, outgoing: dict[str, Any]) -> dict[str, Any]:
+        """The first read succeeded only after changes: take it in now, and write the
+        outgoing document with the saved history (it was made without it)."""
+        take_in(saved)
+        return {**outgoing, "history": {t: list(v) for t, v in line.history.items()}}
+
+    take_in(doc)
+    store.on_late_load = late
     line.subscribe(store.save)
-    if doc.places or doc.history:
-        logger.info(
-            "mig-spawner: waiting line read from %s: %d place(s) kept for %g s, "
-            "session history for %d tier(s)",
-            store.where,
-            len(kept),
-            grace,
-            len(doc.history),
-        )
     return store
 
 
