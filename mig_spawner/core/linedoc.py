@@ -238,12 +238,17 @@ def parse_configmap(configmap: Any, hub: str) -> LineDoc:
 
 
 def configmap_body(
-    doc: Mapping[str, Any], *, hub: str, namespace: str, keep: Mapping[str, str] | None = None
+    doc: Mapping[str, Any],
+    *,
+    hub: str,
+    namespace: str,
+    keep: Mapping[str, str] | None = None,
+    text: str | None = None,
 ) -> dict[str, Any]:
     """The ConfigMap to write for ``doc``. ``keep``: other data keys to carry along (what
     was there when the hub could not read it, under :data:`REJECTED_KEY`)."""
     data = {k: str(v) for k, v in (keep or {}).items() if k != KEY}
-    data[KEY] = json.dumps(doc, separators=(",", ":"), sort_keys=True)
+    data[KEY] = text if text is not None else encoded(doc)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -258,6 +263,31 @@ def configmap_body(
         },
         "data": data,
     }
+
+
+#: What a ConfigMap's data may hold in all (the API server refuses more with 422).
+CONFIGMAP_MAX_BYTES = 1024 * 1024
+
+
+def encoded(doc: Mapping[str, Any]) -> str:
+    """The document as it is stored (compact, keys sorted)."""
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True)
+
+
+def fit(doc: Mapping[str, Any], max_bytes: int) -> tuple[Mapping[str, Any], str] | None:
+    """(``doc``, its text) within ``max_bytes``: the oldest session lengths dropped first,
+    each tier's halved until it fits; None when the places alone do not fit (some 4,000
+    places: the line's hub-wide cap should stay below that)."""
+    out: Mapping[str, Any] = doc
+    text = encoded(out)
+    history = {t: list(v) for t, v in (doc.get("history") or {}).items()}
+    while len(text.encode("utf-8")) > max_bytes:
+        if not any(history.values()):
+            return None
+        history = {t: v[len(v) // 2 :] if len(v) > 1 else [] for t, v in history.items()}
+        out = {**doc, "history": history}
+        text = encoded(out)
+    return out, text  # ``doc`` itself when nothing was dropped
 
 
 def rejected_data(configmap: Any) -> dict[str, str]:

@@ -35,12 +35,14 @@ from traitlets import Float
 
 from ..core.errors import InputError
 from ..core.linedoc import (
+    CONFIGMAP_MAX_BYTES,
     HISTORY_LIMIT,
     KEY,
     LineDoc,
     configmap_body,
     configmap_name,
     empty,
+    fit,
     kept_places,
     parse_configmap,
     rejected_data,
@@ -246,7 +248,27 @@ class LineStore:
 
     async def _write(self, doc: dict[str, Any]) -> bool:
         """One create-or-replace. True when the cluster has ``doc``."""
-        body = configmap_body(doc, hub=self.hub_id, namespace=self.namespace, keep=self._keep)
+        room = CONFIGMAP_MAX_BYTES - sum(len(k) + len(v.encode()) for k, v in self._keep.items())
+        fitted = fit(doc, room - 64)
+        if fitted is None:
+            self._log_once(
+                "save too big",
+                "cannot save the waiting line in %s: its %d places do not fit in a ConfigMap "
+                "(1 MiB); a restart would lose them",
+                self.where,
+                len(doc.get("places") or ()),
+            )
+            return True  # nothing to retry: the next change brings a new document
+        if fitted[0] is not doc and "save trimmed" not in self._logged:
+            self._logged.add("save trimmed")
+            self.log.info(
+                "mig-spawner: the waiting line's session history was trimmed to fit %s",
+                self.where,
+            )
+        doc, text = fitted
+        body = configmap_body(
+            doc, hub=self.hub_id, namespace=self.namespace, keep=self._keep, text=text
+        )
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

@@ -210,3 +210,19 @@ def test_restart_notice_only_for_the_servers_own_unexpired_place():
     assert linedoc.restart_notice(kept, "jhub/jupyter-bob", NOW).endswith("10 min - press Start")
     assert linedoc.restart_notice(kept, "jhub/jupyter-amy", NOW) == ""
     assert linedoc.restart_notice(kept, "jhub/jupyter-bob", NOW + 600) == ""
+
+
+def test_fit_drops_the_oldest_history_first_and_never_a_place():
+    raw = document(
+        place(), place("jhub/jupyter-amy", position=2), history={"a": [1.0] * 400 + [2.0] * 100}
+    )
+    whole = linedoc.fit(raw, 10**6)
+    assert whole[0] is raw and json.loads(whole[1]) == raw
+    size = len(linedoc.encoded(raw))
+    trimmed, text = linedoc.fit(raw, size - 500)
+    assert len(text) <= size - 500 and json.loads(text) == trimmed
+    assert trimmed["places"] == raw["places"]
+    assert trimmed["history"]["a"][-100:] == [2.0] * 100  # the newest kept
+    assert 0 < len(trimmed["history"]["a"]) < 500
+    places_only = len(linedoc.encoded({**raw, "history": {"a": []}}))
+    assert linedoc.fit(raw, places_only - 1) is None

@@ -436,3 +436,38 @@ async def test_real_plane_without_the_role_logs_403_once(control_plane):
         await store.close(timeout=0.1)
     finally:
         await client.close()
+
+
+async def test_a_line_too_big_for_a_configmap_is_trimmed_then_refused_once(emulator):
+    """Session history gives way first (the newest kept); places that alone exceed the
+    ConfigMap's 1 MiB are not written (logged once), and the hub goes on."""
+    log, records = logger("big")
+    line = Line()
+    store = await linestore.attach(
+        line,
+        core_api=emulator.client_api(),
+        namespace=HUB_NAMESPACE,
+        hub_id="jupyterhub",
+        logger=log,
+        min_interval=0.01,
+    )
+    big_history = {f"t{i}": [float(j) + 0.123456789 for j in range(500)] for i in range(200)}
+    line.changed(document(3, history=big_history))
+    assert await store.flush(10)
+    written = json.loads(stored(emulator)["data"]["line.json"])
+    assert len(written["places"]) == 3
+    assert 0 < len(written["history"]["t0"]) < 500 and written["history"]["t0"][-1] == 499.123456789
+    assert any("trimmed" in m for m in records.at(logging.INFO))
+    huge = document(5000)
+    line.changed(huge)
+    line.changed(document(5001))
+    assert await store.flush(10)
+    warnings = records.at(logging.WARNING)
+    assert len(warnings) == 1 and "do not fit in a ConfigMap" in warnings[0], warnings
+    assert (
+        len(json.loads(stored(emulator)["data"]["line.json"])["places"]) == 3
+    )  # the last that fit
+    line.changed(document(1))
+    assert await store.flush(10)
+    assert len(json.loads(stored(emulator)["data"]["line.json"])["places"]) == 1
+    await store.close()
