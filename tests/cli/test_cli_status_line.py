@@ -12,10 +12,9 @@ from test_cli_live import SPEC, run
 from mig_spawner.core import linedoc
 from mig_spawner.demo.emulator import EmulatedCluster, load_cluster_spec
 
-NOW = time.time()
-
 
 def place(user, position, tier="notebook", eta=None):
+    now = time.time()  # each test's own: "waited" is read against the clock
     return {
         "key": f"jupyterhub/jupyter-{user}",
         "user": user,
@@ -23,20 +22,21 @@ def place(user, position, tier="notebook", eta=None):
         "tier": tier,
         "team": "vision",
         "groups": ["vision"],
-        "requested_at": NOW - 600 * position,
-        "deadline": NOW + 1800,
+        "requested_at": now - 600 * position - 15,  # 10 min 15 s per position
+        "deadline": now + 1800,
         "position": position,
         "eta_seconds": eta,
     }
 
 
-DOC = {
-    "version": 1,
-    "hub": "jupyterhub",
-    "saved_at": NOW,
-    "places": [place("eve", 2), place("dan", 1, eta=360.0), place("fay", 1, tier="training")],
-    "history": {},
-}
+def line_doc():
+    return {
+        "version": 1,
+        "hub": "jupyterhub",
+        "saved_at": time.time(),
+        "places": [place("eve", 2), place("dan", 1, eta=360.0), place("fay", 1, tier="training")],
+        "history": {},
+    }
 
 
 def snapshot_with(tmp_path, configmap):
@@ -48,7 +48,7 @@ def snapshot_with(tmp_path, configmap):
 
 
 def test_status_shows_the_line_per_tier_and_position(cli, tmp_path):
-    cm = linedoc.configmap_body(DOC, hub="jupyterhub", namespace="jupyterhub")
+    cm = linedoc.configmap_body(line_doc(), hub="jupyterhub", namespace="jupyterhub")
     path = snapshot_with(tmp_path, cm)
     r = cli("status", "--cluster", path, "--config", TEAMS_CONFIG)
     assert r.code == 0, r.err
@@ -79,8 +79,9 @@ def test_status_without_a_saved_line(cli, tmp_path):
 
 
 def test_a_garbled_line_is_bad_input(cli, tmp_path):
-    cm = linedoc.configmap_body(DOC, hub="jupyterhub", namespace="jupyterhub")
-    cm["data"]["line.json"] = json.dumps({**DOC, "places": [{**place("dan", 1), "position": 0}]})
+    doc = line_doc()
+    cm = linedoc.configmap_body(doc, hub="jupyterhub", namespace="jupyterhub")
+    cm["data"]["line.json"] = json.dumps({**doc, "places": [{**place("dan", 1), "position": 0}]})
     r = cli("status", "--cluster", snapshot_with(tmp_path, cm), "--config", TEAMS_CONFIG)
     assert r.code == 2, (r.code, r.out, r.err)
     assert "ConfigMap jupyterhub/mig-spawner-line-jupyterhub key line.json" in r.err
@@ -93,7 +94,7 @@ def test_a_garbled_line_is_bad_input(cli, tmp_path):
 async def test_live_status_gets_the_line_configmap(tmp_path):
     async with EmulatedCluster(load_cluster_spec(SPEC), kubelet="stub") as cluster:
         cluster.create_namespace("jupyterhub")
-        cm = linedoc.configmap_body(DOC, hub="jupyterhub", namespace="jupyterhub")
+        cm = linedoc.configmap_body(line_doc(), hub="jupyterhub", namespace="jupyterhub")
         cluster.store.create("configmaps", "jupyterhub", cm)
         kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
         cluster.clear_requests()
