@@ -4,7 +4,8 @@
   kube-controller-manager from ``make k8s`` (:class:`mig_spawner.demo.controlplane.ControlPlane`),
   with the hub's RBAC applied: the Zero to JupyterHub 4.4.0 hub Role and RoleBinding and the
   hub ServiceAccount, rendered by the real helm from ``../shared/z2jh/chart/jupyterhub``, plus
-  our ClusterRole and ClusterRoleBinding from ``helm-values/rbac/`` (namespace ``jhub``).
+  our ClusterRole and ClusterRoleBinding, and the waiting line's Role and RoleBinding, from
+  ``helm-values/rbac/`` (namespace ``jhub``).
   Skipped when the binaries are not built, unless ``MIG_SPAWNER_REQUIRE_REAL_K8S=1`` (``make
   test`` sets it), which turns that into a failure.
 * ``real_cluster`` (function): ``real_cluster(spec, kubelet="stub")`` starts the node agent
@@ -86,7 +87,9 @@ def our_cluster_rbac(
     docs = [yaml.safe_load(p.read_text()) for p in sorted(RBAC_DIR.glob("*.yaml"))]
     for doc in docs:
         doc["metadata"]["name"] += suffix
-        if doc["kind"] == "ClusterRoleBinding":
+        if doc["kind"] in ("Role", "RoleBinding"):  # the waiting line's, in the hub's namespace
+            doc["metadata"]["namespace"] = namespace
+        if doc["kind"] in ("ClusterRoleBinding", "RoleBinding"):
             doc["roleRef"]["name"] += suffix
             doc["subjects"] = [
                 {"kind": "ServiceAccount", "name": service_account, "namespace": namespace}

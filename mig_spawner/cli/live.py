@@ -5,7 +5,8 @@ from a kubeconfig (``--kubeconfig``, ``$KUBECONFIG`` or ``~/.kube/config``) or t
 in-cluster service account (``--in-cluster``) and returns the same
 :class:`~mig_spawner.cli.snapshot.Snapshot` a snapshot file gives, so the state is built and
 decided on exactly as for a file. It calls nothing but ``list`` (the verbs of the hub's own
-ClusterRole): it never watches, creates or patches. Every failure is an
+ClusterRole) and, for ``status``, ``get`` on the hub's waiting line ConfigMap: it never
+watches, creates or patches. Every failure is an
 :class:`~mig_spawner.cli.snapshot.InputError` of one line.
 
 What a live read cannot see: the hub's reservations in flight (admitted spawns whose pod is
@@ -68,7 +69,32 @@ def _check_kubeconfig(kubeconfig: str | None) -> None:
         )
 
 
-async def _read(kubeconfig: str | None, context: str | None, in_cluster: bool, timeout: float):
+async def _read_line(core, line: tuple[str, str], timeout: float) -> tuple[list, list[str]]:
+    """([the line's ConfigMap] or [], [a warning]) for ``line`` = (namespace, hub_id)."""
+    namespace, hub_id = line
+    name = f"mig-spawner-line-{hub_id}"
+    response = await core.read_namespaced_config_map(
+        name, namespace, _preload_content=False, _request_timeout=timeout
+    )
+    if response.status == 404:
+        return [], []
+    if response.status >= 400:
+        text = one_line(await response.text())[:200]
+        return [], [
+            f"the waiting line (ConfigMap {namespace}/{name}) is not shown: the API server "
+            f"answered {response.status} (the credentials need 'get configmaps'): {text}"
+        ]
+    body = await response.json()
+    return ([body] if isinstance(body, dict) else []), []
+
+
+async def _read(
+    kubeconfig: str | None,
+    context: str | None,
+    in_cluster: bool,
+    timeout: float,
+    line: tuple[str, str] | None = None,
+):
     from kubernetes_asyncio import client, config
     from kubernetes_asyncio.config import ConfigException
 
@@ -90,6 +116,7 @@ async def _read(kubeconfig: str | None, context: str | None, in_cluster: bool, t
         try:
             nodes, _ = await _list_all(core.list_node, "nodes", timeout)
             pods, _ = await _list_all(core.list_pod_for_all_namespaces, "pods", timeout)
+            configmaps, warnings = await _read_line(core, line, timeout) if line else ([], [])
         except InputError:
             raise
         except asyncio.TimeoutError:
@@ -100,7 +127,7 @@ async def _read(kubeconfig: str | None, context: str | None, in_cluster: bool, t
             raise InputError(
                 f"cannot reach the API server at {cfg.host}: {type(e).__name__}: {one_line(e)}"
             ) from None
-    return cfg.host, nodes, pods
+    return cfg.host, nodes, pods, configmaps, warnings
 
 
 def load_live(
@@ -109,11 +136,19 @@ def load_live(
     context: str | None = None,
     in_cluster: bool = False,
     timeout: float = 30,
+    line: tuple[str, str] | None = None,
 ) -> Snapshot:
-    """List the live cluster's Nodes and Pods into a :class:`Snapshot` (read-only)."""
-    host, nodes, pods = asyncio.run(_read(kubeconfig, context, in_cluster, timeout))
+    """List the live cluster's Nodes and Pods into a :class:`Snapshot` (read-only); with
+    ``line`` = (namespace, hub_id), also get that hub's waiting line ConfigMap."""
+    host, nodes, pods, configmaps, warnings = asyncio.run(
+        _read(kubeconfig, context, in_cluster, timeout, line)
+    )
     for obj in nodes:
         obj.setdefault("kind", "Node")
     for obj in pods:
         obj.setdefault("kind", "Pod")
-    return parse_snapshot(nodes + pods, source=f"the cluster at {host}")
+    for obj in configmaps:
+        obj.setdefault("kind", "ConfigMap")
+    snap = parse_snapshot(nodes + pods + configmaps, source=f"the cluster at {host}")
+    snap.warnings += warnings
+    return snap

@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 PROG = "mig-spawner"
@@ -47,7 +48,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- explain
 
 
-def _live_snapshot(args: argparse.Namespace):
+def _live_snapshot(args: argparse.Namespace, line: tuple[str, str] | None = None):
     """The live cluster's snapshot when --kubeconfig/--in-cluster was given, else None."""
     if args.kubeconfig is None and not args.in_cluster:
         return None
@@ -58,6 +59,7 @@ def _live_snapshot(args: argparse.Namespace):
         context=args.context,
         in_cluster=args.in_cluster,
         timeout=args.timeout,
+        **({"line": line} if line else {}),
     )
 
 
@@ -122,18 +124,21 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     if args.context and args.kubeconfig is None:
         raise _usage("--context needs --kubeconfig")
-    policy = trust = None
+    policy = trust = hub_config = None
     if args.config:
         hub_config = load_hub_config(args.config)
         policy = policy_from_config(hub_config, source=", ".join(args.config), files=args.config)
         trust = trust_from_config(hub_config)
-    snapshot = _live_snapshot(args) or load_snapshot(args.cluster)
-    state, warnings = build_state(snapshot, trust)
-    from .status import build_status, render_status, status_dict
+    from .status import build_status, line_of, line_source, render_status, status_dict
 
+    where = line_source(hub_config, trust)
+    snapshot = _live_snapshot(args, where if where[0] else None) or load_snapshot(args.cluster)
+    state, warnings = build_state(snapshot, trust)
     status = build_status(
         state, policy, warnings=warnings, source=snapshot.source, nodes=args.nodes
     )
+    status.line, status.line_note = line_of(snapshot.line_configmaps, *where)
+    status.now = time.time()
     if args.json:
         print(json.dumps(status_dict(status), indent=2))
         return EXIT_OK
@@ -312,19 +317,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="the cluster's MIG slices, who holds them, and team quotas, as tables",
         description=(
             "Show every slice type's total, held and free counts, each team against its "
-            "quota (with --config), servers on a fallback slice and every node, from a "
-            "snapshot or the live cluster (read-only: list only). In-flight reservations "
-            "live in the hub's memory: /hub/metrics counts them."
+            "quota (with --config), servers on a fallback slice, every node, and the hub's "
+            "waiting line (who waits for which tier, at which position, for how long, and "
+            "the ETA), from a snapshot or the live cluster (read-only: list, and get of the "
+            "line's ConfigMap mig-spawner-line-<hub_id> in the namespace --config names). "
+            "In-flight reservations live in the hub's memory: /hub/metrics counts them. "
+            "A line ConfigMap that cannot be read is bad input (exit 2)."
         ),
-        epilog="SNAPSHOT is the output of `kubectl get nodes,pods -A -o json` ('-' for stdin).",
+        epilog=(
+            "SNAPSHOT is the output of `kubectl get nodes,pods -A -o json` ('-' for stdin); "
+            "add the line's ConfigMap (`kubectl get configmap mig-spawner-line-jupyterhub -n "
+            "NAMESPACE -o json`) to its items to see the waiting line."
+        ),
     )
     _add_source(p)
     p.add_argument(
         "--config",
         action="append",
         metavar="CONFIG",
-        help="for team quotas: a jupyterhub_config.py, or Zero to JupyterHub values files"
-        " (repeat it in helm -f order)",
+        help="for team quotas and the waiting line (hub_id, namespace): a jupyterhub_config.py,"
+        " or Zero to JupyterHub values files (repeat it in helm -f order)",
     )
     p.add_argument("--nodes", metavar="GLOB", help="only nodes whose name matches, e.g. 'gpu-*'")
     p.add_argument("--map", action="store_true", help="draw every GPU's MIG layout and holders")

@@ -39,6 +39,8 @@ class Snapshot:
     #: where each node/pod sits in the snapshot's items, for messages
     node_items: list[int] = field(default_factory=list)
     pod_items: list[int] = field(default_factory=list)
+    #: ConfigMaps ``mig-spawner-line-*``: a hub's saved waiting line (``status`` shows it)
+    line_configmaps: list[dict[str, Any]] = field(default_factory=list)
 
     def where(self, kind: str, i: int) -> str:
         items = self.node_items if kind == "Node" else self.pod_items
@@ -144,6 +146,8 @@ def parse_snapshot(data: Any, *, source: str = "snapshot") -> Snapshot:
         elif kind == "Pod":
             snap.pods.append(dict(item))
             snap.pod_items.append(i)
+        elif kind == "ConfigMap" and _is_line(item):
+            snap.line_configmaps.append(dict(item))
         elif kind is None:
             snap.warnings.append(
                 f"{source}: items[{i}] ({_item_name(item)}) has no kind and is neither"
@@ -160,6 +164,12 @@ def parse_snapshot(data: Any, *, source: str = "snapshot") -> Snapshot:
             f"`{SNAPSHOT_HINT}`"
         )
     return snap
+
+
+def _is_line(item: Mapping[str, Any]) -> bool:
+    meta = item.get("metadata")
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    return isinstance(name, str) and name.startswith("mig-spawner-line-")
 
 
 def _json_type(value: Any) -> str:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..core import slicemap
+from ..core import linedoc, slicemap
 from ..core.cluster import ClusterState
 from ..core.policy import Policy
 
@@ -37,6 +37,47 @@ class Status:
     warnings: list[str]
     source: str
     maps: list[slicemap.NodeMap]
+    #: the hub's saved waiting line (None: not read) and, when not, why
+    line: linedoc.LineDoc | None = None
+    line_note: str = ""
+    now: float = 0.0
+
+
+def line_source(hub_config: Any, trust: Any) -> tuple[str, str]:
+    """(the hub's namespace or "" when unknown, its hub_id) from its config (``--config``)."""
+    from ..hub.config import setting
+
+    hub_id = (trust.hub if trust is not None else None) or "jupyterhub"
+    namespace = ""
+    if hub_config is not None:
+        for section in ("MIGSpawner", "KubeSpawner"):
+            value = setting(hub_config.get(section), "namespace", None)
+            if isinstance(value, str) and value:
+                namespace = value
+                break
+    return namespace, hub_id
+
+
+def line_of(
+    configmaps: list[dict[str, Any]], namespace: str, hub_id: str
+) -> tuple[linedoc.LineDoc | None, str]:
+    """The line saved in ``configmaps`` (a snapshot's or the live read's) for the hub, or
+    (None, why not). A garbled or foreign one raises its located InputError (exit 2)."""
+    name = linedoc.configmap_name(hub_id)
+    found = [
+        cm
+        for cm in configmaps
+        if (cm.get("metadata") or {}).get("name") == name
+        and (not namespace or (cm.get("metadata") or {}).get("namespace") == namespace)
+    ]
+    if not found:
+        if not namespace and not configmaps:
+            return None, (
+                f"Waiting line: not read (pass --config with the hub's namespace, or add "
+                f"`kubectl get configmap {name} -n NAMESPACE -o json` to the snapshot)."
+            )
+        return linedoc.empty(hub_id), ""
+    return linedoc.parse_configmap(found[0], hub_id), ""
 
 
 def build_status(
@@ -147,8 +188,37 @@ def render_status(console: Console, status: Status, *, show_map: bool = False) -
                     line.append(" ")
                     line.append(_holder_text(cell), style=STYLES[cell.state])
                     console.print(line)
+    _render_line(console, status)
     for warning in status.warnings:
         console.print(Text(f"warning: {warning}", style="yellow"))
+
+
+def _render_line(console: Console, status: Status) -> None:
+    if status.line is None:
+        if status.line_note:
+            console.print(Text(status.line_note, style="dim"))
+        return
+    tiers = list(status.policy.tiers) if status.policy is not None else []
+    rows = linedoc.summary(status.line, tiers)
+    if not rows:
+        console.print(Text("Waiting line: nobody is waiting.", style="dim"))
+        return
+    table = Table(title="Waiting line", title_justify="left")
+    for col in ("tier", "#", "user", "server", "team", "waited", "ETA"):
+        table.add_column(col, justify="right" if col in ("#", "waited") else "left")
+    for row in rows:
+        for i, p in enumerate(row.places):
+            waited = max(0.0, status.now - p.requested_at) if status.now else 0.0
+            table.add_row(
+                f"{row.tier} ({row.waiting} waiting)" if i == 0 else "",
+                str(p.position),
+                p.user,
+                p.server_name or "default",
+                p.team or "-",
+                f"{round(waited / 60)} min",
+                linedoc.eta_text(p.eta_seconds),
+            )
+    console.print(table)
 
 
 def _bar(used: float, limit: float, width: int = 20) -> str:
@@ -173,6 +243,7 @@ def status_dict(status: Status) -> dict[str, Any]:
             for t in slicemap.by_type(slicemap.capacity(state))
         ],
         "teams": None,
+        "line": None,
         "nodes": [],
         "warnings": list(status.warnings),
     }
@@ -185,6 +256,9 @@ def status_dict(status: Status) -> dict[str, Any]:
             }
             for row in slicemap.team_rows(status.policy, state)
         ]
+    if status.line is not None:
+        tiers = list(status.policy.tiers) if status.policy is not None else []
+        out["line"] = linedoc.summary_dict(status.line, status.now, tiers)
     for m in status.maps:
         out["nodes"].append(
             {

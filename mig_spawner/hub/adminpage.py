@@ -30,7 +30,7 @@ from tornado import web
 from tornado.escape import xhtml_escape
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from ..core import slicemap
+from ..core import linedoc, slicemap
 from .metrics import PREFIX, REFUSED
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
@@ -105,9 +105,10 @@ async def hub_refusals(context) -> tuple[list[Refusals], str]:
 
 
 def page_data(
-    view, policy, *, query: str = "", page: int = 1, per_page: int = 25, refusals=()
+    view, policy, *, query: str = "", page: int = 1, per_page: int = 25, refusals=(), line=None
 ) -> dict:
-    """Everything the page shows, from one ClusterState (and the hub's refusal counts)."""
+    """Everything the page shows, from one ClusterState (and the hub's refusal counts and
+    waiting line: ``line``, the :class:`~mig_spawner.core.linedoc.LineDoc` the hub saved)."""
     state = view.state
     gpu_nodes = [n for n in sorted(state.nodes) if state.nodes[n].offers]
     wanted = [n for n in gpu_nodes if _matches(state, n, query)]
@@ -133,7 +134,39 @@ def page_data(
         "node_count": len(gpu_nodes),
         "unusable": sum(1 for n in gpu_nodes if not state.nodes[n].usable),
         "now": time.time(),
+        "line": [] if line is None else line_rows(line, policy, time.time()),
     }
+
+
+def line_rows(line, policy, now: float) -> list[dict[str, Any]]:
+    """The waiting line per tier (policy order, display names), each place by position."""
+    rows = []
+    for row in linedoc.summary(line, list(policy.tiers)):
+        tier = policy.tier(row.tier)
+        rows.append(
+            {
+                "tier": row.tier,
+                "name": tier.display_name if tier else f"{row.tier} (no longer a tier)",
+                "waiting": row.waiting,
+                "eta": linedoc.eta_text(row.head_eta),
+                "places": [
+                    {
+                        "position": p.position,
+                        "user": p.user,
+                        "server": p.server_name,
+                        "team": p.team,
+                        "waited": _minutes(now - p.requested_at),
+                        "eta": linedoc.eta_text(p.eta_seconds),
+                    }
+                    for p in row.places
+                ],
+            }
+        )
+    return rows
+
+
+def _minutes(seconds: float) -> str:
+    return f"{max(0, round(seconds / 60))} min"
 
 
 def _bar(used: float, limit: float | None) -> dict[str, Any]:
@@ -196,8 +229,12 @@ class AdminPageHandler(HubOAuthenticated, web.RequestHandler):
         # A view just started needs its first list: wait briefly, as the spawn form does.
         await view.wait_known(min(context.settings.sync_timeout, 3))
         refusals, problem = await hub_refusals(context)
-        data = page_data(view, policy, query=query, page=page, per_page=per_page, refusals=refusals)
+        line, line_problem = await context.line()
+        data = page_data(
+            view, policy, query=query, page=page, per_page=per_page, refusals=refusals, line=line
+        )
         data["refusals_problem"] = problem
+        data["line_problem"] = line_problem
         html = (
             _templates()
             .get_template(LIVE_TEMPLATE if fragment else PAGE_TEMPLATE)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
+from html import escape
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader
 from jupyterhub.utils import url_path_join
 
 from ..core import messages
+from ..core.linedoc import restart_notice
 from ..core.policy import ConfigError
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
@@ -43,13 +46,29 @@ async def render_form(spawner) -> str:
         os.path.isfile(os.path.join(p, "form.html"))
         for p in spawner.additional_profile_form_template_paths
     )
+    notice = kept_notice(spawner)
     if admin_template:
-        return spawner._render_options_form(profiles)
+        html = spawner._render_options_form(profiles)
+        if notice:
+            html = f'<p id="mig-restart-notice" class="alert alert-info">{escape(notice)}</p>{html}'
+        return html
     live_url = figures_url(spawner.hub.base_url, spawner.service_name)
-    return render_tiers(profiles, spawner.user_options or {}, live_url=live_url)
+    return render_tiers(profiles, spawner.user_options or {}, live_url=live_url, notice=notice)
 
 
-def render_tiers(profiles: list[dict], user_options: dict, *, live_url: str = "") -> str:
+def kept_notice(spawner) -> str:
+    """ "the hub restarted: your place (#2) is kept for 10 min - press Start" when the hub's
+    line (``spawner.waiting_line()``) keeps a place for this server, else ""."""
+    waiting_line = getattr(spawner, "waiting_line", None)
+    if waiting_line is None:  # a hub without the waiting line
+        return ""
+    kept = getattr(waiting_line(), "kept", None) or {}
+    return restart_notice(kept, f"{spawner.namespace}/{spawner.pod_name}", time.time())
+
+
+def render_tiers(
+    profiles: list[dict], user_options: dict, *, live_url: str = "", notice: str = ""
+) -> str:
     """mig-spawner's own form for an initialised profile list (the spawner's, or the
     service's figures, :mod:`.live`): ``live_url`` is where the open form polls."""
     env = Environment(
@@ -62,4 +81,5 @@ def render_tiers(profiles: list[dict], user_options: dict, *, live_url: str = ""
         user_options=user_options,
         live_url=live_url,
         nothing_can_start=messages.nothing_can_start() if not startable else "",
+        restart_notice=notice,
     )

@@ -23,6 +23,8 @@ from tornado import web
 from ..core import messages
 from ..core.form import build_profile_list
 from ..core.form import live_figures as figures_of
+from ..core.linedoc import waiting_counts
+from ..core.profiles import TIER_KEY
 from .formpage import render_tiers
 
 
@@ -77,4 +79,12 @@ async def live_figures(context, user: str, groups: tuple[str, ...]) -> dict:
     )
     # KubeSpawner's own initialisation (slugs, default choices), as the spawner applies it.
     profiles = KubeSpawner._get_initialized_profile_list(None, profiles)
-    return {"known": known, **figures_of(profiles), "html": render_tiers(profiles, {})}
+    figures = figures_of(profiles)
+    # How many wait per tier (the hub's line, as saved in its ConfigMap): the user's tiers.
+    line, _problem = await context.line()
+    counts = waiting_counts(line) if line is not None else {}
+    tier_of = {p["slug"]: p.get(TIER_KEY) or p["slug"] for p in profiles}
+    for slug, shown in figures["tiers"].items():
+        known_count = line is not None and shown["gpu"]
+        shown["waiting"] = counts.get(tier_of.get(slug, slug), 0) if known_count else None
+    return {"known": known, **figures, "html": render_tiers(profiles, {})}

@@ -33,6 +33,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -140,6 +141,7 @@ class Settings:
     ssl_ca_cert: str = ""
     verify_ssl: bool | None = None
     trust: Trust = field(default_factory=Trust)
+    namespace: str = "default"  # the hub's (where its waiting line's ConfigMap is)
     sync_timeout: float = 10.0
     watch_timeout: int = 300
     max_backoff: float = 30.0
@@ -167,6 +169,7 @@ class Settings:
             ssl_ca_cert=_trait(config, "k8s_api_ssl_ca_cert", ""),
             verify_ssl=_trait(config, "k8s_api_verify_ssl", None),
             trust=Trust(namespaces=namespaces, hub=_trait(config, "hub_id", "jupyterhub")),
+            namespace=namespace,
             sync_timeout=float(_trait(config, "cluster_sync_timeout", 10.0)),
             watch_timeout=int(_trait(config, "cluster_watch_timeout", 300)),
             max_backoff=float(_trait(config, "cluster_retry_max_backoff", 30.0)),
@@ -175,6 +178,28 @@ class Settings:
 
 
 # --------------------------------------------------------------------------- the service
+
+
+#: Seconds a read of the waiting line's ConfigMap is reused (the forms poll every 2 s).
+LINE_MAX_AGE = 2.0
+
+
+class LineCache:
+    """One read of the line in flight at a time, its answer reused for LINE_MAX_AGE s."""
+
+    def __init__(self):
+        self.value: tuple[Any, str] | None = None
+        self.read_at = -float("inf")
+        self.reads = 0
+        self._lock = asyncio.Lock()
+
+    async def get(self, read) -> tuple[Any, str]:
+        async with self._lock:
+            if self.value is None or time.monotonic() - self.read_at > LINE_MAX_AGE:
+                self.reads += 1
+                self.value = await read()
+                self.read_at = time.monotonic()
+            return self.value
 
 
 @dataclass
@@ -186,6 +211,25 @@ class Context:
     base_url: str = "/"  # the hub's JUPYTERHUB_BASE_URL
     api_url: str = ""  # JUPYTERHUB_API_URL
     api_token: str = ""
+    core_api: Any = None  # the service's CoreV1Api (reads the waiting line's ConfigMap)
+    line_cache: LineCache = field(default_factory=lambda: LineCache())
+
+    async def line(self) -> tuple[Any, str]:
+        """(the hub's saved waiting line, "") or (None, why not): the ConfigMap, read at
+        most every :data:`LINE_MAX_AGE` s however many pages and forms ask."""
+        if self.core_api is None:
+            return None, "The waiting line is not readable from here."
+        from .linestore import read_line
+
+        settings = self.settings
+        return await self.line_cache.get(
+            lambda: read_line(
+                self.core_api,
+                namespace=settings.namespace,
+                hub_id=settings.trust.hub or "jupyterhub",
+                timeout=settings.request_timeout,
+            )
+        )
 
     @property
     def hub_prefix(self) -> str:
@@ -250,6 +294,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         base_url=env.get("JUPYTERHUB_BASE_URL", "/"),
         api_url=env.get("JUPYTERHUB_API_URL", ""),
         api_token=env.get("JUPYTERHUB_API_TOKEN", ""),
+        core_api=CoreV1Api(client),
     )
     switch.app = make_app(context, env.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{NAME}/"))
     log.info("mig-spawner service listening for %s", url.geturl())

@@ -24,7 +24,7 @@ from ..core.form import build_profile_list, tier_profiles
 from ..core.options import OptionsError, parse_options
 from ..core.pods import Trust
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
-from . import demand, metrics
+from . import demand, linestore, metrics
 from .formpage import render_form
 from .hubcompat import SpawnException
 from .placing import PlacementMixin
@@ -200,6 +200,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         """,
     )
     demand_log_file = demand.log_file_trait()
+    line_restart_grace = linestore.restart_grace_trait()
 
     service_name = Unicode(
         "mig",

@@ -112,9 +112,11 @@ async def test_status_and_explain_read_the_live_cluster_and_only_list(tmp_path):
         assert decision["granted_profile"] == "3g.40gb" and decision["node"] == "h100-a"
 
         methods = {(m, path) for m, path, _ in cluster.requests}
-        assert methods == {("GET", "/api/v1/nodes"), ("GET", "/api/v1/pods")}
+        line = "/api/v1/namespaces/jupyterhub/configmaps/mig-spawner-line-jupyterhub"
+        # status with --config also gets the hub's waiting line (one ConfigMap, by name)
+        assert methods == {("GET", "/api/v1/nodes"), ("GET", "/api/v1/pods"), ("GET", line)}
         assert not any(q.get("watch") for _, _, q in cluster.requests)
-        assert len(cluster.requests) == 6  # three runs, one list of each
+        assert len(cluster.requests) == 7  # three runs, one list of each, one get
 
 
 async def test_live_read_of_an_unreachable_or_failing_api_server_is_one_line(tmp_path):

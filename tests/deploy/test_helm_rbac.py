@@ -72,6 +72,9 @@ def render_umbrella_template(release: str, namespace: str) -> list[dict]:
         "{{- $serviceAccount := include"
         ' "jupyterhub.hub-serviceaccount.fullname" $hubContext }}': "",
         '{{- $name := printf "%s-%s-mig-spawner-hub" .Release.Namespace .Release.Name }}': "",
+        '{{- $hubId := dig "hub" "config" "MIGSpawner" "hub_id" "jupyterhub"'
+        " .Values.jupyterhub }}": "",
+        "{{ $hubId }}": "jupyterhub",
         "{{ $name }}": name,
         "{{ $serviceAccount }}": hub_service_account(umbrella_hub_values(), release),
         "{{ .Release.Name }}": release,
@@ -123,7 +126,7 @@ def test_umbrella_template_grants_the_same_rules_as_the_plain_manifest():
 @pytest.mark.parametrize("source", ["plain", "umbrella"])
 def test_manifests_validate_strictly(source, version):
     docs = plain_manifests() if source == "plain" else render_umbrella_template("jhub", "gpu-hub")
-    assert {d["kind"] for d in docs} == {"ClusterRole", "ClusterRoleBinding"}
+    assert {d["kind"] for d in docs} == {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
     for doc in docs:
         kubernetes_validate.validate(doc, version, strict=True)
 
@@ -207,3 +210,71 @@ def test_umbrella_values_nest_exactly_the_base_values():
     umbrella = load_yaml(UMBRELLA / "values.yaml")
     assert set(umbrella) == {"migSpawner", "jupyterhub"}
     assert umbrella["jupyterhub"] == load_yaml(BASE_VALUES)
+
+
+# ------------------------------------------------------------------ the waiting line's Role
+
+
+def line_grants(rules: list[dict]) -> set[tuple[str, str, str, str]]:
+    """(api group, resource, verb, object name or "*") for each call a Role's rules allow."""
+    calls = set()
+    for rule in rules:
+        assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule
+        for field in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[field], f"wildcard in {field}: {rule}"
+        names = rule.get("resourceNames") or ["*"]
+        calls |= {
+            (g, r, v, n)
+            for g in rule["apiGroups"]
+            for r in rule["resources"]
+            for v in rule["verbs"]
+            for n in names
+        }
+    return calls
+
+
+def line_calls(hub_id: str = "jupyterhub") -> set[tuple[str, str, str, str]]:
+    """What hub/linestore calls: on its one ConfigMap; create cannot name the object
+    (Kubernetes authorises a create before the name in its body is known)."""
+    from mig_spawner.core.linedoc import configmap_name
+    from mig_spawner.hub.linestore import LINE_API_CALLS
+
+    name = configmap_name(hub_id)
+    return {(g, r, v, "*" if v == "create" else name) for g, r, v in LINE_API_CALLS}
+
+
+def test_line_role_grants_exactly_the_line_stores_calls():
+    docs = plain_manifests()
+    role, binding = only(docs, "Role"), only(docs, "RoleBinding")
+    assert line_grants(role["rules"]) == line_calls()
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "jupyterhub"
+    assert binding["roleRef"] == {
+        "apiGroup": RBAC_GROUP,
+        "kind": "Role",
+        "name": "mig-spawner-hub-line",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "hub", "namespace": "jupyterhub"}
+    ]
+
+
+def test_line_role_check_fails_on_a_wider_or_narrower_role():
+    rules = copy.deepcopy(only(plain_manifests(), "Role")["rules"])
+    unnamed = copy.deepcopy(rules)
+    del unnamed[1]["resourceNames"]  # update on every ConfigMap of the namespace
+    assert line_grants(unnamed) != line_calls()
+    no_update = copy.deepcopy(rules)
+    no_update[1]["verbs"].remove("update")
+    assert line_grants(no_update) != line_calls()
+    assert line_grants(rules) != line_calls("second-hub")
+
+
+def test_umbrella_template_grants_the_same_line_rules():
+    plain = only(plain_manifests(), "Role")["rules"]
+    docs = render_umbrella_template("jhub", "gpu-hub")
+    role, binding = only(docs, "Role"), only(docs, "RoleBinding")
+    assert role["rules"] == plain
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "gpu-hub"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "hub", "namespace": "gpu-hub"}
+    ]

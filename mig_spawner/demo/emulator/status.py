@@ -115,4 +115,6 @@ def _cause_reason(message: str) -> str:
         return "FieldValueForbidden"
     if message.startswith("Unsupported value"):
         return "FieldValueNotSupported"
+    if message.startswith("Too long"):
+        return "FieldValueTooLong"
     return "FieldValueInvalid"

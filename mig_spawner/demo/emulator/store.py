@@ -236,6 +236,8 @@ class Store:
                     break
             meta["name"] = name
         validation.validate_metadata(obj, kind)
+        if plural == "configmaps":
+            validation.validate_configmap(obj)
         if (meta.get("namespace", ""), meta["name"]) in self.objects[plural]:
             raise already_exists(plural, meta["name"])
         for server_field in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion"):
@@ -292,6 +294,8 @@ class Store:
             validation.validate_metadata(new, kind)
             if plural == "pods":
                 validation.validate_pod_update(old, new)
+            if plural == "configmaps":
+                validation.validate_configmap(new)
         meta = new["metadata"]
         meta["resourceVersion"] = old["metadata"]["resourceVersion"]
         if new == old:

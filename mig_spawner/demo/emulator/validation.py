@@ -243,6 +243,40 @@ def validate_pod(pod: dict[str, Any]) -> None:
         raise invalid("Pod", name, errors)
 
 
+#: The most bytes a ConfigMap's data and binaryData may hold together (the API server's).
+CONFIGMAP_MAX_BYTES = 1024 * 1024
+_CONFIG_KEY_RE = re.compile(r"[-._a-zA-Z0-9]+")
+
+
+def validate_configmap(cm: dict[str, Any]) -> None:
+    """Keys of data/binaryData are config keys; the values together fit in 1 MiB."""
+    name = cm["metadata"].get("name", "")
+    errors = []
+    size = 0
+    for field in ("data", "binaryData"):
+        values = cm.get(field) or {}
+        if not isinstance(values, dict):
+            raise ApiError(400, f"{field} of the ConfigMap must be a map of strings")
+        for key, value in values.items():
+            if not isinstance(value, str):
+                raise ApiError(400, f"{field}.{key} of the ConfigMap must be a string")
+            if not _CONFIG_KEY_RE.fullmatch(key) or len(key) > 253:
+                errors.append(
+                    (
+                        f"{field}[{key}]",
+                        f'Invalid value: "{key}": a valid config key must consist of '
+                        "alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or "
+                        "'KEY_NAME',  or 'key-name', regex used for validation is "
+                        "'[-._a-zA-Z0-9]+')",
+                    )
+                )
+            size += len(key) + len(value.encode("utf-8"))
+    if size > CONFIGMAP_MAX_BYTES:
+        errors.append(("[]", f"Too long: may not be more than {CONFIGMAP_MAX_BYTES} bytes"))
+    if errors:
+        raise invalid("ConfigMap", name, errors)
+
+
 def validate_pod_update(old: dict[str, Any], new: dict[str, Any]) -> None:
     """Only images, activeDeadlineSeconds and added tolerations may change in a pod's spec."""
 

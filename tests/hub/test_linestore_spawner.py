@@ -1,0 +1,61 @@
+"""hub/linestore.py with a real MIGSpawner in a real hub: its settings (namespace, hub_id,
+``line_restart_grace``, API server) reach the store, and the spawn form shows the restart
+message for a kept place. The line object is line-core's (``spawner.waiting_line()``);
+here the contract's test double stands in for it."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from jupyterhub.tests.utils import get_page
+from test_linestore import NAME, Line, document
+
+from mig_spawner import MIGSpawner
+from mig_spawner.core.linedoc import KeptPlace
+from mig_spawner.hub import linestore
+
+MESSAGE = "the hub restarted: your place (#2) is kept for 10 min - press Start"
+
+
+async def test_attach_with_a_real_spawners_settings(hub):
+    app, cluster = await hub(line_restart_grace=120.0)
+    spawner = app.users["carol"].spawner
+    settings = linestore.settings_of(spawner)
+    assert settings["grace"] == 120.0 and settings["namespace"] == "jhub"
+    assert settings["hub_id"] == "jupyterhub"
+    line = Line()
+    store = await linestore.attach(line, **settings)
+    doc = document(2)
+    line.changed(doc)
+    assert await store.flush(10)
+    await store.close()  # closes its own API client too
+    assert json.loads(cluster.store.find("configmaps", "jhub", NAME)["data"]["line.json"]) == doc
+
+    again = Line()
+    before = time.time()
+    store = await linestore.attach(again, **linestore.settings_of(spawner))
+    assert len(again.kept) == 2
+    assert all(before + 120 <= k.until <= time.time() + 120 for k in again.kept.values())
+    await store.close()
+
+
+async def test_the_form_shows_the_restart_message_for_a_kept_place(hub, monkeypatch):
+    app, _cluster = await hub()
+    line = Line()
+    monkeypatch.setattr(MIGSpawner, "waiting_line", lambda self: line, raising=False)
+    carol = app.users["carol"].spawner
+    key = f"{carol.namespace}/{carol.pod_name}"
+    cookies = await app.login_user("carol")
+
+    page = (await get_page("spawn", app, cookies=cookies)).text
+    assert 'id="mig-restart-notice"' not in page and "hub restarted" not in page
+
+    line.kept[key] = KeptPlace(time.time() - 300, 2, time.time() + 599.5, "notebook")
+    line.kept["jhub/jupyter-dave"] = KeptPlace(time.time(), 1, time.time() + 600, "notebook")
+    page = (await get_page("spawn", app, cookies=cookies)).text
+    assert MESSAGE in page and page.count("hub restarted") == 1  # carol's, not dave's
+
+    line.kept[key] = KeptPlace(time.time() - 900, 2, time.time() - 1, "notebook")  # expired
+    page = (await get_page("spawn", app, cookies=cookies)).text
+    assert "hub restarted" not in page
