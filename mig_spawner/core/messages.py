@@ -257,3 +257,13 @@ def line_restarted(position: int, grace_seconds: float) -> str:
         f"the hub restarted: your place (#{position}) is kept for {duration(grace_seconds)}"
         " - press Start"
     )
+
+
+def over_quota_while_full(tier: Tier, team: str | None, check: QuotaCheck) -> str:
+    """Every slice is taken and the quota would refuse one anyway: no point in waiting."""
+    owner = quota_owner(team, check.unit)
+    return (
+        f"{tier.display_name!r} needs {amount(check.unit, check.needed)}; {owner} has"
+        f" {_usage(check)}, so waiting in line for a slice would not help. Try again when"
+        f" your team's use goes down, or ask {ADMIN} for a larger quota."
+    )

@@ -19,7 +19,7 @@ from kubespawner import KubeSpawner
 from traitlets import CaselessStrEnum, Dict, Float, Integer, List, Unicode, default
 
 from ..core import admission, messages
-from ..core.claim import RECORD_KEY, Claim, grant_record
+from ..core.claim import MOVES, RECORD_KEY, REFUSED, Claim, grant_record
 from ..core.form import build_profile_list, tier_profiles
 from ..core.options import OptionsError, parse_options
 from ..core.pods import Trust
@@ -259,6 +259,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
                 known=known,
                 problem="" if known else messages.availability_unknown(),
                 own=own,
+                waiting=self.waiting_line().lengths(),
             )
         return self._get_initialized_profile_list(profiles)
 
@@ -401,8 +402,11 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         """A refusal to raise; the claim ends refused. ``counted``: a hub fault, which
         JupyterHub's failure counter may count (config); a refusal of the user is not
         (:mod:`.hubcompat` keeps it out of the count)."""
-        if self.claim is not None and not self.claim.ended:
-            self._end(self.claim.refuse(message, now=time.time()))
+        claim = self.claim
+        if claim is not None and not claim.ended and REFUSED in MOVES[claim.state]:
+            self._end(claim.refuse(message, now=time.time()))
+        elif claim is not None and not claim.ended:  # decided in line, refused after
+            self._release(message)
         if counted:
             return refusal(message, reason=reason, status=status)
         return refused(self, message, reason=reason, status=status)

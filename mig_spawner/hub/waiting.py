@@ -4,7 +4,8 @@ One :class:`WaitingLine` per :class:`~mig_spawner.hub.watch.ClusterView` (so per
 loop and API server), reached as ``spawner.waiting_line()``. The order and positions are
 the pure :class:`mig_spawner.core.waitline.Line`'s.
 
-How a start goes through it (``MIGSpawner.run_pre_spawn_hook`` calls :func:`decide_first`:
+How a start goes through it (``MIGSpawner.run_pre_spawn_hook`` calls
+:func:`mig_spawner.hub.waitstart.decide_first`:
 JupyterHub awaits that hook *before* it applies ``start_timeout`` to ``start()``, so the
 wait is bounded by the tier's ``max_wait`` alone, and no pod exists while it waits):
 
@@ -15,9 +16,10 @@ wait is bounded by the tier's ``max_wait`` alone, and no pod exists while it wai
    admitted only through the pass, behind everyone ahead of it, so it never takes a slice
    a waiting spawn ahead of it can use;
 3. admitted: the spawn leaves the line with its slice reserved, and ``load_user_options``
-   reuses that decision (:func:`admitted_early`); refused by the quota (or anything but
+   reuses that decision (``waitstart.admitted_early``); refused by the quota (or anything but
    capacity): refused at once with the decision's message; refused for capacity with
-   the tier's ``max_wait`` at 0: refused at once, as without a line;
+   the tier's ``max_wait`` at 0, or with the quota used up so that no freed slice
+   could help: refused at once;
 4. else it waits; a pass runs again on every watch event that may free room (a pod gone
    or finished, a node added or changed, a relist) and on every reservation a spawner
    gives back, coalesced to one pass per loop iteration;
@@ -176,6 +178,8 @@ class WaitingLine:
             return None
         position = self.line.position(key) or 1
         tier = wait.policy.tier(place.tier)
+        if tier is None:  # the tier left the policy: the next pass refuses it
+            return None
         requested = wait.decision.requested if wait.decision is not None else None
         return messages.in_line(position, tier, requested, self._eta(place, position))
 

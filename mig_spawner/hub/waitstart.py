@@ -76,6 +76,12 @@ async def _decide_first(spawner, line: WaitingLine) -> None:
             if tier.max_wait <= 0:  # refused at once, as without a line
                 line.leave(key, None)
                 return _refuse(spawner, wait.decision, record=True)
+            check = wait.decision.quota if wait.decision is not None else None
+            if check is not None and not check.ok:  # the quota would refuse it anyway
+                line.leave(key, None)
+                message = messages.over_quota_while_full(tier, wait.decision.team, check)
+                spawner._end(claim.refuse(message, wait.decision, now=time.time()))
+                raise spawner._refused(message, reason=admission.QUOTA, status=403)
             spawner.claim = claim.wait(messages.in_line(1, tier, None, None))
             wait.enqueued = True
             spawner.log.info(

@@ -162,6 +162,26 @@ async def test_quota_and_a_tier_that_does_not_wait_are_refused_at_once(plane_hub
     assert "quota" in r.json()["message"]
     assert time.monotonic() - started < 5
     assert len(line.line) == 0 and not pods_of(cluster, user="u2")
+    # the other slice taken too (a batch job): the quota would refuse any slice that
+    # frees, so the spawn is refused at once rather than left waiting for nothing
+    limits = {"nvidia.com/mig-1g.10gb": "1"}
+    batch = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "batch"},
+        "spec": {
+            "containers": [{"name": "job", "image": "busybox", "resources": {"limits": limits}}]
+        },
+    }
+    cluster.create_pod(batch, namespace="research")
+    view = app.users["u1"].spawners[""].cluster_view()
+    await until(lambda: "research/batch" in view.state.pods, what="the batch pod seen")
+    started = time.monotonic()
+    r = await spawn(app, "u3", {"tier": "notebook"})
+    assert r.status_code == 403, r.text
+    assert "waiting in line for a slice would not help" in r.json()["message"]
+    assert time.monotonic() - started < 5
+    assert len(line.line) == 0 and not pods_of(cluster, user="u3")
 
 
 async def test_a_tier_without_max_wait_is_refused_at_once_for_capacity(plane_hub):
@@ -173,3 +193,24 @@ async def test_a_tier_without_max_wait_is_refused_at_once_for_capacity(plane_hub
     assert "Try again when a server stops" in r.json()["message"]
     assert time.monotonic() - started < 5
     assert len(line_of(app).line) == 0 and not pods_of(cluster, user="u3")
+
+
+async def test_a_start_decides_once_before_start_and_keeps_that_decision(plane_hub, monkeypatch):
+    """run_pre_spawn_hook decides; KubeSpawner's load_user_options reuses that claim."""
+    from mig_spawner.core import admission
+
+    app, cluster = await line_hub(plane_hub)
+    calls = []
+    admit = admission.admit
+
+    def counting(request, policy, state, *, pod_key):
+        calls.append(pod_key)
+        return admit(request, policy, state, pod_key=pod_key)
+
+    monkeypatch.setattr(admission, "admit", counting)
+    await fill(app, users=("u1",))
+    assert calls == ["jhub/jupyter-u1"]
+    spawner = app.users["u1"].spawners[""]
+    assert spawner.claim.state == "bound" and spawner.claim.grant["slice"] == "1g.10gb"
+    (pod,) = pods_of(cluster, user="u1")
+    assert pod["metadata"]["annotations"]["mig-spawner/node"] == "h"
