@@ -89,9 +89,13 @@ def messages_of(events) -> list[str]:
     return [e.get("message", "") for e in events]
 
 
-async def test_positions_shown_updated_and_a_wait_longer_than_start_timeout(plane_hub):
-    """u3 and u4 wait past start_timeout (5 s); the stream says #1 / #2 and moves up; each
-    stop admits the head within seconds; both start without touching anything."""
+async def test_positions_shown_updated_and_a_wait_longer_than_start_timeout(plane_hub, monkeypatch):
+    """u3 and u4 wait past start_timeout (5 s); the stream says #1 / #2, again at each
+    heartbeat (1 s here, 30 s in a hub), and moves up; each stop admits the head within
+    seconds; both start without touching anything."""
+    from mig_spawner.hub import waiting
+
+    monkeypatch.setattr(waiting, "HEARTBEAT", 1.0)
     app, cluster = await line_hub(plane_hub, extra={"KubeSpawner": {"start_timeout": 5}})
     await fill(app)
     line = line_of(app)
@@ -108,10 +112,26 @@ async def test_positions_shown_updated_and_a_wait_longer_than_start_timeout(plan
     assert not pods_of(cluster, user="u3") and not pods_of(cluster, user="u4")  # no pod
     assert app.users["u3"].spawners[""].pending == "spawn"
     assert app.users["u3"].spawners[""].claim.state == "waiting"
+    # the same position again at each heartbeat while nothing changes
+    assert messages_of(events).count("#2 in line for 1g notebook (H100 80GB): time unknown") >= 3
 
+    gone = []  # when the hub applied the watch event of u1's pod leaving
+    view = app.users["u1"].spawners[""].cluster_view()
+    view.add_listener(
+        lambda kind, obj: (
+            gone.append(time.monotonic())
+            if kind == "pods" and "jhub/jupyter-u1" not in view.state.pods and not gone
+            else None
+        )
+    )
+    u3 = app.users["u3"].spawners[""]
     await stop(app, "u1")
+    await until(lambda: u3.claim.state != "waiting", what="u3 admitted")
+    admitted = time.monotonic()
     took = await until(lambda: bool(pods_of(cluster, user="u3")), what="u3's pod")
     assert took < 5, took  # the stop admits the head within seconds
+    assert gone and u3.claim.state in ("reserved", "pinned", "bound")
+    print(f"u3 admitted {1000 * (admitted - gone[0]):.0f} ms after the pod-deleted watch event")
     await wait_ready(app, "u3", timeout=90)
     await until(lambda: "#1 in line for 1g notebook (H100 80GB): time unknown"
                 in messages_of(events), what="u4 moved up")  # fmt: skip
