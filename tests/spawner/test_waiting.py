@@ -152,9 +152,21 @@ async def test_delete_while_waiting_creates_no_pod_and_leaves_the_line(plane_hub
     app, cluster = await line_hub(plane_hub)
     await fill(app)
     line = line_of(app)
+    docs: list[dict] = []
+    line.subscribe(docs.append)
     r = await spawn(app, "u3", {"tier": "notebook"})
     assert r.status_code == 202, r.text
     await until(lambda: "jhub/jupyter-u3" in line.line, what="in line")
+    # subscribers get the persisted document (line-store saves it)
+    (place,) = docs[-1]["places"]
+    assert (docs[-1]["version"], docs[-1]["hub"]) == (1, "jupyterhub")
+    assert (place["key"], place["user"], place["tier"], place["team"]) == (
+        "jhub/jupyter-u3",
+        "u3",
+        "notebook",
+        "vision",
+    )
+    assert place["position"] == 1 and abs(place["deadline"] - place["requested_at"] - 120) < 1e-3
     spawner = app.users["u3"].spawners[""]
     r = await api_request(app, "users", "u3", "server", method="delete")
     assert r.status_code in (202, 204), r.text
@@ -163,6 +175,10 @@ async def test_delete_while_waiting_creates_no_pod_and_leaves_the_line(plane_hub
     assert spawner.claim.state == "released"
     await stop(app, "u1")  # a freed slice admits nobody: u3 left
     await asyncio.sleep(2)
+    assert docs[-1]["places"] == []
+    # u1's session ended: its length joined the tier's history (the ETA's)
+    (held,) = line.history["notebook"]
+    assert 0 < held < 300 and docs[-1]["history"]["notebook"] == [held]
     assert not pods_of(cluster, user="u3")
     view = spawner.cluster_view()
     assert "jhub/jupyter-u3" not in view.state.reservations
