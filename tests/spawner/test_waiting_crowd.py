@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 
 import aiohttp
 import pytest
-from hub_harness import H100, count_reservations_in_flight, spawn_at_once
+from hub_harness import H100, count_reservations_in_flight
 from jupyterhub.tests.utils import auth_header, public_url, ujoin
 
 from mig_spawner.core import admission
@@ -81,7 +81,8 @@ async def test_a_crowd_waits_fairly_and_every_wait_ends(crowd, monkeypatch):
     longest = [0]
     line.subscribe(lambda doc: longest.__setitem__(0, max(longest[0], len(doc["places"]))))
 
-    results = await spawn_at_once(app, names, {"tier": "notebook"})
+    results, requests_in_flight = await post_all(app, names)
+    assert requests_in_flight > 1  # the POSTs were in flight together
     statuses = Counter(status for _, status, _ in results)
     assert set(statuses) <= {201, 202, 403}, results
     for _, status, body in results:
@@ -95,7 +96,8 @@ async def test_a_crowd_waits_fairly_and_every_wait_ends(crowd, monkeypatch):
     base = public_url(app, path="hub")
     deleted = 0
     deadline = time.monotonic() + (420 if plane == "emulator" else 240)
-    async with aiohttp.ClientSession(headers=headers) as http:
+    connector = aiohttp.TCPConnector(limit=50, force_close=True)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
 
         async def delete(user):
             async with http.delete(ujoin(base, "api", "users", user, "server")) as r:
@@ -131,6 +133,30 @@ async def test_a_crowd_waits_fairly_and_every_wait_ends(crowd, monkeypatch):
     view = app.users[names[0]].spawners[""].cluster_view()
     starting = {s.pod_key for n in names for s in [app.users[n].spawners[""]] if s.pending}
     assert set(view.state.reservations) <= starting
+
+
+async def post_all(app, users: list[str]) -> tuple[list[tuple[str, int, dict]], int]:
+    """POST every user's server at once over real HTTP; ``([(user, status, body)], the most
+    requests in flight together)``. A fresh connection per request, at most 50 open: with
+    reused keep-alive connections a loaded hub may close one under a request."""
+    headers = {**auth_header(app.db, "admin"), "Sec-Fetch-Mode": "cors"}
+    base = public_url(app, path="hub")
+    in_flight, most = 0, 0
+    connector = aiohttp.TCPConnector(limit=50, force_close=True)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
+
+        async def one(user):
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            try:
+                url = ujoin(base, "api", "users", user, "server")
+                async with http.post(url, json={"tier": "notebook"}) as r:
+                    return user, r.status, await r.json(content_type=None)
+            finally:
+                in_flight -= 1
+
+        return list(await asyncio.gather(*(one(u) for u in users))), most
 
 
 def check_capacity_and_quota(cluster, nodes: int) -> None:
