@@ -17,7 +17,8 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .admission import Decision, SpawnRequest, decide
+from . import messages
+from .admission import CAPACITY, Decision, SpawnRequest, decide
 from .cluster import ClusterState
 from .memo import VersionMemo, fingerprint
 from .policy import Policy, Tier
@@ -35,7 +36,9 @@ def _quota_line(decision: Decision) -> str:
     return f"{who}: {describe_usage(decision.quota)}"
 
 
-def _tier_view(tier: Tier, decision: Decision, state: ClusterState, known: bool) -> dict:
+def _tier_view(
+    tier: Tier, decision: Decision, state: ClusterState, known: bool, waiting: int = 0
+) -> dict:
     rows = [(c.slice_type, c.free, c.total) for c in decision.chain]  # the chain it walked
     view: dict[str, Any] = {
         "known": known,
@@ -45,6 +48,7 @@ def _tier_view(tier: Tier, decision: Decision, state: ClusterState, known: bool)
         "quota": _quota_line(decision),
         "disabled": False,
         "reason": "",
+        "waiting": waiting,  # spawns waiting in line for this tier
         "chain": [
             {"label": kind.label, "free": free, "total": total} for kind, free, total in rows
         ],
@@ -58,9 +62,16 @@ def _tier_view(tier: Tier, decision: Decision, state: ClusterState, known: bool)
         view["available"] = f"{free} of {total} free"
         if free == 0 and decision.admitted and decision.granted is not None:
             view["fallback_note"] = f"none free: starts on {decision.granted.label}"
+    if waiting:
+        view["available"] += f" · {waiting} waiting"
     if not known:
         view["available"] = "availability unknown"
         view["fallback_note"] = ""
+    elif not decision.admitted and decision.code == CAPACITY and tier.max_wait > 0:
+        place = f"#{waiting + 1} in line" if waiting else "first in line"
+        view["fallback_note"] = (
+            f"none free: you wait {place}, up to {messages.duration(tier.max_wait)}"
+        )
     elif not decision.admitted:
         view["disabled"] = True
         view["reason"] = decision.message
@@ -89,8 +100,12 @@ def build_profile_list(
     known: bool = True,
     problem: str = "",
     own: Sequence[Mapping[str, Any]] = (),
+    waiting: Mapping[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """The form's profile_list for ``user``: :func:`tier_profiles` plus live figures.
+
+    ``waiting``: tier -> spawns waiting in line for it (the hub's line); a tier full for
+    capacity with a ``max_wait`` stays selectable (the start waits in line).
 
     Every profile gets ``"mig"``: for a CPU profile ``{"gpu": False}``; for one that needs
     a GPU, the figures of its tier (with the default choice). A choice that asks for a
@@ -98,16 +113,20 @@ def build_profile_list(
     """
     groups = tuple(sorted(groups))
     view = state.snapshot()  # every tier's figures from one consistent view
+    waiting = {tier: n for tier, n in (waiting or {}).items() if n}
     key = (policy, user, groups, known, problem, fingerprint(own, ordered=True))
+    key += (tuple(sorted(waiting.items())),)
 
     def compute():
-        return _profile_list(policy, view, user, groups, known, problem, own)
+        return _profile_list(policy, view, user, groups, known, problem, own, waiting)
 
     profiles = _FORMS.get(view.key, key, compute)
     return copy.deepcopy(profiles)  # KubeSpawner initialises profiles in place
 
 
-def _profile_list(policy, state, user, groups, known, problem, own) -> list[dict[str, Any]]:
+def _profile_list(
+    policy, state, user, groups, known, problem, own, waiting
+) -> list[dict[str, Any]]:
     """One decision per tier; per-team figures from that decision's ``per_team``."""
     profiles = tier_profiles(policy, groups, own)
     views: dict[tuple[str, str | None], tuple[Decision, dict]] = {}
@@ -121,7 +140,7 @@ def _profile_list(policy, state, user, groups, known, problem, own) -> list[dict
             if decision is None:
                 request = SpawnRequest(user=user, tier=slug, groups=groups, team=team)
                 decision = decide(request, policy, state)
-            view = _tier_view(policy.tiers[slug], decision, state, known)
+            view = _tier_view(policy.tiers[slug], decision, state, known, waiting.get(slug, 0))
             view["gpu"] = True
             if not known and problem:
                 view["reason"] = problem
@@ -172,6 +191,7 @@ def live_figures(profiles: list[dict[str, Any]]) -> dict[str, Any]:
             k: view.get(k, "") for k in ("gives", "available", "fallback_note", "quota", "reason")
         }
         figures["gpu"] = bool(view.get("gpu"))
+        figures["waiting"] = int(view.get("waiting") or 0)
         figures["disabled"] = bool(view.get("disabled"))
         figures["chain"] = view.get("chain", [])
         options = profile.get("profile_options") or {}

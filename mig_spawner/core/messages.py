@@ -214,3 +214,56 @@ def availability_unknown() -> str:
 def nothing_can_start() -> str:
     """The form's reason for a disabled Start button."""
     return "Nothing can start right now: each option above says why."
+
+
+# ---------------------------------------------------------------------- the waiting line
+
+
+def duration(seconds: float) -> str:
+    """'40 s', '6 min', '1 h 5 min': what a person reads, rounded to the minute above 1 min."""
+    seconds = max(float(seconds), 0.0)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def slice_short(kind) -> str:
+    """'1g' for 1g.10gb, 'whole-GPU' for a whole GPU (None: 'GPU')."""
+    if kind is None:
+        return "GPU"
+    return "whole-GPU" if kind.is_whole_gpu else kind.profile.split(".")[0]
+
+
+def in_line(position: int, tier: Tier, requested, eta_seconds: float | None) -> str:
+    """'#2 in line for 1g notebook (H100 80GB): about 6 min' / '...: time unknown'."""
+    gpu = f" ({requested.gpu_name})" if requested is not None else ""
+    when = "time unknown" if eta_seconds is None else f"about {duration(eta_seconds)}"
+    return f"#{position} in line for {tier.display_name}{gpu}: {when}"
+
+
+def line_timeout(waited_seconds: float, position: int | None, requested) -> str:
+    """'waited 30 min, #2 in line; no 1g slice freed'."""
+    where = f", #{position} in line" if position else ""
+    return f"waited {duration(waited_seconds)}{where}; no {slice_short(requested)} slice freed"
+
+
+def line_restarted(position: int, grace_seconds: float) -> str:
+    """'the hub restarted: your place (#2) is kept for 10 min - press Start'."""
+    return (
+        f"the hub restarted: your place (#{position}) is kept for {duration(grace_seconds)}"
+        " - press Start"
+    )
+
+
+def over_quota_while_full(tier: Tier, team: str | None, check: QuotaCheck) -> str:
+    """Every slice is taken and the quota would refuse one anyway: no point in waiting."""
+    owner = quota_owner(team, check.unit)
+    return (
+        f"{tier.display_name!r} needs {amount(check.unit, check.needed)}; {owner} has"
+        f" {_usage(check)}, so waiting in line for a slice would not help. Try again when"
+        f" your team's use goes down, or ask {ADMIN} for a larger quota."
+    )

@@ -14,7 +14,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import (
@@ -118,6 +118,9 @@ class PodInfo:
     uid: str = ""  # metadata.uid: tells two pods of the same name apart
     requested_profile: str = ""  # what the tier asked for ("" if not a mig-spawner pod)
     pinned: str | None = None  # the node the hub pinned it to (required node affinity)
+    #: metadata.creationTimestamp as the API wrote it (RFC 3339): the waiting line's ETA
+    #: reads running servers' ages from it
+    created: str = field(default="", compare=False)
 
     @property
     def managed(self) -> bool:
@@ -311,6 +314,7 @@ def parse_pod(obj: Any, trust: Trust | None, catalog: Catalog) -> PodInfo:
         server_name=_text(annotations.get(SERVER_NAME_ANNOTATION)),
         uid=meta["uid"] if isinstance(meta.get("uid"), str) else "",
         requested_profile=_text(annotations.get(REQUESTED_ANNOTATION)),
+        created=_text(meta.get("creationTimestamp")),
         **fields,
     )
 

@@ -37,7 +37,10 @@ TIER_KEYS = (
     "node_selector",
     "tolerations",
     "kubespawner_override",
+    "max_wait",
 )
+#: ``MIGSpawner.max_wait_cap``'s default: no tier waits longer than an hour
+DEFAULT_MAX_WAIT_CAP = 3600.0
 #: Overrides a tier may not carry: the GPU request and placement are mig-spawner's to set.
 FORBIDDEN_OVERRIDES = frozenset(
     {"extra_resource_limits", "extra_resource_guarantees", "node_selector", "tolerations"}
@@ -74,6 +77,8 @@ class Tier:
     kubespawner_override: Mapping[str, Any] = field(default_factory=dict)
     #: ``fallback_chains[slug]``: profile names in the admin's order, or None for the default.
     chain: tuple[str, ...] | None = None
+    #: seconds a spawn refused for capacity waits in line (0: refused at once)
+    max_wait: float = 0
 
     def visible_to(self, groups: frozenset[str] | set[str] | tuple[str, ...]) -> bool:
         return not self.groups or bool(self.groups.intersection(groups))
@@ -107,6 +112,8 @@ class Policy:
     team_quotas: Mapping[str, Quota] = field(default_factory=dict)
     default_quota: Quota = field(default_factory=Quota)
     charge: str = "granted"
+    #: no tier's ``max_wait`` may exceed it (``MIGSpawner.max_wait_cap``)
+    max_wait_cap: float = DEFAULT_MAX_WAIT_CAP
 
     def tier(self, slug: str) -> Tier | None:
         return self.tiers.get(slug)
@@ -145,6 +152,7 @@ def _fingerprint(value: Any) -> str:
                 "team_quotas": [(k, plain(q)) for k, q in v.team_quotas.items()],
                 "default_quota": plain(v.default_quota),
                 "charge": v.charge,
+                "max_wait_cap": v.max_wait_cap,
             }
         if isinstance(v, Tier | Quota):
             return {f.name: plain(getattr(v, f.name)) for f in fields(v)}
@@ -297,6 +305,7 @@ def _tier(slug: Any, data: Any, chain: tuple[str, ...] | None) -> Tier:
         tolerations=_tolerations(f"{where}.tolerations", data.get("tolerations", [])),
         kubespawner_override=dict(override),
         chain=chain,
+        max_wait=_number(f"{where}.max_wait", data.get("max_wait", 0)),
     )
 
 
@@ -376,6 +385,7 @@ def build_policy(
     team_quotas: Mapping[str, Any] | None = None,
     default_quota: Mapping[str, Any] | None = None,
     charge: str = "granted",
+    max_wait_cap: float = DEFAULT_MAX_WAIT_CAP,
 ) -> Policy:
     """Validate the admin's settings and return an immutable :class:`Policy`.
 
@@ -422,6 +432,13 @@ def build_policy(
         team: _quota(f"MIGSpawner.team_quotas[{team!r}]", teams[team], TEAM_QUOTA_KEYS)
         for team in _in_order("MIGSpawner.team_quotas", teams, "team")
     }
+    cap = _number("MIGSpawner.max_wait_cap", max_wait_cap)
+    for tier in built.values():
+        if tier.max_wait > cap:
+            raise ConfigError(
+                f"MIGSpawner.tiers[{tier.slug!r}].max_wait ({tier.max_wait:g} s) is above"
+                f" MIGSpawner.max_wait_cap ({cap:g} s): lower the tier's or raise the cap"
+            )
     if charge not in CHARGE_MODES:
         raise ConfigError(f"MIGSpawner.charge must be 'granted' or 'requested', not {charge!r}")
     return Policy(
@@ -429,6 +446,7 @@ def build_policy(
         team_quotas=quotas,
         default_quota=_quota("MIGSpawner.default_quota", default_quota),
         charge=charge,
+        max_wait_cap=cap,
     )
 
 
@@ -441,6 +459,7 @@ POLICY_SETTINGS: dict[str, Any] = {
     "team_quotas": {},
     "default_quota": {},
     "charge": "granted",
+    "max_wait_cap": DEFAULT_MAX_WAIT_CAP,
 }
 
 

@@ -175,6 +175,16 @@ class ClusterCollector:
         reservations.add_metric([], len(state.reservations))
         yield reservations
 
+        waiting = GaugeMetricFamily(
+            PREFIX + "line_length",
+            "Spawns waiting in line for a slice, per tier (hub/waiting.py).",
+            labels=["tier"],
+        )
+        lengths = view.waiting_line.lengths() if view.waiting_line is not None else {}
+        for tier in policy.tiers:
+            waiting.add_metric([tier], lengths.get(tier, 0))
+        yield waiting
+
 
 class HubMetrics:
     """mig-spawner's series of one hub: decision counters and the cluster collector.
@@ -197,7 +207,27 @@ class HubMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=None,
         )
+        self.line_wait_seconds = Histogram(
+            PREFIX + "line_wait_seconds",
+            "Seconds a spawn waited in line, by tier and outcome (admitted, cancelled,"
+            " timed_out, refused).",
+            ["tier", "outcome"],
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600),
+            registry=None,
+        )
+        self.line_ended = Counter(
+            PREFIX + "line_ended",
+            "Waits in line that ended, by tier and outcome (admitted, cancelled: stopped or"
+            " abandoned, timed_out: max_wait ran out, refused: the quota at admission).",
+            ["tier", "outcome"],
+            registry=None,
+        )
         self.collector = ClusterCollector(source)
+
+    def line_left(self, tier: str, outcome: str, seconds: float) -> None:
+        """One wait in line ended (hub/waiting.py)."""
+        self.line_wait_seconds.labels(tier, outcome).observe(seconds)
+        self.line_ended.labels(tier, outcome).inc()
 
     def record(
         self,
@@ -217,12 +247,21 @@ class HubMetrics:
         self.decision_seconds.observe(seconds)
         (logger or log).info(decision_line(decision, user=user, server=server, seconds=seconds))
 
+    def _collectors(self) -> tuple:
+        return (
+            self.decisions,
+            self.decision_seconds,
+            self.line_wait_seconds,
+            self.line_ended,
+            self.collector,
+        )
+
     def register(self, registry: CollectorRegistry) -> None:
-        for collector in (self.decisions, self.decision_seconds, self.collector):
+        for collector in self._collectors():
             registry.register(collector)
 
     def unregister(self, registry: CollectorRegistry) -> None:
-        for collector in (self.decisions, self.decision_seconds, self.collector):
+        for collector in self._collectors():
             registry.unregister(collector)
 
 

@@ -24,6 +24,7 @@ from ..core import messages
 from ..core.claim import BOUND, DECIDED, MOVES, PINNED
 from ..core.placement import pinned_terms
 from ..core.pods import hub_marks
+from . import waiting
 
 ANNOTATION_PREFIX = "mig-spawner/"
 
@@ -308,7 +309,11 @@ class PlacementMixin:
     async def progress(self):
         """Our decision first (the slice, and on a fallback why); then every line, which the
         progress page shows as its headline, names the slice and that reason. The claim is
-        read at each event: the page may ask for progress before start() has decided."""
+        read at each event: the page may ask for progress before start() has decided.
+        While the start waits in line, only the line's messages (hub/waiting.py): a pod
+        event then would be an earlier pod's of the same name."""
+        async for event in waiting.progress(self):
+            yield event
         label, told = None, 0
         async for event in super().progress():
             claim = self.claim

@@ -19,16 +19,16 @@ from kubespawner import KubeSpawner
 from traitlets import CaselessStrEnum, Dict, Float, Integer, List, Unicode, default
 
 from ..core import admission, messages
-from ..core.claim import RECORD_KEY, Claim, grant_record
+from ..core.claim import MOVES, RECORD_KEY, REFUSED, Claim, grant_record
 from ..core.form import build_profile_list, tier_profiles
 from ..core.options import OptionsError, parse_options
 from ..core.pods import Trust
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
-from . import demand, linestore, metrics
+from . import demand, linestore, metrics, waiting, waitstart
 from .formpage import render_form
 from .hubcompat import SpawnException
 from .placing import PlacementMixin
-from .refusals import STATUS, refusal, refused
+from .refusals import refusal, refused
 from .watch import ClusterView, gc_freeze_trait
 
 #: the key under which get_state saves the claim
@@ -75,6 +75,10 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
           some nodes, e.g. a dedicated pool; applied to the pod too.
         - ``kubespawner_override`` (dict): other KubeSpawner settings for this tier
           (image, cpu_limit, ...). It may not set the GPU request or placement.
+        - ``max_wait`` (seconds, default 0): when every slice the tier could use is taken
+          (the quota allows it), wait in line up to this long instead of being refused;
+          0 refuses at once. Off by default: waiting spawns count toward JupyterHub's
+          ``concurrent_spawn_limit``, so raise that first (see ``max_wait_cap``).
 
         A tier resolves against the GPUs present: "1g, >= 10 GB" is 1g.10gb on an H100,
         1g.18gb on an H200. Whole non-MIG GPUs count as 7g. Check a configuration with
@@ -201,6 +205,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
     )
     demand_log_file = demand.log_file_trait()
     line_restart_grace = linestore.restart_grace_trait()
+    max_wait_cap = waiting.max_wait_cap_trait()
 
     service_name = Unicode(
         "mig",
@@ -255,6 +260,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
                 known=known,
                 problem="" if known else messages.availability_unknown(),
                 own=own,
+                waiting=self.waiting_line().lengths(),
             )
         return self._get_initialized_profile_list(profiles)
 
@@ -285,6 +291,10 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
             view.start()
             views[key] = view
         return view
+
+    def waiting_line(self) -> waiting.WaitingLine:
+        """The hub-wide waiting line of this spawner's cluster view (hub/waiting.py)."""
+        return waiting.line_of(self)
 
     @classmethod
     async def stop_cluster_views(cls) -> None:
@@ -325,19 +335,29 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
     def pod_key(self) -> str:
         return f"{self.namespace}/{self.pod_name}"
 
+    async def run_pre_spawn_hook(self):
+        """Decide (waiting in line while the tier is full) before JupyterHub's
+        ``start_timeout`` starts; then the admin's own ``pre_spawn_hook``."""
+        if self.tiers:
+            await waitstart.decide_first(self)
+        return await maybe_future(super().run_pre_spawn_hook())
+
     async def load_user_options(self):
-        """Validate the request, apply the profile, then decide and reserve -- before any pod."""
+        """Validate the request, apply the profile, then decide and reserve -- before any pod
+        (a start decided in the waiting line keeps that decision: hub/waiting.py)."""
         if not self.tiers:  # no tiers: KubeSpawner, unchanged
             return await super().load_user_options()
-        previous = self.claim
-        self._release("a new start")  # an earlier start's claim, if it is still held
-        now = time.time()
-        if previous is not None and self.avoid_nodes and previous.requested_at is not None:
-            now = previous.requested_at  # a start retried elsewhere: the same demand
-        claim = Claim.request_for(
-            self.pod_key, self.user.name, self.name, self.user_options, now=now
-        )
-        self.claim = claim
+        claim = early = waitstart.admitted_early(self)
+        if early is None:
+            previous = self.claim
+            self._release("a new start")  # an earlier start's claim, if it is still held
+            now = time.time()
+            if previous is not None and self.avoid_nodes and previous.requested_at is not None:
+                now = previous.requested_at  # a start retried elsewhere: the same demand
+            claim = Claim.request_for(
+                self.pod_key, self.user.name, self.name, self.user_options, now=now
+            )
+            self.claim = claim
         try:
             policy = self.policy
             profiles = await self.offered_profiles(policy)
@@ -369,41 +389,13 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
             self.log.info("Starting %s on CPU profile %s", self._log_name, options.profile)
             self.claim = claim.decide(grant_record(options.profile), now=time.time())
         else:
-            decision = await self._admit(policy, options)
-            tier_name = policy.tiers[decision.tier].display_name
-            record = grant_record(options.profile, decision, tier_name)
-            self.claim = claim.decide(record, decision, now=time.time()).reserve()
+            decision = early.decision if early else await waitstart.admit_now(self, policy, options)
+            if early is None:
+                tier_name = policy.tiers[decision.tier].display_name
+                record = grant_record(options.profile, decision, tier_name)
+                self.claim = claim.decide(record, decision, now=time.time()).reserve()
             self._apply_decision(decision, self.cluster_view())
         self.environment = {**self.environment, **self.claim.environment()}
-
-    async def _admit(self, policy: Policy, options) -> admission.Decision:
-        view = self.cluster_view()
-        if not await view.wait_known(self.cluster_sync_timeout):
-            self.log.warning("Refusing spawn: cluster state unknown (%s)", view.problem)
-            raise self._refused(
-                messages.availability_unknown(), reason="availability-unknown", status=503
-            )
-        request = admission.SpawnRequest(
-            user=self.user.name,
-            tier=options.tier,
-            groups=self._groups(),
-            team=options.team,
-            server_name=self.name,
-            avoid_nodes=frozenset(self.avoid_nodes),
-        )
-        started = time.perf_counter()
-        decision = admission.admit(request, policy, view.state, pod_key=self.pod_key)
-        elapsed = time.perf_counter() - started
-        # One line at info per decision (a refusal is an answer, not an error), no traceback.
-        self.hub_metrics.record(
-            decision, user=self.user.name, server=self.name, seconds=elapsed, logger=self.log
-        )
-        if not decision.admitted:
-            self._end(self.claim.refuse(decision.message, decision, now=time.time()))
-            raise self._refused(
-                decision.message, reason=decision.code, status=STATUS[decision.code]
-            )
-        return decision
 
     def _refused(
         self, message: str, *, reason: str, status: int, counted: bool = False
@@ -411,8 +403,11 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         """A refusal to raise; the claim ends refused. ``counted``: a hub fault, which
         JupyterHub's failure counter may count (config); a refusal of the user is not
         (:mod:`.hubcompat` keeps it out of the count)."""
-        if self.claim is not None and not self.claim.ended:
-            self._end(self.claim.refuse(message, now=time.time()))
+        claim = self.claim
+        if claim is not None and not claim.ended and REFUSED in MOVES[claim.state]:
+            self._end(claim.refuse(message, now=time.time()))
+        elif claim is not None and not claim.ended:  # decided in line, refused after
+            self._release(message)
         if counted:
             return refusal(message, reason=reason, status=status)
         return refused(self, message, reason=reason, status=status)
@@ -471,6 +466,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         view = self._current_view()
         if view is not None and view.state.forget(self.pod_key):
             self.log.info("Released the reservation of %s (%s)", self._log_name, why)
+        waitstart.left(self, why)  # out of the line; room may have freed for its head
         if self.claim is not None and not self.claim.ended:
             released = self.claim.release(why, now=time.time())
             if demand_ends:
@@ -482,6 +478,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         """``claim`` just ended (refused or released): hold it, and record its demand."""
         self.claim = claim
         demand.claim_ended(self, claim)
+        waitstart.claim_ended(self, claim)  # a session's length: the line's ETA history
 
     def _current_view(self) -> ClusterView | None:
         try:

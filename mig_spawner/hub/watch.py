@@ -220,12 +220,19 @@ class ClusterView:
         self._tasks: list[asyncio.Task] = []
         #: pod key -> the event a starting spawn waits on (hub/placing.py)
         self._placement_waiters: dict[str, asyncio.Event] = {}
+        #: called as ``listener(kind, obj)`` after every applied watch event (obj None: a
+        #: relist): the waiting line passes again when room may have freed
+        self._listeners: list[Callable[[str, Any], None]] = []
+        #: the hub's waiting line on this view (hub/waiting.py makes it on first use)
+        self.waiting_line: Any = None
 
     def start(self) -> None:
         if not self._tasks:
             self._tasks = [asyncio.ensure_future(feed.run(), loop=None) for feed in self._feeds]
 
     async def stop(self) -> None:
+        if self.waiting_line is not None:
+            await self.waiting_line.close()  # its last change is saved first
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -254,8 +261,17 @@ class ClusterView:
         else:
             self._placement_waiters[key] = event
 
+    def add_listener(self, listener: Callable[[str, Any], None]) -> None:
+        """Call ``listener(kind, obj)`` after every applied watch event or relist."""
+        self._listeners.append(listener)
+
     def touched(self, kind: str, obj: Any) -> None:
         """A watch event (``obj`` None: a relist) was applied: wake the spawns it concerns."""
+        for listener in self._listeners:
+            try:
+                listener(kind, obj)
+            except Exception:  # a listener's bug must not stop the watch
+                self.log.exception("A cluster view listener failed")
         waiters = self._placement_waiters
         if not waiters:
             return

@@ -174,3 +174,16 @@ def test_the_progress_label_names_the_slice_and_on_a_fallback_why():
     assert messages.progress_label(d.granted, d.candidates) == (
         "2g.10gb on A100 40GB (every 1g.10gb taken)"
     )
+
+
+def test_waiting_line_messages():
+    from mig_spawner.core.messages import duration, in_line, line_timeout
+    from mig_spawner.core.nodes import SliceType
+    from mig_spawner.core.policy import build_policy
+
+    tier = build_policy(tiers={"nb": {"display_name": "1g notebook"}}).tiers["nb"]
+    kind = SliceType("mixed", "NVIDIA-H100-80GB-HBM3", "1g.10gb", 1, 10)
+    assert in_line(2, tier, kind, 360.0) == "#2 in line for 1g notebook (H100 80GB): about 6 min"
+    assert in_line(1, tier, kind, None) == "#1 in line for 1g notebook (H100 80GB): time unknown"
+    assert line_timeout(1800, 2, kind) == "waited 30 min, #2 in line; no 1g slice freed"
+    assert [duration(s) for s in (12, 89, 3600, 3900)] == ["12 s", "1 min", "1 h", "1 h 5 min"]

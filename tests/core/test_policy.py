@@ -241,3 +241,26 @@ def test_bad_order_gets_a_specific_error(kwargs, fragments):
         build_policy(**kwargs)
     for fragment in fragments:
         assert fragment in str(err.value)
+
+
+# ---------------------------------------------------------------- the waiting line
+
+
+@pytest.mark.parametrize(
+    "tiers, cap, match",
+    [
+        ({"t": {"max_wait": -1}}, 3600, r"MIGSpawner.tiers\['t'\].max_wait must be >= 0"),
+        ({"t": {"max_wait": "10m"}}, 3600, r"MIGSpawner.tiers\['t'\].max_wait must be a number"),
+        ({"t": {"max_wait": 7200}}, 3600, r"max_wait \(7200 s\) is above MIGSpawner.max_wait_cap"),
+        ({"t": {}}, -5, r"MIGSpawner.max_wait_cap must be >= 0"),
+    ],
+)
+def test_max_wait_is_validated_with_a_located_error(tiers, cap, match):
+    with pytest.raises(ConfigError, match=match):
+        build_policy(tiers=tiers, max_wait_cap=cap)
+
+
+def test_max_wait_defaults_to_zero_and_the_cap_to_an_hour():
+    policy = build_policy(tiers={"t": {}, "w": {"max_wait": 3600}})
+    assert policy.tiers["t"].max_wait == 0 and policy.tiers["w"].max_wait == 3600
+    assert policy.max_wait_cap == 3600

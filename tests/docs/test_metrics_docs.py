@@ -42,7 +42,9 @@ def exported() -> dict[str, str]:
     view = _view()
     families = {f.name: f.type for f in metrics.ClusterCollector(lambda: (view, policy)).collect()}
     series = metrics.HubMetrics(lambda: None)
-    for metric in (series.decisions, series.decision_seconds):
+    for metric in series._collectors():
+        if metric is series.collector:
+            continue
         (family,) = metric.collect()
         families[family.name] = family.type
     return families
