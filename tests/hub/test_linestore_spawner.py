@@ -1,7 +1,6 @@
 """hub/linestore.py with a real MIGSpawner in a real hub: its settings (namespace, hub_id,
 ``line_restart_grace``, API server) reach the store, and the spawn form shows the restart
-message for a kept place. The line object is line-core's (``spawner.waiting_line()``);
-here the contract's test double stands in for it."""
+message for a kept place of the hub's own line (``spawner.waiting_line()``)."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ import time
 from jupyterhub.tests.utils import get_page
 from test_linestore import NAME, Line, document
 
-from mig_spawner import MIGSpawner
 from mig_spawner.core.linedoc import KeptPlace
 from mig_spawner.hub import linestore
 
@@ -40,11 +38,10 @@ async def test_attach_with_a_real_spawners_settings(hub):
     await store.close()
 
 
-async def test_the_form_shows_the_restart_message_for_a_kept_place(hub, monkeypatch):
+async def test_the_form_shows_the_restart_message_for_a_kept_place(hub):
     app, _cluster = await hub()
-    line = Line()
-    monkeypatch.setattr(MIGSpawner, "waiting_line", lambda self: line, raising=False)
     carol = app.users["carol"].spawner
+    line = carol.waiting_line()  # the hub's own line
     key = f"{carol.namespace}/{carol.pod_name}"
     cookies = await app.login_user("carol")
 
