@@ -223,6 +223,18 @@ class RealCluster:
         return True
 
 
+def _forget_waiting_lines(plane: ControlPlane) -> None:
+    """Delete the waiting lines earlier hubs saved (``mig-spawner-line-*`` ConfigMaps): a
+    hub reads them as the line of a hub that restarted. Done when a test's cluster starts,
+    since the previous hub saves its line when its watch stops, after that test's cleanup."""
+    for ns in (*TEST_NAMESPACES, "default"):
+        _status, body = plane.request("GET", f"/api/v1/namespaces/{ns}/configmaps")
+        for item in (body or {}).get("items") or []:
+            name = item["metadata"]["name"]
+            if name.startswith("mig-spawner-line-"):
+                plane.request("DELETE", f"/api/v1/namespaces/{ns}/configmaps/{name}")
+
+
 def _cleanup(plane: ControlPlane, node_names: list[str]) -> None:
     for ns in (*TEST_NAMESPACES, "default"):
         plane.request("DELETE", f"/api/v1/namespaces/{ns}/pods?gracePeriodSeconds=0")
@@ -251,6 +263,7 @@ def real_cluster(control_plane, tmp_path):
         spec: dict[str, Any], kubelet: str = "stub", timeout: float = 60, start_delay: float = 0
     ) -> RealCluster:
         spec = copy.deepcopy(spec)
+        _forget_waiting_lines(control_plane)
         path = tmp_path / f"cluster-{len(started)}.yaml"
         path.write_text(yaml.safe_dump(spec))
         log = open(tmp_path / f"agent-{len(started)}.log", "wb")  # noqa: SIM115

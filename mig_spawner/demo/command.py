@@ -39,6 +39,7 @@ TIERS = {
         "max_compute_slices": 3,
         "max_fallback_steps": 2,
         "default": True,
+        "max_wait": 600,  # when every slice it could use is taken: wait in line, 10 min
     },
     "training": {
         "display_name": "3g training",
