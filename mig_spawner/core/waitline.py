@@ -8,8 +8,15 @@ The order (:meth:`Line.order`) is a function of the places and ``running`` alone
 1. the team with fewer GPU servers running goes first (its members have less now, so a
    freed slice helps the team that has least; a team cannot starve another by queueing
    many requests);
-2. within a team, and between teams running as many, first come, first served: by
-   ``requested_at``, then by key (a stable tie-break).
+2. within a team, first come, first served: by ``requested_at``, then by key (a stable
+   tie-break);
+3. between the first-come places of teams running as many, the narrower tier first
+   (``narrowness``: how many slices the tier could use, :func:`mig_spawner.core.reach.narrowness`,
+   the rule that keeps narrow tiers servable), then first come, first served.
+
+The order is a merge of the teams' first-come queues: at each step the heads of the
+teams' queues compete by (running, narrowness, requested_at, key). With no narrowness
+known (or equal), that is simply: fewer running first, then first come, first served.
 
 The team is the one the spawn would be charged to (``""``: a user of the default quota;
 they count as one team here). One place per server: the key is the pod's
@@ -22,6 +29,7 @@ tier (what its user is told: ``#2 in line``).
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -83,9 +91,28 @@ def _seconds(value: Any, where: str) -> float:
     return float(value)
 
 
-def order_key(place: Place, running: Mapping[str, int]) -> tuple:
-    """Where ``place`` stands: fewer running in its team first, then FIFO, then key."""
-    return (running.get(place.team, 0), place.requested_at, place.key)
+def _merged(
+    places: Iterable[Place], running: Mapping[str, int], narrowness: Mapping[str, int]
+) -> list[Place]:
+    """Every team's queue first come, first served; the heads compete by
+    (running, narrowness, requested_at, key): O(n log n)."""
+    queues: dict[str, list[Place]] = {}
+    for place in sorted(places, key=lambda p: (p.requested_at, p.key)):
+        queues.setdefault(place.team, []).append(place)
+
+    def head_key(team: str, i: int) -> tuple:
+        p = queues[team][i]
+        return (running.get(team, 0), narrowness.get(p.tier, 0), p.requested_at, p.key, team, i)
+
+    heads = [head_key(team, 0) for team in queues]
+    heapq.heapify(heads)
+    out: list[Place] = []
+    while heads:
+        *_, team, i = heapq.heappop(heads)
+        out.append(queues[team][i])
+        if i + 1 < len(queues[team]):
+            heapq.heappush(heads, head_key(team, i + 1))
+    return out
 
 
 class Line:
@@ -95,6 +122,8 @@ class Line:
         self._places: dict[str, Place] = {}
         #: GPU servers running per team (the shell keeps it current)
         self.running: dict[str, int] = dict(running or {})
+        #: tier -> how many slices it could use (fewer: served first among equal teams)
+        self.narrowness: dict[str, int] = {}
         self._order: list[Place] | None = None  # cached order; None: recompute
         for place in places:
             self.add(place)
@@ -113,6 +142,12 @@ class Line:
         if place is not None:
             self._order = None
         return place
+
+    def set_narrowness(self, narrowness: Mapping[str, int]) -> None:
+        narrowness = dict(narrowness)
+        if narrowness != self.narrowness:
+            self.narrowness = narrowness
+            self._order = None
 
     def set_running(self, running: Mapping[str, int]) -> None:
         running = {team: n for team, n in running.items() if n}
@@ -138,8 +173,7 @@ class Line:
     def order(self) -> list[Place]:
         """Every place, in the order they are served (cached until the line changes)."""
         if self._order is None:
-            running = self.running
-            self._order = sorted(self._places.values(), key=lambda p: order_key(p, running))
+            self._order = _merged(self._places.values(), self.running, self.narrowness)
         return list(self._order)
 
     def positions(self) -> dict[str, int]:

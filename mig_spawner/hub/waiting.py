@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from traitlets import Float
 
-from ..core import admission, messages
+from ..core import admission, messages, reach
 from ..core.chains import tier_chain
 from ..core.claim import Claim
 from ..core.eta import eta_seconds
@@ -297,6 +297,9 @@ class WaitingLine:
             return
         self.passes += 1
         self.line.set_running(self._running())
+        policy = next((w.policy for w in self._waits.values()), None)
+        if policy is not None:  # the narrower tier first among teams running as many
+            self.line.set_narrowness(reach.narrowness(policy, self.view.state))
         full: dict[str, admission.Decision] = {}  # tier -> its capacity refusal
         changed = False
         for place in self.line.order():

@@ -27,29 +27,43 @@ TEAMS = ("", "vision", "nlp", "bio")
 TIERS = ("notebook", "training")
 
 
-def reference_order(places: dict[str, Place], running: dict[str, int]) -> list[str]:
-    """The order by its definition, by repeated selection (no sort key shared with Line)."""
+def reference_order(
+    places: dict[str, Place], running: dict[str, int], narrow: dict[str, int] | None = None
+) -> list[str]:
+    """The order by its definition, by repeated selection (no sort key shared with Line):
+    among the teams running fewest, each team's first-come place; of those, the narrowest
+    tier, then the first come, then the key."""
+    narrow = narrow or {}
     left = dict(places)
     out: list[str] = []
     while left:
         fewest = min(running.get(p.team, 0) for p in left.values())
-        group = [p for p in left.values() if running.get(p.team, 0) == fewest]
-        first = group[0]
-        for p in group[1:]:
-            if p.requested_at < first.requested_at or (
-                p.requested_at == first.requested_at and p.key < first.key
-            ):
-                first = p
-        out.append(first.key)
-        del left[first.key]
+        heads = []
+        for team in {p.team for p in left.values() if running.get(p.team, 0) == fewest}:
+            mine = [p for p in left.values() if p.team == team]
+            first = mine[0]
+            for p in mine[1:]:
+                if p.requested_at < first.requested_at or (
+                    p.requested_at == first.requested_at and p.key < first.key
+                ):
+                    first = p
+            heads.append(first)
+        best = heads[0]
+        for p in heads[1:]:
+            a = (narrow.get(p.tier, 0), p.requested_at, p.key)
+            b = (narrow.get(best.tier, 0), best.requested_at, best.key)
+            if a < b:
+                best = p
+        out.append(best.key)
+        del left[best.key]
     return out
 
 
-def reference_positions(places, running) -> dict[str, int]:
+def reference_positions(places, running, narrow=None) -> dict[str, int]:
     out = {}
     for tier in TIERS:
         n = 0
-        for key in reference_order(places, running):
+        for key in reference_order(places, running, narrow):
             if places[key].tier == tier:
                 n += 1
                 out[key] = n
@@ -73,6 +87,7 @@ ops_st = st.lists(
         st.tuples(st.just("join"), places_st),
         st.tuples(st.just("leave"), st.integers(0, 11)),
         st.tuples(st.just("running"), st.dictionaries(st.sampled_from(TEAMS), st.integers(0, 3))),
+        st.tuples(st.just("narrow"), st.dictionaries(st.sampled_from(TIERS), st.integers(1, 9))),
     ),
     max_size=40,
 )
@@ -84,6 +99,7 @@ def test_line_matches_reference(ops):
     line = Line()
     places: dict[str, Place] = {}
     running: dict[str, int] = {}
+    narrow: dict[str, int] = {}
     for op, arg in ops:
         if op == "join":
             earlier = line.add(arg)
@@ -92,16 +108,19 @@ def test_line_matches_reference(ops):
         elif op == "leave":
             key = f"ns/jupyter-u{arg}"
             assert line.remove(key) == places.pop(key, None)
+        elif op == "narrow":
+            narrow = dict(arg)
+            line.set_narrowness(narrow)
         else:
             running = dict(arg)
             line.set_running(running)
-        assert [p.key for p in line.order()] == reference_order(places, running)
-        assert line.positions() == reference_positions(places, running)
+        assert [p.key for p in line.order()] == reference_order(places, running, narrow)
+        assert line.positions() == reference_positions(places, running, narrow)
         assert len(line) == len(places)
         lengths = {t: sum(p.tier == t for p in places.values()) for t in TIERS}
         assert line.lengths() == {t: n for t, n in lengths.items() if n}
         for key in places:
-            assert line.position(key) == reference_positions(places, running)[key]
+            assert line.position(key) == reference_positions(places, running, narrow)[key]
     # FIFO within a team, whatever the running counts
     order = line.order()
     for team in TEAMS:
@@ -111,6 +130,7 @@ def test_line_matches_reference(ops):
     doc = json.loads(json.dumps(line.to_dict(hub="h", saved_at=9.0)))
     back = Line.from_dict(doc)
     back.set_running(running)
+    back.set_narrowness(narrow)
     assert back.order() == line.order()
     assert [e["position"] for e in doc["places"]] == [
         line.positions()[e["key"]] for e in doc["places"]
@@ -200,3 +220,23 @@ def test_history_keeps_the_newest():
         add_history(history, "nb", i)
     assert len(history["nb"]) == HISTORY_LIMIT
     assert history["nb"][-1] == HISTORY_LIMIT + 2 and history["nb"][0] == 3
+
+
+def place(key, *, team, tier, at):
+    return Place(key, key[3:], "", tier, team, (team,), at, 99.0)
+
+
+def test_between_teams_running_as_many_the_narrower_tier_goes_first():
+    """A freed slice that both could use serves the pool-only tier's place first, though the
+    open tier's place (another team) asked earlier; within a team, first come first."""
+    wide = place("ns/a", team="vision", tier="notebook", at=1.0)
+    narrow_ = place("ns/b", team="nlp", tier="training", at=2.0)
+    mate = place("ns/c", team="nlp", tier="notebook", at=0.5)  # nlp's first come
+    line = Line([wide, narrow_])
+    assert [p.key for p in line.order()] == ["ns/a", "ns/b"]  # no narrowness known: FIFO
+    line.set_narrowness({"notebook": 13, "training": 2})
+    assert [p.key for p in line.order()] == ["ns/b", "ns/a"]
+    line.add(mate)  # nlp's head is now its earlier notebook place: FIFO within nlp holds
+    assert [p.key for p in line.order()] == ["ns/c", "ns/b", "ns/a"]
+    line.set_running({"nlp": 1})  # fewer running first, before any narrowness
+    assert [p.key for p in line.order()] == ["ns/a", "ns/c", "ns/b"]
