@@ -225,6 +225,8 @@ class PlacementMixin:
                 continue  # an earlier attempt's pod (this start's, deleted)
             if event.get("reason") == "FailedScheduling" and (pod is None or not pod.node):
                 message = str(event.get("message") or "")[:300]
+                if _WAITS_FOR_VOLUMES in message:
+                    continue  # its volume claim binds in a moment: not its node's fault
                 return f"the scheduler cannot place it on {self.claim.node} ({message})"
         return None
 
@@ -334,6 +336,11 @@ class PlacementMixin:
 def _involved_uid(event: dict) -> str | None:
     return (event.get("involvedObject") or {}).get("uid") or None
 
+
+#: kube-scheduler's word for a pod whose PersistentVolumeClaim is not bound yet (Zero to
+#: JupyterHub's home volume, created just before the pod): it places the pod once the claim
+#: binds, on any node, so it says nothing against the reserved node.
+_WAITS_FOR_VOLUMES = "unbound immediate PersistentVolumeClaims"
 
 #: What a start computes from the admin's settings plus its decision.
 _DECIDED_TRAITS = (
