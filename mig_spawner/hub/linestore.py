@@ -47,6 +47,7 @@ from ..core.linedoc import (
     parse_configmap,
     rejected_data,
 )
+from .tasks import cancel_and_wait
 
 #: The Kubernetes API calls this module makes: (api group, resource, verb), on the one
 #: ConfigMap ``mig-spawner-line-<hub_id>`` in the hub's namespace.
@@ -346,8 +347,7 @@ class LineStore:
         await self.flush(timeout)
         self._closed = True
         if self._task is not None and not self._task.done():
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
         if self._close is not None:
             await self._close()
 

@@ -25,6 +25,7 @@ from ..core.claim import BOUND, DECIDED, MOVES, PINNED
 from ..core.placement import pinned_terms
 from ..core.pods import hub_marks
 from . import waiting
+from .tasks import cancel_and_wait
 
 ANNOTATION_PREFIX = "mig-spawner/"
 
@@ -194,11 +195,7 @@ class PlacementMixin:
                     if problem is None and claim.node:
                         problem = self._failed_scheduling()
                     if problem is not None:
-                        task.cancel()
-                        try:
-                            await task
-                        except (asyncio.CancelledError, Exception):
-                            pass
+                        await cancel_and_wait(task)  # one cancel may be lost (hub/tasks.py)
                         return problem
                     pod = view.state.pods.get(key) if view is not None else None
                     if watching is not None and (pod is None or pod.node):

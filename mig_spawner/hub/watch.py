@@ -29,6 +29,7 @@ from traitlets import Bool
 from ..core.catalog import default_catalog
 from ..core.cluster import ClusterState
 from ..core.pods import Trust
+from .tasks import cancel_and_wait
 
 #: Every Kubernetes API call mig-spawner adds to KubeSpawner's: (api group, resource, verb).
 #: The ClusterRole in helm-values/rbac grants exactly these; tests hold both to this list.
@@ -236,10 +237,7 @@ class ClusterView:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await cancel_and_wait(task)  # a watch's read may drop one cancel (hub/tasks.py)
         self._tasks = []
         if self._close is not None:
             close, self._close = self._close, None

@@ -212,26 +212,72 @@ async def test_with_no_node_left_the_spawn_fails_at_once_with_the_reason(plane_h
     assert not view.state.reservations and view.state.usage("vision", "bob").servers == 0
 
 
-async def test_a_node_cordoned_before_the_pod_binds_is_left_for_another(plane_hub):
-    spec = {"nodes": [h100("a", [["1g.10gb"] * 2]), h100("b", [["1g.10gb"] * 7])]}
+def cordon_b_first(clusters: list):
+    """A ``modify_pod_hook`` that cordons node b (of ``clusters[0]``) once the first pod is
+    pinned, and waits for the hub's view to see it: the decision chose b, the pod cannot
+    bind there."""
 
-    async def cordon_b_first(spawner, pod):
+    async def hook(spawner, pod):
         if pod.spec.node_selector is not None and not getattr(spawner, "_cordoned", False):
             spawner._cordoned = True
-            cluster.cordon("b")
+            clusters[0].cordon("b")
             view = spawner.cluster_view()
             await settle(view, lambda: not view.state.nodes["b"].usable)
         return pod
 
+    return hook
+
+
+async def test_a_node_cordoned_before_the_pod_binds_is_left_for_another(plane_hub):
+    spec = {"nodes": [h100("a", [["1g.10gb"] * 2]), h100("b", [["1g.10gb"] * 7])]}
+    clusters = []
     app, cluster = await plane_hub(
-        spec=spec, extra={"KubeSpawner": {"modify_pod_hook": cordon_b_first}}
+        spec=spec, extra={"KubeSpawner": {"modify_pod_hook": cordon_b_first(clusters)}}
     )
+    clusters.append(cluster)
     await spawn(app, "bob", {"tier": "notebook"})
     await wait_ready(app, "bob")
     spawner = app.users["bob"].spawners[""]
     (pod,) = pods_of(cluster, user="bob")
     assert pod["spec"]["nodeName"] == "a"
     assert any("node b is cordoned" in n for n in spawner.placement_notes), spawner.placement_notes
+
+
+async def test_a_cancel_lost_as_the_pod_create_returns_does_not_stall_the_move(
+    plane_hub, monkeypatch
+):
+    """Python 3.11's ``asyncio.wait_for`` drops a cancellation that arrives as the call it
+    wraps returns (CPython issue 86296), and KubeSpawner's pod create runs in one. The start
+    on cordoned b was cancelled at that moment, went on waiting for its pod to run, and
+    the move to a came only after ``start_timeout`` (a CI failure: "not ready after 30s").
+    Here the create drops the first cancel every time, as ``wait_for`` does now and then."""
+    from mig_spawner.hub.spawner import MIGSpawner
+
+    spec = {"nodes": [h100("a", [["1g.10gb"] * 2]), h100("b", [["1g.10gb"] * 7])]}
+    dropped = []
+    create = MIGSpawner._make_create_pod_request
+
+    async def create_dropping_a_cancel(self, pod, request_timeout):
+        created = await create(self, pod, request_timeout)
+        if self.claim is not None and self.claim.node == "b":
+            try:  # the move's cancel comes once the hub's view sees the pod on cordoned b
+                await asyncio.sleep(self.start_timeout)
+            except asyncio.CancelledError:
+                dropped.append(pod.metadata.name)  # what wait_for does with it
+        return created
+
+    monkeypatch.setattr(MIGSpawner, "_make_create_pod_request", create_dropping_a_cancel)
+    clusters = []
+    app, cluster = await plane_hub(
+        spec=spec, extra={"KubeSpawner": {"modify_pod_hook": cordon_b_first(clusters)}}
+    )
+    clusters.append(cluster)
+    spawner = app.users["bob"].spawners[""]
+    await spawn(app, "bob", {"tier": "notebook"})
+    await wait_ready(app, "bob", timeout=spawner.start_timeout / 2)
+    assert dropped == ["jupyter-bob"]
+    (pod,) = pods_of(cluster, user="bob")
+    assert pod["spec"]["nodeName"] == "a"
 
 
 async def test_a_node_gfd_has_not_labelled_is_never_granted_and_logged_once(plane_hub, caplog):
