@@ -8,6 +8,7 @@ of the new hub's line is saved back to the same ConfigMap.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -78,3 +79,37 @@ async def test_a_restarted_hub_keeps_a_waiting_place_for_its_re_request(hub):
         r = await api_request(app, "users", user, "server", method="delete")
         assert r.status_code in (202, 204), r.text
     await until(lambda: saved_keys() == [], 10, what="the line saved empty")
+
+
+async def test_the_eta_comes_from_the_session_lengths_a_hub_saved(hub):
+    """Issue 20's "done when": "#2 in line ... about 6 min". The previous hub saw eight
+    notebook sessions of 6.5 min end (its ConfigMap keeps them); the two running now have
+    just started, so the second slice frees in about 6 min and u4, second in line, reads it
+    in its progress stream."""
+    from test_waiting import messages_of, read_progress
+
+    doc = {"version": 1, "hub": "jupyterhub", "saved_at": time.time() - 5, "places": []}
+    doc["history"] = {"notebook": [390.0] * 8}
+    app, cluster = await line_hub(hub)
+    cluster.store.create(
+        "configmaps",
+        "jhub",
+        {"metadata": {"name": NAME, "namespace": "jhub"}, "data": {"line.json": json.dumps(doc)}},
+    )
+    await fill(app)
+    line = line_of(app)
+    await until(lambda: len(line.history.get("notebook", [])) >= 8, what="the history read back")
+    for user in ("u3", "u4"):
+        r = await spawn(app, user, {"tier": "notebook"})
+        assert r.status_code == 202, r.text
+        await until(lambda u=user: f"jhub/jupyter-{u}" in line.line, what=f"{user} in line")
+    events: list[dict] = []
+    reader = asyncio.ensure_future(read_progress(app, "u4", events))
+    try:
+        await until(lambda: any("in line" in m for m in messages_of(events)), what="a line message")
+        assert "#2 in line for 1g notebook (H100 80GB): about 6 min" in messages_of(events)
+    finally:
+        reader.cancel()
+    for user in ("u3", "u4"):
+        r = await api_request(app, "users", user, "server", method="delete")
+        assert r.status_code in (202, 204), r.text
