@@ -114,15 +114,20 @@ def configmap_writes(cluster):
     return [(m, p) for m, p, _ in cluster.requests if "configmaps" in p and m in ("PUT", "POST")]
 
 
+async def attach(line, core_api, log, **options):
+    """``linestore.attach`` for the hub ``jupyterhub`` in the hub's namespace."""
+    return await linestore.attach(
+        line, core_api=core_api, namespace=HUB_NAMESPACE, hub_id="jupyterhub", logger=log, **options
+    )
+
+
 async def test_attach_saves_and_a_restarted_hub_keeps_the_places(emulator):
     log, records = logger("roundtrip")
     line = Line()
-    store = await linestore.attach(
+    store = await attach(
         line,
-        core_api=emulator.client_api(),
-        namespace=HUB_NAMESPACE,
-        hub_id="jupyterhub",
-        logger=log,
+        emulator.client_api(),
+        log,
     )
     assert line.kept == {} and line.history == {}  # nothing saved yet
     doc = document(2)
@@ -137,15 +142,7 @@ async def test_attach_saves_and_a_restarted_hub_keeps_the_places(emulator):
     again = Line()
     again.history["notebook"] = [60.0]  # gathered before attach: newer than the saved ones
     now = time.time()
-    store2 = await linestore.attach(
-        again,
-        core_api=emulator.client_api(),
-        namespace=HUB_NAMESPACE,
-        hub_id="jupyterhub",
-        grace=600,
-        logger=log,
-        now=lambda: now,
-    )
+    store2 = await attach(again, emulator.client_api(), log, grace=600, now=lambda: now)
     assert set(again.kept) == {f"{HUB_NAMESPACE}/jupyter-u0", f"{HUB_NAMESPACE}/jupyter-u1"}
     kept = again.kept[f"{HUB_NAMESPACE}/jupyter-u1"]
     assert kept.position == 2 and kept.until == now + 600
@@ -176,12 +173,10 @@ async def test_saves_are_coalesced_one_in_flight_newest_wins(emulator):
     )
     log, _ = logger("coalesce")
     line = Line()
-    store = await linestore.attach(
+    store = await attach(
         line,
-        core_api=emulator.client_api(),
-        namespace=HUB_NAMESPACE,
-        hub_id="jupyterhub",
-        logger=log,
+        emulator.client_api(),
+        log,
         min_interval=0.5,
     )
     started = time.monotonic()
@@ -203,12 +198,10 @@ async def test_saves_are_coalesced_one_in_flight_newest_wins(emulator):
 async def test_api_errors_are_logged_once_per_kind_and_retried(emulator):
     log, records = logger("errors")
     line = Line()
-    store = await linestore.attach(
+    store = await attach(
         line,
-        core_api=emulator.client_api(),
-        namespace=HUB_NAMESPACE,
-        hub_id="jupyterhub",
-        logger=log,
+        emulator.client_api(),
+        log,
         min_interval=0.01,
         max_backoff=0.2,
     )
@@ -227,12 +220,10 @@ async def test_api_errors_are_logged_once_per_kind_and_retried(emulator):
 async def test_an_unreachable_api_never_raises(emulator):
     log, records = logger("down")
     line = Line()
-    store = await linestore.attach(
+    store = await attach(
         line,
-        core_api=emulator.client_api("http://127.0.0.1:9"),  # nothing listens there
-        namespace=HUB_NAMESPACE,
-        hub_id="jupyterhub",
-        logger=log,
+        emulator.client_api("http://127.0.0.1:9"),  # nothing listens there
+        log,
         min_interval=0.01,
         max_backoff=0.05,
         request_timeout=1,
@@ -261,12 +252,10 @@ async def test_a_line_not_read_at_start_is_read_before_the_first_write(emulator)
     )
     log, _ = logger("late")
     line = Line()
-    store = await linestore.attach(
+    store = await attach(
         line,
-        core_api=emulator.client_api(),
-        namespace=HUB_NAMESPACE,
-        hub_id="jupyterhub",
-        logger=log,
+        emulator.client_api(),
+        log,
         min_interval=0.01,
         max_backoff=0.05,
     )
@@ -303,12 +292,10 @@ async def test_a_garbled_or_foreign_configmap_is_logged_once_and_kept(
     )
     log, records = logger("garbled")
     line = Line()
-    store = await linestore.attach(
+    store = await attach(
         line,
-        core_api=emulator.client_api(),
-        namespace=HUB_NAMESPACE,
-        hub_id="jupyterhub",
-        logger=log,
+        emulator.client_api(),
+        log,
     )
     assert line.kept == {} and line.history == {}
     (error,) = records.at(logging.ERROR)
@@ -385,12 +372,10 @@ async def test_real_plane_round_trip_as_the_hubs_service_account(control_plane):
     log, records = logger("real")
     try:
         line = Line()
-        store = await linestore.attach(
+        store = await attach(
             line,
-            core_api=api,
-            namespace=HUB_NAMESPACE,
-            hub_id="jupyterhub",
-            logger=log,
+            api,
+            log,
             min_interval=0.05,
         )
         for i in range(1, 4):
@@ -400,9 +385,7 @@ async def test_real_plane_round_trip_as_the_hubs_service_account(control_plane):
         cm = control_plane.get(f"/api/v1/namespaces/{HUB_NAMESPACE}/configmaps/{NAME}")
         assert len(json.loads(cm["data"]["line.json"])["places"]) == 3
         again = Line()
-        await linestore.attach(
-            again, core_api=api, namespace=HUB_NAMESPACE, hub_id="jupyterhub", logger=log
-        )
+        await attach(again, api, log)
         assert len(again.kept) == 3 and again.history == {"notebook": [3600.0, 1200.0]}
         assert records.at(logging.WARNING) == [] and records.at(logging.ERROR) == []
     finally:
@@ -417,12 +400,10 @@ async def test_real_plane_without_the_role_logs_403_once(control_plane):
     log, records = logger("forbidden")
     try:
         line = Line()
-        store = await linestore.attach(
+        store = await attach(
             line,
-            core_api=api,
-            namespace=HUB_NAMESPACE,
-            hub_id="jupyterhub",
-            logger=log,
+            api,
+            log,
             min_interval=0.01,
             max_backoff=0.05,
         )
@@ -443,12 +424,10 @@ async def test_a_line_too_big_for_a_configmap_is_trimmed_then_refused_once(emula
     ConfigMap's 1 MiB are not written (logged once), and the hub goes on."""
     log, records = logger("big")
     line = Line()
-    store = await linestore.attach(
+    store = await attach(
         line,
-        core_api=emulator.client_api(),
-        namespace=HUB_NAMESPACE,
-        hub_id="jupyterhub",
-        logger=log,
+        emulator.client_api(),
+        log,
         min_interval=0.01,
     )
     big_history = {f"t{i}": [float(j) + 0.123456789 for j in range(500)] for i in range(200)}
