@@ -142,6 +142,23 @@ async def stop(app, user: str, server: str = "") -> None:
     raise TimeoutError(f"{user}/{server} did not stop")
 
 
+async def read_progress(app, user: str, events: list, timeout: float = 120) -> None:
+    """Append ``user``'s progress events (the hub's event stream over HTTP) to ``events``
+    as they come, until one says ready or failed."""
+    url = ujoin(public_url(app, path="hub"), "api", "users", user, "server", "progress")
+    async with (
+        aiohttp.ClientSession(headers=auth_header(app.db, "admin")) as http,
+        http.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r,
+    ):
+        assert r.status == 200, await r.text()
+        async for raw in r.content:
+            line = raw.decode().strip()
+            if line.startswith("data:"):
+                events.append(json.loads(line[len("data:") :]))
+                if events[-1].get("ready") or events[-1].get("failed"):
+                    return
+
+
 def pods_of(cluster, **labels) -> list[dict]:
     out = []
     for pod in cluster.pods:

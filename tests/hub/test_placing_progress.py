@@ -14,11 +14,8 @@ so the page reads the events before KubeSpawner's start marks where its own begi
 from __future__ import annotations
 
 import asyncio
-import json
 
-import aiohttp
-from hub_harness import H100, pods_of, spawn, stop, wait_ready
-from jupyterhub.tests.utils import auth_header, public_url, ujoin
+from hub_harness import H100, pods_of, read_progress, spawn, stop, wait_ready
 
 ONE_H100 = {
     "nodes": [
@@ -47,20 +44,8 @@ def batch_pod(name: str) -> dict:
 
 async def progress_events(app, user: str, timeout: float = 90) -> list[dict]:
     """The hub's progress event stream for ``user``'s server, read to its end (ready)."""
-    url = ujoin(public_url(app, path="hub"), "api", "users", user, "server", "progress")
-    events = []
-    headers = auth_header(app.db, "admin")
-    async with (
-        aiohttp.ClientSession(headers=headers) as http,
-        http.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r,
-    ):
-        assert r.status == 200, await r.text()
-        async for raw in r.content:
-            line = raw.decode().strip()
-            if line.startswith("data:"):
-                events.append(json.loads(line[len("data:") :]))
-                if events[-1].get("ready") or events[-1].get("failed"):
-                    break
+    events: list[dict] = []
+    await read_progress(app, user, events, timeout)
     return events
 
 

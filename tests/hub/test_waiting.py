@@ -8,13 +8,11 @@ back, so two running servers fill it and the next spawns wait.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
-import aiohttp
 import pytest
-from hub_harness import H100, pods_of, spawn, stop, wait_ready
-from jupyterhub.tests.utils import api_request, auth_header, public_url, ujoin
+from hub_harness import H100, pods_of, read_progress, spawn, stop, wait_ready
+from jupyterhub.tests.utils import api_request
 
 pytestmark = pytest.mark.hub
 
@@ -67,22 +65,6 @@ async def until(predicate, timeout: float = 30, what: str = "") -> float:
             raise TimeoutError(f"not {what} after {timeout} s")
         await asyncio.sleep(0.02)
     return time.monotonic() - start
-
-
-async def read_progress(app, user: str, events: list, timeout: float = 120) -> None:
-    """Append ``user``'s progress events to ``events`` as they come, until ready/failed."""
-    url = ujoin(public_url(app, path="hub"), "api", "users", user, "server", "progress")
-    async with (
-        aiohttp.ClientSession(headers=auth_header(app.db, "admin")) as http,
-        http.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r,
-    ):
-        assert r.status == 200, await r.text()
-        async for raw in r.content:
-            line = raw.decode().strip()
-            if line.startswith("data:"):
-                events.append(json.loads(line[len("data:") :]))
-                if events[-1].get("ready") or events[-1].get("failed"):
-                    return
 
 
 def messages_of(events) -> list[str]:

@@ -86,7 +86,8 @@ async def test_the_eta_comes_from_the_session_lengths_a_hub_saved(hub):
     notebook sessions of 6.5 min end (its ConfigMap keeps them); the two running now have
     just started, so the second slice frees in about 6 min and u4, second in line, reads it
     in its progress stream."""
-    from test_waiting import messages_of, read_progress
+    from hub_harness import read_progress
+    from test_waiting import messages_of
 
     doc = {"version": 1, "hub": "jupyterhub", "saved_at": time.time() - 5, "places": []}
     doc["history"] = {"notebook": [390.0] * 8}

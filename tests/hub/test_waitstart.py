@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hub_harness import pods_of, spawn
-from test_waiting import TIERS, fill, line_hub, line_of, messages_of, read_progress, until
+from hub_harness import pods_of, read_progress, spawn
+from test_waiting import TIERS, fill, line_hub, line_of, messages_of, until
 
 pytestmark = pytest.mark.hub
 
