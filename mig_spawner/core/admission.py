@@ -342,6 +342,37 @@ def admit(request: SpawnRequest, policy: Policy, state: ClusterState, *, pod_key
     return decision
 
 
+def requested_quota(
+    decision: Decision, request: SpawnRequest, policy: Policy, state: ClusterState | Snapshot
+) -> QuotaCheck | None:
+    """The quota check of the slice ``request`` asks for (its tier's first), for the
+    decision's team now: what a freed slice of that size would be charged. None when the
+    decision names no requested slice (an unknown tier, or one no GPU offers)."""
+    if decision.requested is None:
+        return None
+    team = decision.team or ""
+    scopes = tuple(policy.teams_for(frozenset(request.groups))) or ("",)
+    usage = state.snapshot().usage(team, request.user, scopes)
+    return check_quota(policy.quota_for(team or None), usage, _charge(decision.requested))
+
+
+def may_wait(
+    decision: Decision, request: SpawnRequest, policy: Policy, state: ClusterState | Snapshot
+) -> bool:
+    """Whether a refused ``decision`` is one a freed slice could turn into a grant, so that
+    the spawn may wait in line: every slice its tier may use is taken (capacity), or only a
+    larger fallback slice was over the quota while a slice of the requested size, taken now,
+    would fit it."""
+    if decision.admitted or decision.code not in (CAPACITY, QUOTA):
+        return False
+    if decision.code == CAPACITY:
+        return True
+    if not any(c.outcome in (FULL, UNUSABLE) for c in decision.candidates):
+        return False
+    check = requested_quota(decision, request, policy, state)
+    return check is not None and check.ok
+
+
 def reservation_for(decision: Decision, request: SpawnRequest, pod_key: str) -> Reservation:
     """What an admitted decision holds on the cache until its pod is seen."""
     assert decision.granted is not None and decision.node is not None

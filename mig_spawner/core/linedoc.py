@@ -101,13 +101,20 @@ def _where(path: tuple) -> str:
 def _number(value: Any, path: tuple, *, allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
         raise _bad(
             f"{_where(path)} is {json.dumps(value)[:40]}, not a number",
             path,
             "a finite number" + (" or null" if allow_none else ""),
         )
     return float(value)
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float (JSON allows any digits)
+        return False
 
 
 def _text(value: Any, path: tuple) -> str:

@@ -125,6 +125,8 @@ class Line:
         #: tier -> how many slices it could use (fewer: served first among equal teams)
         self.narrowness: dict[str, int] = {}
         self._order: list[Place] | None = None  # cached order; None: recompute
+        #: (the order they were counted in, key -> position): one count per order
+        self._positions: tuple[list[Place] | None, dict[str, int]] = (None, {})
         for place in places:
             self.add(place)
 
@@ -172,21 +174,32 @@ class Line:
 
     def order(self) -> list[Place]:
         """Every place, in the order they are served (cached until the line changes)."""
+        return list(self._ordered())
+
+    def _ordered(self) -> list[Place]:
         if self._order is None:
             self._order = _merged(self._places.values(), self.running, self.narrowness)
-        return list(self._order)
+        return self._order
+
+    def _counted(self) -> dict[str, int]:
+        """Key -> position, counted once per order: every waiting spawn's progress reads
+        its position after each change, so a count per read would cost O(n^2) a change."""
+        order = self._ordered()
+        if self._positions[0] is not order:
+            counts: dict[str, int] = {}
+            out = {}
+            for place in order:
+                counts[place.tier] = counts.get(place.tier, 0) + 1
+                out[place.key] = counts[place.tier]
+            self._positions = (order, out)
+        return self._positions[1]
 
     def positions(self) -> dict[str, int]:
         """Key -> 1-based position among the places of its tier."""
-        counts: dict[str, int] = {}
-        out = {}
-        for place in self.order():
-            counts[place.tier] = counts.get(place.tier, 0) + 1
-            out[place.key] = counts[place.tier]
-        return out
+        return dict(self._counted())
 
     def position(self, key: str) -> int | None:
-        return self.positions().get(key)
+        return self._counted().get(key)
 
     def lengths(self) -> dict[str, int]:
         """Tier -> how many wait for it."""

@@ -128,6 +128,18 @@ class PlacementMixin:
         self.claim = claim.pin(res.node if res is not None and claim.gpu else None)
         return manifest
 
+    def _apply_decision(self, decision: Any, view: Any) -> None:
+        """Add this decision (core.admission.Decision) to the admin's settings (restored
+        just before), and pin its node."""
+        granted = decision.granted
+        self.extra_resource_limits = {**self.extra_resource_limits, granted.resource: "1"}
+        self.extra_resource_guarantees = {**self.extra_resource_guarantees, granted.resource: "1"}
+        self.node_selector = {**self.node_selector, **decision.node_selector}
+        tolerations = list(self.tolerations)
+        tolerations += [dict(t) for t in decision.tolerations if dict(t) not in tolerations]
+        self.tolerations = tolerations
+        self._place_on(decision.node, view)
+
     async def _start(self):
         """Start; if the pod cannot be placed on its node, decide again elsewhere."""
         self.avoid_nodes = set()
@@ -202,7 +214,7 @@ class PlacementMixin:
                         timeout = self.placement_recheck_seconds  # not being scheduled
                 try:
                     await asyncio.wait_for(woken.wait(), timeout)
-                except TimeoutError:
+                except asyncio.TimeoutError:  # (TimeoutError itself only from Python 3.11)
                     pass
         finally:
             if watching is not None:

@@ -18,7 +18,7 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api
 from kubespawner import KubeSpawner
 from traitlets import CaselessStrEnum, Dict, Float, Integer, List, Unicode, default
 
-from ..core import admission, messages
+from ..core import messages
 from ..core.claim import MOVES, RECORD_KEY, REFUSED, Claim, grant_record
 from ..core.form import build_profile_list, tier_profiles
 from ..core.options import OptionsError, parse_options
@@ -336,11 +336,20 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         return f"{self.namespace}/{self.pod_name}"
 
     async def run_pre_spawn_hook(self):
-        """Decide (waiting in line while the tier is full) before JupyterHub's
-        ``start_timeout`` starts; then the admin's own ``pre_spawn_hook``."""
+        """The admin's own ``pre_spawn_hook`` (it may refuse, or change the request), then
+        decide, waiting in line while the tier is full, before ``start_timeout`` starts."""
+        result = await maybe_future(super().run_pre_spawn_hook())
         if self.tiers:
             await waitstart.decide_first(self)
-        return await maybe_future(super().run_pre_spawn_hook())
+        return result
+
+    def run_post_stop_hook(self):
+        """JupyterHub's last step of every stop, also of a start that failed before its pod
+        existed (``poll`` then says stopped, so ``stop()`` is not called): give back what
+        the claim holds (a slice reserved in line), then the admin's ``post_stop_hook``."""
+        if self.tiers:
+            self._release("stopped")
+        return super().run_post_stop_hook()
 
     async def load_user_options(self):
         """Validate the request, apply the profile, then decide and reserve -- before any pod
@@ -441,17 +450,6 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
             self.log.warning("%s: ignoring a saved claim: %s", self._log_name, e)
             return
         self.user_options = self.claim.shown_options()
-
-    def _apply_decision(self, decision: admission.Decision, view: ClusterView) -> None:
-        """Add this decision to the admin's settings (restored just before)."""
-        granted = decision.granted
-        self.extra_resource_limits = {**self.extra_resource_limits, granted.resource: "1"}
-        self.extra_resource_guarantees = {**self.extra_resource_guarantees, granted.resource: "1"}
-        self.node_selector = {**self.node_selector, **decision.node_selector}
-        tolerations = list(self.tolerations)
-        tolerations += [dict(t) for t in decision.tolerations if dict(t) not in tolerations]
-        self.tolerations = tolerations
-        self._place_on(decision.node, view)
 
     async def stop(self, now=False):
         self._release("stopped")

@@ -318,7 +318,9 @@ class WaitingLine:
             started = time.perf_counter()
             decision = admission.admit(wait.request, policy, self.view.state, pod_key=place.key)
             wait.decision = decision
-            if decision.admitted or decision.code != admission.CAPACITY:
+            if decision.admitted or not admission.may_wait(
+                decision, wait.request, policy, self.view.state
+            ):
                 spawner.hub_metrics.record(
                     decision,
                     user=place.user,
@@ -328,7 +330,7 @@ class WaitingLine:
                 )
                 wait.future.set_result(decision)
                 changed = True
-            else:
+            elif decision.code == admission.CAPACITY:
                 full[place.tier] = decision
         if changed:
             for wait in list(self._waits.values()):
@@ -354,8 +356,13 @@ def line_of(spawner) -> WaitingLine:
         view.waiting_line = WaitingLine(view, spawner.log)
         view.waiting_line.hub_id = spawner.hub_id
     line = view.waiting_line
-    if line._attaching is None and any(t.max_wait > 0 for t in spawner.policy.tiers.values()):
-        line.attach_store(spawner)
+    if line._attaching is None:
+        try:
+            tiers = spawner.policy.tiers.values()
+        except ConfigError:  # load_user_options refuses the start with its own words
+            return line
+        if any(t.max_wait > 0 for t in tiers):
+            line.attach_store(spawner)
     return line
 
 
@@ -375,12 +382,12 @@ async def progress(spawner):
                 return
             await asyncio.sleep(0.1)  # deciding, not (yet) in line
             continue
+        wait.changed.clear()  # before reading: a change while the event is sent wakes us
         text = line.message(key)
         now = time.monotonic()
         if text is not None and (text != last or now - sent >= HEARTBEAT):
             last, sent = text, now
             yield {"progress": 1, "message": text}
-        wait.changed.clear()
         try:
             await asyncio.wait_for(wait.changed.wait(), HEARTBEAT)
         except asyncio.TimeoutError:

@@ -63,25 +63,28 @@ async def _decide_first(spawner, line: WaitingLine) -> None:
     tier = policy.tiers[options.tier]
     key = spawner.pod_key
     wait = _Wait(spawner, request, policy)
-    kept = line.kept.pop(key, None)
-    requested_at = kept.requested_at if kept is not None and now < kept.until else now
+    kept = line.kept.pop(key, None)  # its place before a hub restart, for the same tier
+    taken = kept is not None and kept.tier == options.tier and now < kept.until
+    requested_at = kept.requested_at if taken else now
     team = options.team or next(iter(policy.teams_for(groups)), "")
     place = Place(
         key, spawner.user.name, spawner.name, options.tier, team, groups, requested_at,
         now + tier.max_wait,
     )  # fmt: skip
-    line.join(wait, place)
-    line.admission_pass()
     try:
+        line.join(wait, place)
+        line.admission_pass()
         if not wait.future.done():
+            # its own decision: the pass lends a full tier's to the places behind
+            own = admission.decide(request, policy, view.state)
             if tier.max_wait <= 0:  # refused at once, as without a line
                 line.leave(key, None)
-                return _refuse(spawner, wait.decision, record=True)
-            check = wait.decision.quota if wait.decision is not None else None
+                return _refuse(spawner, own, record=True)
+            check = admission.requested_quota(own, request, policy, view.state)
             if check is not None and not check.ok:  # the quota would refuse it anyway
                 line.leave(key, None)
-                message = messages.over_quota_while_full(tier, wait.decision.team, check)
-                spawner._end(claim.refuse(message, wait.decision, now=time.time()))
+                message = messages.over_quota_while_full(tier, own.team, check)
+                spawner._end(claim.refuse(message, own, now=time.time()))
                 raise spawner._refused(message, reason=admission.QUOTA, status=403)
             spawner.claim = claim.wait(messages.in_line(1, tier, None, None))
             wait.enqueued = True

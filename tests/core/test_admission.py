@@ -259,6 +259,40 @@ def test_charge_requested_vs_granted():
     assert requested.charge.compute_slices == 1
 
 
+def test_may_wait_when_full_or_when_only_a_larger_fallback_is_over_quota():
+    state = make_state(node("h", mig=["1g.10gb", "2g.20gb"]))
+    fill(state, "h", "nvidia.com/mig-1g.10gb", 1)
+    tight = policy(team_quotas={"vision": {"compute_slices": 1}})
+    # 1g taken, the 2g free but over the quota: a freed 1g would admit it (granted charge)
+    d = decide(req(), tight, state)
+    assert d.code == adm.QUOTA and adm.may_wait(d, req(), tight, state)
+    assert adm.requested_quota(d, req(), tight, state).ok
+    # the same with a quota of 0: no slice could ever be granted, waiting would not help
+    none = policy(team_quotas={"vision": {"compute_slices": 0}})
+    d = decide(req(), none, state)
+    assert d.code == adm.QUOTA and not adm.may_wait(d, req(), none, state)
+    assert not adm.requested_quota(d, req(), none, state).ok
+    # charged as requested, the 2g costs 1 and is granted; a capacity refusal may wait
+    fill(state, "h", "nvidia.com/mig-2g.20gb", 1)
+    d = decide(req(), policy(), state)
+    assert d.code == adm.CAPACITY and adm.may_wait(d, req(), policy(), state)
+    # an unknown tier or an admission never waits
+    unknown = decide(req(tier="nope"), policy(), state)
+    assert not adm.may_wait(unknown, req(tier="nope"), policy(), state)
+    assert adm.requested_quota(unknown, req(tier="nope"), policy(), state) is None
+
+
+def test_requested_quota_is_the_requesting_teams_own():
+    state = make_state(node("h", mig=["1g.10gb"] * 2))
+    fill(state, "h", "nvidia.com/mig-1g.10gb", 2)
+    p = policy(team_quotas={"vision": {"compute_slices": 8}, "nlp": {"compute_slices": 0}})
+    vision = decide(req(groups=("vision",)), p, state)
+    nlp = decide(req(user="carol", groups=("nlp",)), p, state)
+    assert vision.code == nlp.code == adm.CAPACITY
+    assert adm.requested_quota(vision, req(groups=("vision",)), p, state).ok
+    assert not adm.requested_quota(nlp, req(user="carol", groups=("nlp",)), p, state).ok
+
+
 def test_team_selection_explicit_and_first_with_room():
     state = make_state(node("h", mig=["1g.10gb"] * 7))
     for i in range(4):

@@ -69,6 +69,7 @@ def test_history_keeps_the_newest_500():
         (lambda d: d.pop("version"), ("version",), "version is null"),
         (lambda d: d.update(hub="other"), ("hub",), "another hub's line"),
         (lambda d: d.update(saved_at="soon"), ("saved_at",), "not a number"),
+        (lambda d: d.update(saved_at=10**400), ("saved_at",), "not a number"),  # no float
         (lambda d: d.update(places={}), ("places",), "not a list"),
         (lambda d: d["places"][1].update(requested_at=None), ("places", 1, "requested_at"), ""),
         (lambda d: d["places"][0].update(position=0), ("places", 0, "position"), ""),
