@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING, Any
 from traitlets import Float
 
 from ..core import admission, messages, reach
-from ..core.chains import tier_chain
 from ..core.claim import Claim
 from ..core.eta import eta_seconds
 from ..core.linedoc import KeptPlace
@@ -184,13 +183,15 @@ class WaitingLine:
         if self._ages[0] != key:
             self._ages = (key, {})
         ages = self._ages[1].get(tier.slug)
-        if ages is None:
-            kinds = {kind for step in tier_chain(tier, snapshot) for kind in step}
-            profiles = {kind.profile for kind in kinds}
+        if ages is None:  # pods on the slots the tier may be granted (its fallback, pools)
+            slots = reach.tier_reach(tier, snapshot)
             ages = [
                 max(now - _seconds(pod.created, now), 0.0)
                 for pod in state.pods.values()
-                if pod.active and pod.node and pod.profile in profiles and pod.created
+                if pod.active
+                and pod.node
+                and pod.created
+                and any((pod.node, resource) in slots for resource in pod.requests)
             ]
             self._ages[1][tier.slug] = ages
         return ages

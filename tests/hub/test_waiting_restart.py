@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import pytest
 from hub_harness import spawn
 from jupyterhub.tests.utils import api_request, get_page
-from test_waiting import fill, line_hub, line_of, until
+from test_waiting import TIERS, fill, line_hub, line_of, until
 
 pytestmark = pytest.mark.hub
 
@@ -85,32 +86,59 @@ async def test_the_eta_comes_from_the_session_lengths_a_hub_saved(hub):
     """Issue 20's "done when": "#2 in line ... about 6 min". The previous hub saw eight
     notebook sessions of 6.5 min end (its ConfigMap keeps them); the two running now have
     just started, so the second slice frees in about 6 min and u4, second in line, reads it
-    in its progress stream."""
+    in its progress stream. A 2g batch job runs too: the notebook tier (here at most 0
+    fallback steps) can never get its slice, so u5, third, waits for a second round
+    (about 12-13 min), not for the batch job's end."""
     from hub_harness import read_progress
     from test_waiting import messages_of
 
     doc = {"version": 1, "hub": "jupyterhub", "saved_at": time.time() - 5, "places": []}
     doc["history"] = {"notebook": [390.0] * 8}
-    app, cluster = await line_hub(hub)
+    notebook = {**TIERS["notebook"], "max_fallback_steps": 0}
+    notebook.pop("fallback")  # falls back in principle, never a step in fact
+    app, cluster = await line_hub(hub, tiers={**TIERS, "notebook": notebook})
     cluster.store.create(
         "configmaps",
         "jhub",
         {"metadata": {"name": NAME, "namespace": "jhub"}, "data": {"line.json": json.dumps(doc)}},
     )
     await fill(app)
+    limits = {"nvidia.com/mig-2g.20gb": "1"}
+    batch = {
+        "metadata": {"name": "batch"},
+        "spec": {
+            "containers": [{"name": "job", "image": "busybox", "resources": {"limits": limits}}]
+        },
+    }
+    cluster.create_pod({"apiVersion": "v1", "kind": "Pod", **batch}, namespace="research")
+    view = app.users["u1"].spawners[""].cluster_view()
+    await until(
+        lambda: (
+            (view.state.pods.get("research/batch") or 0) and view.state.pods["research/batch"].node
+        ),
+        what="the batch pod running",
+    )
     line = line_of(app)
     await until(lambda: len(line.history.get("notebook", [])) >= 8, what="the history read back")
-    for user in ("u3", "u4"):
+    for user in ("u3", "u4", "u5"):
         r = await spawn(app, user, {"tier": "notebook"})
         assert r.status_code == 202, r.text
         await until(lambda u=user: f"jhub/jupyter-{u}" in line.line, what=f"{user} in line")
-    events: list[dict] = []
-    reader = asyncio.ensure_future(read_progress(app, "u4", events))
+    shown = {"u4": [], "u5": []}
+    readers = [asyncio.ensure_future(read_progress(app, u, e)) for u, e in shown.items()]
     try:
-        await until(lambda: any("in line" in m for m in messages_of(events)), what="a line message")
-        assert "#2 in line for 1g notebook (H100 80GB): about 6 min" in messages_of(events)
+        for events in shown.values():
+            await until(
+                lambda e=events: any("in line" in m for m in messages_of(e)), what="a line message"
+            )
+        assert "#2 in line for 1g notebook (H100 80GB): about 6 min" in messages_of(shown["u4"])
+        third = next(m for m in messages_of(shown["u5"]) if m.startswith("#3 in line"))
+        minutes = re.fullmatch(r"#3 in line for 1g notebook \(H100 80GB\): about (\d+) min", third)
+        assert minutes and 11 <= int(minutes[1]) <= 13, third  # 2 rounds of 6.5 min, less ages
     finally:
-        reader.cancel()
-    for user in ("u3", "u4"):
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+    for user in ("u3", "u4", "u5"):
         r = await api_request(app, "users", user, "server", method="delete")
         assert r.status_code in (202, 204), r.text
