@@ -352,6 +352,14 @@ class LineStore:
             await self._close()
 
 
+def hub_namespace(spawner: Any) -> str:
+    """The hub's own namespace, where its line's ConfigMap is: the spawner's, unless each
+    user has a namespace (``enable_user_namespaces``); then the one the hub runs in."""
+    if getattr(spawner, "enable_user_namespaces", False):
+        return spawner._namespace_default()
+    return spawner.namespace
+
+
 def settings_of(spawner: Any) -> dict[str, Any]:
     """:func:`attach`'s keyword arguments for ``spawner``'s hub (its own API client)."""
     from kubernetes_asyncio.client import ApiClient, CoreV1Api
@@ -360,7 +368,7 @@ def settings_of(spawner: Any) -> dict[str, Any]:
     return {
         "core_api": CoreV1Api(client),
         "close": client.close,
-        "namespace": spawner.namespace,
+        "namespace": hub_namespace(spawner),
         "hub_id": spawner.hub_id,
         "grace": spawner.line_restart_grace,
         "logger": spawner.log,

@@ -154,11 +154,15 @@ class Settings:
         own = _trait(config, "profile_list", [])
         if isinstance(own, dict):
             own = [own[k] for k in sorted(own)]
-        namespace = _trait(config, "namespace", "") or _namespace_default()
+        user_namespaces = _trait(config, "enable_user_namespaces", False)
+        # the hub's own namespace (hub/linestore.hub_namespace decides it the same way)
+        namespace = ("" if user_namespaces else _trait(config, "namespace", "")) or (
+            _namespace_default()
+        )
         quota_namespaces = _trait(config, "quota_namespaces", [])
         if quota_namespaces:
             namespaces: frozenset[str] | None = frozenset(quota_namespaces)
-        elif _trait(config, "enable_user_namespaces", False):
+        elif user_namespaces:
             namespaces = None
         else:
             namespaces = frozenset({namespace})

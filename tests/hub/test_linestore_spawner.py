@@ -38,6 +38,20 @@ async def test_attach_with_a_real_spawners_settings(hub):
     await store.close()
 
 
+async def test_with_a_namespace_per_user_the_line_stays_in_the_hubs(hub, monkeypatch):
+    """``enable_user_namespaces``: each spawner's ``namespace`` is its user's, but the line
+    is the hub's, in the namespace the hub runs in (where its Role allows the ConfigMap)."""
+    from kubespawner import KubeSpawner
+
+    monkeypatch.setattr(KubeSpawner, "_namespace_default", lambda self: "jhub")
+    app, _ = await hub(extra={"KubeSpawner": {"enable_user_namespaces": True}})
+    spawner = app.users["carol"].spawner
+    assert spawner.namespace == "jhub-carol"  # KubeSpawner's user namespace template
+    settings = linestore.settings_of(spawner)
+    assert settings["namespace"] == "jhub"
+    await settings["close"]()
+
+
 async def test_the_form_shows_the_restart_message_for_a_kept_place(hub):
     app, _cluster = await hub()
     carol = app.users["carol"].spawner

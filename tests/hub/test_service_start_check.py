@@ -161,3 +161,20 @@ def test_a_valid_policy_starts_the_hub_warns_of_nothing_and_serves_metrics(tmp_p
     assert "services/mig/api/figures" in seen["spawn"]
     families = {f.name for f in text_string_to_metric_families(seen["metrics"])}
     assert {"mig_spawner_decisions", "mig_spawner_cluster_view_healthy"} <= families, families
+
+
+def test_the_lines_namespace_is_the_hubs_also_with_a_namespace_per_user(monkeypatch):
+    """The service reads the waiting line where the hub saves it (hub/linestore.py's
+    ``hub_namespace``): the configured namespace, or, with a namespace per user, the one
+    the hub runs in."""
+    from traitlets.config import Config
+
+    from mig_spawner.hub import service
+
+    monkeypatch.setattr(service, "_namespace_default", lambda: "hub-ns")
+    config = Config()
+    config.KubeSpawner.namespace = "jhub"
+    assert service.Settings.from_config(config).namespace == "jhub"
+    config.KubeSpawner.enable_user_namespaces = True
+    settings = service.Settings.from_config(config)
+    assert settings.namespace == "hub-ns" and settings.trust.namespaces is None
