@@ -27,11 +27,15 @@ def pinned(module_dir: str, module: str) -> str:
     return version
 
 
-def test_the_launcher_names_the_pinned_versions():
+def test_the_launcher_names_the_pinned_versions(monkeypatch, tmp_path):
     assert pinned("kubernetes", "k8s.io/kubernetes") == launcher.K8S_VERSION
     assert pinned("etcd", "go.etcd.io/etcd/server/v3") == launcher.ETCD_VERSION
     assert pinned("helm", "helm.sh/helm/v3") == launcher.HELM_VERSION
+    # the default cache is keyed by the version; MIG_SPAWNER_K8S_CACHE names another
+    monkeypatch.delenv("MIG_SPAWNER_K8S_CACHE", raising=False)
     assert launcher.cache_dir().name == f"k8s-{launcher.K8S_VERSION}"
+    monkeypatch.setenv("MIG_SPAWNER_K8S_CACHE", str(tmp_path))
+    assert launcher.cache_dir() == tmp_path
     assert re.fullmatch(r"v1\.37\.\d+", launcher.K8S_VERSION)
     assert re.fullmatch(r"v3\.6\.\d+", launcher.ETCD_VERSION)
     assert re.fullmatch(r"v3\.2\d\.\d+", launcher.HELM_VERSION)
