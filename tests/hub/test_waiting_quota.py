@@ -14,17 +14,12 @@ import asyncio
 import pytest
 from hub_harness import pods_of, spawn, stop, wait_ready
 from test_waiting import ONE_H100, fill, line_of, until
+from test_waiting import TIERS as LINE_TIERS
 
 pytestmark = pytest.mark.hub
 
 TIERS = {
-    "notebook": {
-        "display_name": "1g notebook",
-        "compute_slices": 1,
-        "min_memory_gb": 10,
-        "fallback": False,
-        "max_wait": 120,
-    },
+    "notebook": LINE_TIERS["notebook"],  # 1g, waits up to 120 s
     "flex": {  # 1g, or the 2g when every 1g is taken
         "display_name": "1g flex",
         "compute_slices": 1,
@@ -42,6 +37,15 @@ async def quota_hub(plane_hub, quotas: dict, **extra):
     return await plane_hub(spec=ONE_H100, tiers=TIERS, teams=TEAMS, team_quotas=quotas, **extra)
 
 
+async def fill_the_gpu(app, nlp_users) -> None:
+    """u1 and u2 on both 1g.10gb, ``nlp_users`` on the 2g.20gb and the 3g.40gb: all taken."""
+    await fill(app)
+    for user, tier in zip(nlp_users, ("two", "three"), strict=True):
+        r = await spawn(app, user, {"tier": tier})
+        assert r.status_code in (201, 202), r.text
+    await asyncio.gather(*(wait_ready(app, user, timeout=90) for user in nlp_users))
+
+
 async def test_a_newcomer_is_judged_on_its_own_teams_quota_not_the_place_ahead(plane_hub):
     """vision waits for a 1g; nlp, running as many servers and its quota used up by its 2g
     and 3g, asks for a 1g later, so its place would come behind vision's: refused at once
@@ -49,11 +53,7 @@ async def test_a_newcomer_is_judged_on_its_own_teams_quota_not_the_place_ahead(p
     app, cluster = await quota_hub(
         plane_hub, {"vision": {"compute_slices": 7}, "nlp": {"compute_slices": 5}}
     )
-    await fill(app)  # u1, u2: both 1g.10gb
-    for user, tier in (("n1", "two"), ("n3", "three")):
-        r = await spawn(app, user, {"tier": tier})
-        assert r.status_code in (201, 202), r.text
-    await asyncio.gather(wait_ready(app, "n1", timeout=90), wait_ready(app, "n3", timeout=90))
+    await fill_the_gpu(app, ("n1", "n3"))
     line = line_of(app)
     r = await spawn(app, "u3", {"tier": "notebook"})
     assert r.status_code == 202, r.text
@@ -80,11 +80,7 @@ async def test_a_fallback_slice_over_quota_does_not_end_the_wait_for_the_request
     app, cluster = await quota_hub(
         plane_hub, {"vision": {"compute_slices": 3}, "nlp": {"compute_slices": 7}}
     )
-    await fill(app)  # u1, u2: both 1g.10gb
-    for user, tier in (("n1", "two"), ("n2", "three")):
-        r = await spawn(app, user, {"tier": tier})
-        assert r.status_code in (201, 202), r.text
-    await asyncio.gather(wait_ready(app, "n1", timeout=90), wait_ready(app, "n2", timeout=90))
+    await fill_the_gpu(app, ("n1", "n2"))
     line = line_of(app)
     u3 = app.users["u3"].spawners[""]
     r = await spawn(app, "u3", {"tier": "flex"})
