@@ -27,7 +27,8 @@ import aiohttp
 
 from mig_spawner.core.catalog import default_catalog
 from mig_spawner.core.pods import Trust, parse_pod
-from mig_spawner.demo.command import free_port, local_hub_lines
+from mig_spawner.demo.command import local_hub_lines
+from mig_spawner.demo.ports import free_port
 
 CATALOG = default_catalog()
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import aiohttp
 
 from .emulator import EmulatedCluster, load_cluster_file
+from .ports import free_port
 
 PASSWORD = "mig-demo"
 TEAMS = {"vision": ["alice", "bob"], "nlp": ["carol", "dave", "alice"]}
@@ -108,12 +109,6 @@ PROFILES = [
         },
     },
 ]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def local_hub_lines(*, port: int, workdir: Path, proxy_api: str = "") -> str:

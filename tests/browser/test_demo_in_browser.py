@@ -21,7 +21,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +30,8 @@ from pathlib import Path
 import psutil
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
+
+from mig_spawner.demo.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("MIG_SPAWNER_ARTIFACTS", ROOT / "test-artifacts")) / "browser"
@@ -48,16 +49,10 @@ CHROMIUM_ARGS = [
 pytestmark = pytest.mark.browser
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module", params=["emulator", "real-control-plane"])
 def demo(request):
     """``mig-spawner demo`` as a user runs it; stopped with Ctrl-C (SIGINT) at the end."""
-    port = _free_port()
+    port = free_port()
     script = Path(sys.executable).with_name("mig-spawner")
     argv = [str(script), "demo", "--port", str(port)]
     artifacts = ARTIFACTS

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from realk8s import HUB_NAMESPACE, hub_kubeconfig
 
 from mig_spawner import MIGSpawner
 from mig_spawner.demo.emulator import EmulatedCluster, load_cluster_spec
+from mig_spawner.demo.ports import free_port
 
 
 async def _start_hub(hub_app, config: dict, teams, extra, service=None):
@@ -25,34 +25,21 @@ async def _start_hub(hub_app, config: dict, teams, extra, service=None):
         extra = with_service(config, service, extra)
     for section, values in (extra or {}).items():
         config.setdefault(section, {}).update(values)
-    # MockHub picks the proxy's and its API's ports by two separate random_port() calls,
-    # which can return the same port (CI: the proxy's EADDRINUSE, then a 404 on its API):
-    # pick them together, held open until all are chosen, so they differ.
-    proxy_port, api_port = _distinct_ports(2)
+    # MockHub picks the hub's, the proxy's and its API's ports by separate random_port()
+    # calls: ephemeral ports, which can repeat (the proxy's EADDRINUSE, then a 404 on its
+    # API) or be taken by an outgoing connection before the hub binds (EADDRINUSE at the
+    # start of a second hub): pick them below the ephemeral range, each once.
+    hub = config.setdefault("JupyterHub", {})
+    hub.setdefault("hub_port", free_port())
+    hub.setdefault("bind_url", f"http://127.0.0.1:{free_port()}/@/space%20word/")
     config.setdefault("ConfigurableHTTPProxy", {}).setdefault(
-        "api_url", f"http://127.0.0.1:{api_port}"
-    )
-    config.setdefault("JupyterHub", {}).setdefault(
-        "bind_url", f"http://127.0.0.1:{proxy_port}/@/space%20word/"
+        "api_url", f"http://127.0.0.1:{free_port()}"
     )
     app = await hub_app(config)
     for users in (TEAMS if teams is None else teams).values():
         for name in users:
             add_user(app.db, app, name=name)
     return app
-
-
-def _distinct_ports(n: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(n):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @pytest.fixture

@@ -171,7 +171,7 @@ def pods_of(cluster, **labels) -> list[dict]:
 def with_service(config: dict, workdir: Path, extra: dict | None = None) -> dict:
     """``extra`` plus mig-spawner's hub-managed service (hub/service.py) for a test hub,
     with this hub's spawner settings (``config`` and ``extra``'s, as a hub's ``c``)."""
-    from mig_spawner.demo.command import free_port
+    from mig_spawner.demo.ports import free_port
     from mig_spawner.hub.service import roles, service
 
     extra = {k: dict(v) for k, v in (extra or {}).items()}

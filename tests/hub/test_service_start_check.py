@@ -10,7 +10,6 @@ answers); a hub that starts says nothing deprecated and serves mig_spawner_* met
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -21,37 +20,33 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from mig_spawner.demo.ports import free_port
+
 pytestmark = pytest.mark.hub
 
 JUPYTERHUB = Path(sys.executable).with_name("jupyterhub")
 GOOD_TIERS = {"notebook": {"display_name": "1g notebook", "compute_slices": 1}}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run_hub(tmp_path: Path, settings: str, *, wait_for: str, timeout: float = 60, then=None):
     """Start a hub with ``settings`` appended to its config (and mig-spawner's service);
     ``then(url)`` once ``wait_for`` is logged; return (exit code, log)."""
     config = tmp_path / "jupyterhub_config.py"
-    port = _free_port()
+    port = free_port()
     config.write_text(
         textwrap.dedent(
             f"""
             c.JupyterHub.ip = "127.0.0.1"
             c.JupyterHub.port = {port}
-            c.JupyterHub.hub_port = {_free_port()}
-            c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{_free_port()}"
+            c.JupyterHub.hub_port = {free_port()}
+            c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
             c.ConfigurableHTTPProxy.pid_file = {str(tmp_path / "proxy.pid")!r}
             c.JupyterHub.db_url = "sqlite:///{tmp_path / "hub.sqlite"}"
             c.JupyterHub.cookie_secret_file = {str(tmp_path / "cookie_secret")!r}
             c.JupyterHub.authenticator_class = "dummy"
             c.Authenticator.allow_all = True
             c.JupyterHub.authenticate_prometheus = False
-            c.KubeSpawner.k8s_api_host = "http://127.0.0.1:{_free_port()}"  # no cluster
+            c.KubeSpawner.k8s_api_host = "http://127.0.0.1:{free_port()}"  # no cluster
             c.MIGSpawner.cluster_sync_timeout = 0.5
             """
         )
@@ -59,7 +54,7 @@ def _run_hub(tmp_path: Path, settings: str, *, wait_for: str, timeout: float = 6
         + textwrap.dedent(
             f"""
             from mig_spawner.hub.service import roles, service
-            c.JupyterHub.services = [service(c, url="http://127.0.0.1:{_free_port()}")]
+            c.JupyterHub.services = [service(c, url="http://127.0.0.1:{free_port()}")]
             c.JupyterHub.load_roles = roles()
             """
         )

@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -39,6 +38,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ..ports import free_port
 from .pki import kubeconfig_dict, make_pki, write_kubeconfig
 
 #: The pinned versions; tests check them against tests/controlplane/*/go.mod.
@@ -77,12 +77,6 @@ def require_binaries(bin_dir: Path | None = None) -> Path:
             f"build it with `{BUILD_COMMAND}` (tests/controlplane/build.sh)"
         )
     return bin_dir
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
