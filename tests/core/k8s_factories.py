@@ -115,6 +115,7 @@ def pod(
     charge_mode: str = "granted",
     pinned: str = "",
     hub: str = "jupyterhub",
+    tier: str = "",
 ) -> dict:
     """A pod; ``user``/``team`` make it one mig-spawner created (marked as the spawner does)."""
     labels: dict[str, str] = {}
@@ -127,7 +128,7 @@ def pod(
             hub=hub,
             user=user,
             team=team or "",
-            tier="",
+            tier=tier,
             requested_profile=requested_profile or granted,
             granted_profile=granted,
             granted_product=product,
