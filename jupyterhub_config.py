@@ -95,3 +95,10 @@ from mig_spawner.hub.service import roles, service  # noqa: E402
 
 c.JupyterHub.services = [service(c)]
 c.JupyterHub.load_roles = roles()
+
+# --- the home page ---------------------------------------------------------------------
+# The hub's home page with a notice for a server on a fallback slice once a slice of its
+# tier's own size is free, and a button that restarts it there (the user's own click).
+from mig_spawner.hub.homepage import install_home_page  # noqa: E402
+
+install_home_page(c)

@@ -55,6 +55,18 @@ class Borrower:
         why = self.blocked or f"every {self.wants} slice is taken (0 of {self.total} free)"
         return f"running on a {self.holds} instead of a {self.wants}: {why}"
 
+    @property
+    def line(self) -> str:
+        """One line for a page that is not about this server (the next spawn form)."""
+        who = f"Your server “{self.server_name}”" if self.server_name else "Your default server"
+        said = f"{who} ({self.tier_name}) runs on a {self.holds} slice"
+        if not self.can_give_back:
+            return f"{said} instead of a {self.wants}."
+        return (
+            f"{said}. A {self.wants} slice is free now ({self.free} of {self.total}): "
+            f"restart it from your home page to give back the {self.holds}."
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "server_name": self.server_name,
@@ -66,6 +78,7 @@ class Borrower:
             "total": self.total,
             "can_give_back": self.can_give_back,
             "message": self.message,
+            "line": self.line,
         }
 
 

@@ -172,6 +172,9 @@ def hub_config(
         from mig_spawner.hub.service import roles, service
         c.JupyterHub.services = [service(c, url="http://127.0.0.1:{free_port()}")]
         c.JupyterHub.load_roles = roles()
+        # The home page tells a server on a fallback slice when its own size is free.
+        from mig_spawner.hub.homepage import install_home_page
+        install_home_page(c)
         """
         )
     )

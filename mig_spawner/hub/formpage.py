@@ -12,6 +12,7 @@ from jupyterhub.utils import url_path_join
 from ..core import messages
 from ..core.linedoc import restart_notice
 from ..core.policy import ConfigError
+from .homepage import give_back_notices
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
 #: under mig-spawner's service prefix (:mod:`.live`)
@@ -47,13 +48,24 @@ async def render_form(spawner) -> str:
         for p in spawner.additional_profile_form_template_paths
     )
     notice = kept_notice(spawner)
+    give_back = [
+        n["line"] for n in give_back_notices(spawner.user) if n["server_name"] != spawner.name
+    ]
     if admin_template:
         html = spawner._render_options_form(profiles)
+        for line in give_back:
+            html = f'<p class="alert alert-info mig-give-back">{escape(line)}</p>{html}'
         if notice:
             html = f'<p id="mig-restart-notice" class="alert alert-info">{escape(notice)}</p>{html}'
         return html
     live_url = figures_url(spawner.hub.base_url, spawner.service_name)
-    return render_tiers(profiles, spawner.user_options or {}, live_url=live_url, notice=notice)
+    return render_tiers(
+        profiles,
+        spawner.user_options or {},
+        live_url=live_url,
+        notice=notice,
+        give_back=give_back,
+    )
 
 
 def kept_notice(spawner) -> str:
@@ -67,7 +79,12 @@ def kept_notice(spawner) -> str:
 
 
 def render_tiers(
-    profiles: list[dict], user_options: dict, *, live_url: str = "", notice: str = ""
+    profiles: list[dict],
+    user_options: dict,
+    *,
+    live_url: str = "",
+    notice: str = "",
+    give_back: list[str] | tuple[str, ...] = (),
 ) -> str:
     """mig-spawner's own form for an initialised profile list (the spawner's, or the
     service's figures, :mod:`.live`): ``live_url`` is where the open form polls."""
@@ -82,4 +99,5 @@ def render_tiers(
         live_url=live_url,
         nothing_can_start=messages.nothing_can_start() if not startable else "",
         restart_notice=notice,
+        give_back=give_back,
     )

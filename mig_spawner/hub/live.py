@@ -23,6 +23,7 @@ from tornado import web
 from ..core import messages
 from ..core.form import build_profile_list
 from ..core.form import live_figures as figures_of
+from ..core.giveback import borrowers
 from ..core.linedoc import waiting_counts
 from ..core.profiles import TIER_KEY
 from .formpage import render_tiers
@@ -58,8 +59,9 @@ class FiguresHandler(HubOAuthenticated, web.RequestHandler):
 async def live_figures(context, user: str, groups: tuple[str, ...]) -> dict:
     """What an open form refreshes, from the per-version cache of the service's view.
 
-    ``tiers``: the figures per profile; ``html``: the form as the page renders it, for
-    the page to swap in its status lines and choices without reloading.
+    ``tiers``: the figures per profile; ``borrowers``: the user's servers on a fallback
+    slice (:mod:`~mig_spawner.core.giveback`); ``html``: the form as the page renders it,
+    for the page to swap in its status lines and choices without reloading.
     """
     from kubespawner import KubeSpawner
 
@@ -87,4 +89,11 @@ async def live_figures(context, user: str, groups: tuple[str, ...]) -> dict:
     for slug, shown in figures["tiers"].items():
         known_count = line is not None and shown["gpu"]
         shown["waiting"] = counts.get(tier_of.get(slug, slug), 0) if known_count else None
-    return {"known": known, **figures, "html": render_tiers(profiles, {})}
+    # The user's servers on a fallback slice, and whether their own size is free now.
+    borrowed = borrowers(settings.policy, view.state, user, groups) if known else []
+    return {
+        "known": known,
+        **figures,
+        "borrowers": [b.to_dict() for b in borrowed],
+        "html": render_tiers(profiles, {}),
+    }
