@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 
 import jsonschema
 import pytest
+from traitlets.config import Config
 from z2jh_values import (
     BASE_VALUES,
     CHART_DEFAULTS,
@@ -300,3 +301,22 @@ def test_the_service_is_configured_as_in_the_root_example():
     settings = json.loads(service["environment"][SETTINGS_ENV])
     assert settings["MIGSpawner"]["tiers"] == root.MIGSpawner.tiers  # read after the tiers
     assert root.JupyterHub.load_roles == roles()
+
+
+def test_the_home_page_is_installed_as_in_the_root_example():
+    """hub.extraConfig's home-page entry, run as the chart runs it (after hub.templatePaths
+    became c.JupyterHub.template_paths): our home.html first, the operator's paths and
+    variables kept; the root example installs the same."""
+    from mig_spawner.hub.homepage import HOME_TEMPLATES, TEMPLATE_VAR, give_back_notices
+
+    values, _, _ = deployment("base")
+    snippet = values["hub"]["extraConfig"]["mig-spawner-home-page"]
+    c = Config()
+    c.JupyterHub.template_paths = ["/usr/local/share/jupyterhub/custom"]  # hub.templatePaths
+    c.JupyterHub.template_vars = {"org": "ACME"}  # hub.templateVars
+    exec(compile(snippet, "hub.extraConfig.mig-spawner-home-page", "exec"), {"c": c})
+    assert c.JupyterHub.template_paths == [HOME_TEMPLATES, "/usr/local/share/jupyterhub/custom"]
+    assert c.JupyterHub.template_vars == {"org": "ACME", TEMPLATE_VAR: give_back_notices}
+    root = root_config()
+    assert root.JupyterHub.template_paths == [HOME_TEMPLATES]
+    assert root.JupyterHub.template_vars == {TEMPLATE_VAR: give_back_notices}
