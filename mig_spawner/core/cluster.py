@@ -378,6 +378,10 @@ class ClusterState:
         """
         return self._book.usage(team, user, scopes_now, self.pods, self.reservations, self._earlier)
 
+    def pods_of(self, user: str) -> list[PodInfo]:
+        """``user``'s active managed pods (those its quotas count): O(their own)."""
+        return [self.pods[key] for key in sorted(self._book.pods_by_user.get(user, ()))]
+
     def placement_problem(self, key: str) -> str | None:
         """Why the spawn ``key`` (reserved, or its pod created but unbound) cannot start, if so.
 

@@ -90,13 +90,14 @@ def borrowers(
     A server counts once the hub created it for ``user`` with a tier, on a slice other than
     the one its tier asked for, and it holds its slice (bound, or pinned and pending).
     Servers of a tier the policy no longer has, or no longer shows to ``user``, are left
-    out: a restart could not ask for it.
+    out: a restart could not ask for it. O(the user's own servers x the tier's chain): the
+    hub's home page asks on every load.
     """
     view = state.snapshot()
     groups = frozenset(groups)
     scopes = tuple(policy.teams_for(groups)) or ("",)
     found = []
-    for pod in sorted(view.pods.values(), key=lambda p: (p.server_name, p.key)):
+    for pod in sorted(view.pods_of(user), key=lambda p: (p.server_name, p.key)):
         if pod.user != user or not pod.slot or not pod.tier or not pod.requested_profile:
             continue
         if pod.profile == pod.requested_profile or not pod.profile:

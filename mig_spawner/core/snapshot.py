@@ -90,6 +90,9 @@ class Snapshot:
     def usage(self, team: str, user: str, scopes_now: Iterable[str] | None = None) -> Any:
         return self._live().usage(team, user, scopes_now)
 
+    def pods_of(self, user: str) -> list:
+        return self._live().pods_of(user)
+
     def slice_index(self, kind: Any, node_selector: Mapping[str, str], tolerations) -> Any:
         return self._live().slice_index(kind, node_selector, tolerations)
 

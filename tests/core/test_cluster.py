@@ -368,3 +368,21 @@ def test_an_unbound_pinned_pod_holds_its_slice_without_a_reservation():
     state.apply_pod_event(ADDED, pod("p", resources={MIG1: 1}, user="bob", pinned="a"))
     assert state.free(state.nodes["a"], kind) == 0 and state.free(state.nodes["b"], kind) == 1
     assert state.usage("", "bob").compute_slices == 1
+
+
+def test_pods_of_a_user_are_their_active_managed_pods_and_follow_events():
+    state = ClusterState()
+    state.apply_node_event(ADDED, node("h1", mig=["1g.10gb"] * 7))
+    mine = [
+        pod(f"jupyter-bob-{i}", node="h1", resources={"nvidia.com/mig-1g.10gb": 1}, user="bob")
+        for i in range(2)
+    ]
+    for obj in [*mine, pod("jupyter-eve", node="h1", user="eve"), pod("job", node="h1")]:
+        state.apply_pod_event(ADDED, obj)
+    assert [p.key for p in state.pods_of("bob")] == ["jhub/jupyter-bob-0", "jhub/jupyter-bob-1"]
+    assert [p.key for p in state.snapshot().pods_of("bob")] == [p.key for p in state.pods_of("bob")]
+    done = {**mine[0], "status": {"phase": "Succeeded"}}
+    state.apply_pod_event(MODIFIED, done)
+    state.apply_pod_event(DELETED, mine[1])
+    assert state.pods_of("bob") == [] and state.pods_of("nobody") == []
+    assert [p.key for p in state.pods_of("eve")] == ["jhub/jupyter-eve"]
