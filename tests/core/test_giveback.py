@@ -23,22 +23,26 @@ def state_with(*objs) -> ClusterState:
     return state
 
 
-def borrowed(
-    name="jupyter-bob", server="", *, tier="notebook", node_name="h1", user="bob", pinned=""
-):
-    """bob's server of ``tier``: asked a 1g, runs on a 2g (a fallback)."""
+def server(name, profile, *, asked=None, user="bob", server="", tier="notebook", **where):
+    """A server the hub made for ``user`` in team vision: asked ``asked`` (default: the
+    slice it got), runs on ``profile``; ``where``: node_name ("h1") or pinned."""
     return pod(
         name,
-        node=node_name,
-        resources={"nvidia.com/mig-2g.20gb": 1},
+        node=where.get("node_name", "h1"),
+        resources={f"nvidia.com/mig-{profile}": 1},
         user=user,
         team="vision",
         tier=tier,
         server_name=server,
-        requested_profile="1g.10gb",
-        granted_profile="2g.20gb",
-        pinned=pinned,
+        requested_profile=asked or profile,
+        granted_profile=profile,
+        pinned=where.get("pinned", ""),
     )
+
+
+def borrowed(name="jupyter-bob", server_name="", **kw):
+    """bob's server of the notebook tier (or ``tier``): asked a 1g, runs on a 2g."""
+    return server(name, "2g.20gb", asked="1g.10gb", server=server_name, **kw)
 
 
 def busy(name, profile="1g.10gb", node_name="h1"):
@@ -70,15 +74,7 @@ def test_a_fallback_server_is_a_borrower_and_is_told_once_its_own_size_frees():
 
 
 def test_a_server_on_its_own_size_an_other_user_and_an_unmanaged_pod_are_not_borrowers():
-    own = pod(
-        "jupyter-bob-own",
-        node="h1",
-        resources={"nvidia.com/mig-1g.10gb": 1},
-        user="bob",
-        team="vision",
-        tier="notebook",
-        server_name="own",
-    )
+    own = server("jupyter-bob-own", "1g.10gb", server="own")
     state = state_with(H1, own, borrowed("jupyter-eve", user="eve"), busy("x", "2g.20gb"))
     assert borrowers(policy(), state, "bob", ["vision"]) == []
     assert [b.server_name for b in borrowers(policy(), state, "eve", ["vision"])] == [""]
@@ -101,14 +97,7 @@ def test_the_quota_is_read_as_the_restart_meets_it_its_own_slice_given_back():
     (b,) = borrowers(policy({"vision": {"compute_slices": 2}}), state, "bob", ["vision"])
     assert b.can_give_back, b.message
     # ... but a team already over by other servers is told why, not offered a restart
-    other = pod(
-        "jupyter-ann",
-        node="h1",
-        resources={"nvidia.com/mig-2g.20gb": 1},
-        user="ann",
-        team="vision",
-        tier="notebook",
-    )
+    other = server("jupyter-ann", "2g.20gb", user="ann")
     state.apply_pod_event(ADDED, other)
     (b,) = borrowers(policy({"vision": {"compute_slices": 2}}), state, "bob", ["vision"])
     assert not b.can_give_back and b.free == 3

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import aiohttp
-from jupyterhub.tests.utils import api_request, auth_header, public_url, ujoin
+from jupyterhub.tests.utils import api_request, auth_header, public_host, public_url, ujoin
 
 from mig_spawner import MIGSpawner
 
@@ -34,6 +34,10 @@ TWO_H100 = {
         },
     ]
 }
+#: One balanced H100 (2 × 1g.10gb, 2g.20gb, 3g.40gb): a 1g spawn falls back to the 2g once
+#: both 1g slices are taken.
+BALANCED_H100 = {"nodes": [{**TWO_H100["nodes"][1], "name": "h"}]}
+CHROMIUM = "/usr/bin/chromium"
 TIERS = {
     "notebook": {
         "display_name": "1g notebook",
@@ -185,3 +189,16 @@ def with_service(config: dict, workdir: Path, extra: dict | None = None) -> dict
 def service_url(app, path: str = "") -> str:
     """The public URL of mig-spawner's service (``{base_url}services/mig/``)."""
     return ujoin(public_url(app), "services/mig/", path)
+
+
+async def logged_in_page(pw, app, user: str):
+    """(browser, page, the hub's base URL): Chromium, logged in to ``app`` as ``user``
+    through the hub's login form (MockHub: the password is the name)."""
+    base = ujoin(public_host(app), app.hub.base_url)
+    browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    page = await browser.new_page()
+    await page.goto(ujoin(base, "login"))
+    await page.fill("#username_input", user)
+    await page.fill("#password_input", user)
+    await page.click("#login_submit")
+    return browser, page, base

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import jupyterhub_fancy_profiles
 import pytest
+from hub_harness import CHROMIUM
 from jupyterhub.tests.utils import get_page
 from playwright.async_api import async_playwright
 from test_spawner_profiles import PROFILES
 
 STATIC = Path(jupyterhub_fancy_profiles.__file__).parent / "static"
-CHROMIUM = "/usr/bin/chromium"
 
 
 async def test_fancy_profiles_gets_the_combined_list_and_draws_it(hub):

@@ -7,23 +7,17 @@ says why, and every radio is disabled with its reason at full contrast.
 from __future__ import annotations
 
 import pytest
-from jupyterhub.tests.utils import public_host, ujoin
+from hub_harness import logged_in_page
+from jupyterhub.tests.utils import ujoin
 from playwright.async_api import async_playwright, expect
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.browser
 
 
 async def test_start_is_disabled_with_the_reason_when_nothing_can_start(hub):
     app, _ = await hub(team_quotas={"vision": {"servers": 0}, "nlp": {"compute_slices": 4}})
-    base = ujoin(public_host(app), app.hub.base_url)
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = await browser.new_page()
-        await page.goto(ujoin(base, "login"))
-        await page.fill("#username_input", "bob")
-        await page.fill("#password_input", "bob")  # MockHub: the password is the name
-        await page.click("#login_submit")
+        browser, page, base = await logged_in_page(pw, app, "bob")
         await page.goto(ujoin(base, "spawn"))
         radios = page.locator("#kubespawner-profiles-list input[type=radio]")
         await expect(radios).to_have_count(3)

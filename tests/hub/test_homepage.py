@@ -10,8 +10,8 @@ import re
 from html import unescape
 
 import pytest
-from hub_harness import H100, pods_of, spawn, wait_ready
-from jupyterhub.tests.utils import get_page, public_host, ujoin
+from hub_harness import BALANCED_H100, logged_in_page, pods_of, spawn, wait_ready
+from jupyterhub.tests.utils import get_page, ujoin
 from test_live_figures import _figures
 from test_spawner import create_foreign_pod
 from test_spawner_trust import settle
@@ -19,18 +19,6 @@ from traitlets.config import Config
 
 from mig_spawner.hub.homepage import HOME_TEMPLATES, install_home_page
 
-CHROMIUM = "/usr/bin/chromium"
-#: two 1g slices (both taken by batch jobs at first), one 2g, one 3g
-SPEC = {
-    "nodes": [
-        {
-            "name": "h",
-            "gpu": H100,
-            "strategy": "mixed",
-            "mig": [["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"]],
-        }
-    ]
-}
 FREE = "a 1g.10gb slice is free (1 of 2): restart to give back the 2g.20gb"
 
 
@@ -50,7 +38,7 @@ def home_page_settings(**admins) -> dict:
 
 async def borrowing_bob(hub):
     """bob's default server on the 2g, both 1g slices taken by batch jobs."""
-    app, cluster = await hub(spec=SPEC, service=True, extra=home_page_settings())
+    app, cluster = await hub(spec=BALANCED_H100, service=True, extra=home_page_settings())
     for i in range(2):
         await create_foreign_pod(cluster, f"batch-{i}", "nvidia.com/mig-1g.10gb")
     r = await spawn(app, "bob", {"tier": "notebook"})
@@ -137,14 +125,8 @@ async def test_one_click_restarts_the_borrower_on_its_own_size(hub):
 
     app, cluster = await borrowing_bob(hub)
     await free_a_1g(app, cluster)
-    base = ujoin(public_host(app), app.hub.base_url)
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = await browser.new_page()
-        await page.goto(ujoin(base, "login"))
-        await page.fill("#username_input", "bob")
-        await page.fill("#password_input", "bob")  # MockHub: the password is the name
-        await page.click("#login_submit")
+        browser, page, base = await logged_in_page(pw, app, "bob")
         await page.goto(ujoin(base, "home"))
         notice = page.locator(".mig-give-back")
         await expect(notice).to_contain_text(f"A{FREE[1:]}.")

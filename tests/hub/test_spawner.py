@@ -6,7 +6,7 @@ import asyncio
 import json
 
 import aiohttp
-from hub_harness import H100, pods_of, spawn, stop, wait_ready
+from hub_harness import BALANCED_H100, H100, pods_of, spawn, stop, wait_ready
 
 try:  # JupyterHub >= 6: one shared HTTP client singleton per process
     from jupyterhub.httpclient import JupyterHubHTTPClient
@@ -77,17 +77,7 @@ async def test_spawn_and_stop_on_the_requested_slice(hub):
 
 
 async def test_fallback_when_the_slice_type_is_full_and_the_user_is_told(hub):
-    spec = {
-        "nodes": [
-            {
-                "name": "h",
-                "gpu": H100,
-                "strategy": "mixed",
-                "mig": [["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"]],
-            }
-        ]
-    }
-    app, cluster = await hub(spec=spec)
+    app, cluster = await hub(spec=BALANCED_H100)
     for i in range(2):
         await create_foreign_pod(cluster, f"batch-{i}", "nvidia.com/mig-1g.10gb")
     r = await spawn(app, "bob", {"tier": "notebook"})
