@@ -400,3 +400,41 @@ def test_an_open_form_shows_a_change_within_5_s_of_the_event(browser, demo):
     expect(tier(page, slug)).to_contain_text(f"{free} of {total} free", timeout=5_000)
     page.screenshot(path=str(demo["artifacts"] / "08-live-figures.png"), full_page=True)
     page.context.close()
+
+
+def test_bob_gives_his_2g_back_once_carol_stops_and_a_1g_frees(browser, demo):
+    """Issue 23's "done when" on the demo: a borrower sees "a 1g slice is free: restart to
+    give back the 2g" on the hub's home page, and one click moves him; nothing before it."""
+    bob = login(browser, demo, "bob")
+    bob.wait_for_url("**/user/bob/**")
+    bob.goto(f"{demo['url']}/hub/home")
+    expect(bob.locator("#stop")).to_be_visible()
+    expect(bob.locator(".mig-give-back")).to_have_count(0)  # every 1g.10gb is taken
+    # carol stops her notebook from her home page: one 1g.10gb frees
+    carol = login(browser, demo, "carol")
+    carol.wait_for_url("**/user/carol/**")
+    carol.goto(f"{demo['url']}/hub/home")
+    carol.click("#stop")
+    expect(carol.locator("#start")).to_contain_text("Start My Server", timeout=60_000)
+    carol.context.close()
+    # bob's home page now says so, and offers the move
+    notice = bob.locator(".mig-give-back")
+    for _ in range(20):  # the hub's view sees carol's pod go within a few seconds
+        bob.goto(f"{demo['url']}/hub/home")
+        if notice.count():
+            break
+        bob.wait_for_timeout(500)
+    expect(notice).to_contain_text("runs on a 2g.10gb slice.")
+    expect(notice).to_contain_text(
+        "A 1g.10gb slice is free (1 of 2): restart to give back the 2g.10gb."
+    )
+    bob.screenshot(path=str(demo["artifacts"] / "09-bob-give-back.png"), full_page=True)
+    bob.click("text=Restart on a 1g.10gb slice")
+    bob.wait_for_url("**/user/bob/**", timeout=120_000)
+    expect(bob.locator(".jp-Launcher")).to_be_visible(timeout=120_000)
+    # he runs on a 1g.10gb now: no longer a borrower
+    figures = bob.request.get(f"{demo['url']}/services/mig/api/figures").json()
+    assert figures["borrowers"] == [], figures["borrowers"]
+    bob.goto(f"{demo['url']}/hub/home")
+    expect(bob.locator(".mig-give-back")).to_have_count(0)
+    bob.context.close()
