@@ -94,19 +94,31 @@ async def test_bookmarks_carry_a_resource_version(api):
     _status, listed = await api.api.request("GET", PODS)
     rv = listed["metadata"]["resourceVersion"]
     # The real server's watch cache sends a bookmark about 2 s before a watch's timeout,
-    # from a 1 s timer: on a loaded machine one watch can close first. Watch again (at most
-    # three times) rather than fail on that race; every attempt starts from the listed rv.
+    # from a 1 s timer, and only once its pods' resource version has moved past the one
+    # the watch started from (k8s.io/apiserver's cacheWatcher.process): with no pod
+    # event, that waits for etcd's progress notice, which may come too late. So a pod is
+    # created as each watch starts. On a loaded machine a watch can still close first:
+    # watch again (at most four times), each attempt from the listed rv.
     marks = []
-    for _attempt in range(3):
-        events = await read_watch(
-            api,
-            PODS,
-            rv,
-            until=lambda ev: any(e["type"] == "BOOKMARK" for e in ev),
-            timeout=20,
-            allowWatchBookmarks="true",
-            timeoutSeconds="8",
-        )
+    for attempt in range(4):
+
+        async def nudge(name=f"nudge-{attempt}"):
+            await asyncio.sleep(0.5)
+            await api.create_pod(pod(name))
+
+        nudging = asyncio.ensure_future(nudge())
+        try:
+            events = await read_watch(
+                api,
+                PODS,
+                rv,
+                until=lambda ev: any(e["type"] == "BOOKMARK" for e in ev),
+                timeout=20,
+                allowWatchBookmarks="true",
+                timeoutSeconds="8",
+            )
+        finally:
+            await nudging
         marks = [e for e in events if e["type"] == "BOOKMARK"]
         if marks:
             break
