@@ -14,14 +14,14 @@ restart stops it), the rest of the cluster as the cache has it now. Pure: core o
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from .admission import chain_rows
 from .cluster import ClusterState
 from .pods import Charge, PodInfo
 from .policy import Policy
-from .quota import Usage, check_quota
+from .quota import check_quota, released
 from .snapshot import Snapshot
 
 
@@ -120,7 +120,7 @@ def _borrower(pod: PodInfo, tier, policy: Policy, view: Snapshot, scopes) -> Bor
     if grantable is not None:
         kind = grantable.slice_type
         charge = Charge(kind.compute_slices, kind.memory_gb)
-        usage = _without(view.usage(pod.team, pod.user or "", scopes), pod.charge)
+        usage = released(view.usage(pod.team, pod.user or "", scopes), pod.charge)
         check = check_quota(policy.quota_for(pod.team or None), usage, charge)
         if not check.ok:
             blocked = f"team {pod.team}'s quota: {check.reason}" if pod.team else check.reason
@@ -134,17 +134,4 @@ def _borrower(pod: PodInfo, tier, policy: Policy, view: Snapshot, scopes) -> Bor
         free=free,
         total=total,
         blocked=blocked,
-    )
-
-
-def _without(usage: Usage, charge: Charge | None) -> Usage:
-    """``usage`` once the server of ``charge`` has stopped (the restart stops it first)."""
-    charge = charge or Charge(0, 0)
-    return replace(
-        usage,
-        compute_slices=max(usage.compute_slices - charge.compute_slices, 0),
-        memory_gb=max(usage.memory_gb - charge.memory_gb, 0),
-        servers=max(usage.servers - 1, 0),
-        user_compute_slices=max(usage.user_compute_slices - charge.compute_slices, 0),
-        own_servers=list(usage.own_servers),
     )

@@ -18,6 +18,7 @@ from typing import Any
 from .catalog import MAX_COMPUTE_SLICES, WHOLE_GPU, parse_profile_name
 from .errors import InputError, leading_path
 from .memo import fingerprint
+from .reclaimrules import ReclaimRules, parse_rules
 
 CHARGE_MODES = ("granted", "requested")
 QUOTA_KEYS = ("compute_slices", "memory_gb", "servers", "per_user_compute_slices")
@@ -38,6 +39,7 @@ TIER_KEYS = (
     "tolerations",
     "kubespawner_override",
     "max_wait",
+    "reclaim",
 )
 #: ``MIGSpawner.max_wait_cap``'s default: no tier waits longer than an hour
 DEFAULT_MAX_WAIT_CAP = 3600.0
@@ -79,6 +81,8 @@ class Tier:
     chain: tuple[str, ...] | None = None
     #: seconds a spawn refused for capacity waits in line (0: refused at once)
     max_wait: float = 0
+    #: when its idle servers may be stopped for a spawn waiting in line (None: never)
+    reclaim: ReclaimRules | None = None
 
     def visible_to(self, groups: frozenset[str] | set[str] | tuple[str, ...]) -> bool:
         return not self.groups or bool(self.groups.intersection(groups))
@@ -154,7 +158,7 @@ def _fingerprint(value: Any) -> str:
                 "charge": v.charge,
                 "max_wait_cap": v.max_wait_cap,
             }
-        if isinstance(v, Tier | Quota):
+        if isinstance(v, Tier | Quota | ReclaimRules):
             return {f.name: plain(getattr(v, f.name)) for f in fields(v)}
         if isinstance(v, Mapping):
             return {k: plain(x) for k, x in v.items()}
@@ -306,6 +310,7 @@ def _tier(slug: Any, data: Any, chain: tuple[str, ...] | None) -> Tier:
         kubespawner_override=dict(override),
         chain=chain,
         max_wait=_number(f"{where}.max_wait", data.get("max_wait", 0)),
+        reclaim=parse_rules(f"{where}.reclaim", data.get("reclaim")),
     )
 
 

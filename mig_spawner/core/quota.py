@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .pods import Charge
 from .policy import Quota
@@ -18,6 +19,21 @@ class Usage:
     user_compute_slices: int = 0
     #: (server name, profile) of the asking user's own servers, for refusal messages
     own_servers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def released(usage: Usage, charge: Any, *, same_user: bool = True) -> Usage:
+    """``usage`` once a server of its scope holding ``charge`` has stopped (a restart or a
+    reclaim stops it first); ``same_user``: it was the asking user's own server."""
+    slices = charge.compute_slices if charge is not None else 0
+    memory = charge.memory_gb if charge is not None else 0
+    return replace(
+        usage,
+        compute_slices=max(usage.compute_slices - slices, 0),
+        memory_gb=max(usage.memory_gb - memory, 0),
+        servers=max(usage.servers - 1, 0),
+        user_compute_slices=max(usage.user_compute_slices - (slices if same_user else 0), 0),
+        own_servers=list(usage.own_servers),
+    )
 
 
 UNITS = ("compute_slices", "memory_gb", "servers", "per_user_compute_slices")
