@@ -103,3 +103,13 @@ def snippet(text: str, line: int, column: int) -> str:
         return ""
     gutter = f"{line:>5} | "
     return f"{gutter}{lines[line - 1]}\n{' ' * (len(gutter) - 2)}| {' ' * (column - 1)}^"
+
+
+class ConfigError(InputError):
+    """A mig-spawner setting is malformed. The message names the setting and the fix; the
+    ``path`` (from the message's leading setting, e.g. ``("MIGSpawner", "tiers", "a")``)
+    lets a reader of the config file point at the line."""
+
+    def __init__(self, message: str, **kwargs):
+        kwargs.setdefault("path", leading_path(message))
+        super().__init__(message, **kwargs)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .catalog import MAX_COMPUTE_SLICES, WHOLE_GPU, parse_profile_name
-from .errors import InputError, leading_path
+from .errors import ConfigError
 from .memo import fingerprint
 from .reclaimrules import ReclaimRules, parse_rules
 
@@ -48,16 +48,6 @@ FORBIDDEN_OVERRIDES = frozenset(
     {"extra_resource_limits", "extra_resource_guarantees", "node_selector", "tolerations"}
 )
 TOLERATION_KEYS = frozenset({"key", "operator", "value", "effect", "tolerationSeconds"})
-
-
-class ConfigError(InputError):
-    """A mig-spawner setting is malformed. The message names the setting and the fix; the
-    ``path`` (from the message's leading setting, e.g. ``("MIGSpawner", "tiers", "a")``)
-    lets a reader of the config file point at the line."""
-
-    def __init__(self, message: str, **kwargs):
-        kwargs.setdefault("path", leading_path(message))
-        super().__init__(message, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ConfigError
+
 RECLAIM_KEYS = ("idle_after", "grace", "max_session")
 DEFAULT_GRACE = 600.0
 
@@ -50,8 +52,6 @@ def parse_rules(where: str, value: Any) -> ReclaimRules | None:
     """``tiers[slug].reclaim`` as :class:`ReclaimRules` (None when absent).
 
     Raises the policy's ConfigError naming ``where`` and the key at fault."""
-    from .policy import ConfigError  # the policy module imports this one
-
     if value is None:
         return None
     if not isinstance(value, Mapping):
