@@ -95,6 +95,7 @@ class Stop:
     warned: Warned
     #: for the log and the metric: "idle 3 h, GPU 0 %; for alice's spawn waiting for ..."
     detail: str
+    for_key: str = ""  # IDLE: the place in line it is stopped for (its key)
 
     @property
     def key(self) -> str:
@@ -194,7 +195,8 @@ def plan(
         earlier = warnings.get(c.key)
         if earlier is not None and earlier.reason == reason:
             if now >= earlier.deadline:
-                stops.append(Stop(earlier, _detail(policy, earlier, why, place)))
+                for_key = place.key if place is not None else ""
+                stops.append(Stop(earlier, _detail(policy, earlier, why, place), for_key))
             else:
                 kept[c.key] = earlier
             return

@@ -107,7 +107,11 @@ def test_one_waiter_warns_the_longest_idle_once_then_stops_it_after_the_grace():
 
     due = run([waiting()], activity=activity, warnings=later.warnings, now=NOW + 600)
     (stop,) = due.stops
-    assert (stop.key, stop.reason) == ("jhub/jupyter-alice", "idle")
+    assert (stop.key, stop.reason, stop.for_key) == (
+        "jhub/jupyter-alice",
+        "idle",
+        "jhub/jupyter-dave",
+    )
     assert stop.detail == ("idle 3 h; for dave's 1g notebook waiting in line; warned at 08:00 UTC")
     assert stop.notice(NOW + 600) == (
         "Your server (1g notebook) was stopped at 08:10 UTC: it was idle 3 h and someone"
@@ -226,7 +230,7 @@ def test_max_session_warns_and_stops_whatever_the_line_and_the_activity():
     (stop,) = run(
         [], state=state, activity=busy, pol=policy(tiers), warnings=first.warnings, now=NOW + 600
     ).stops
-    assert stop.reason == "max_session"
+    assert (stop.reason, stop.for_key) == ("max_session", "")
     assert stop.notice(NOW + 600).startswith("Your server (1g notebook) was stopped at 08:10 UTC:")
     # exempt: neither warned nor stopped
     assert run([], state=state, activity=busy, pol=policy(tiers), exempt={"alice"}).warned == ()
