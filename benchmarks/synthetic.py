@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from mig_spawner.core.pods import hub_marks
+from mig_spawner.core.pods import SERVER_NAME_ANNOTATION, hub_marks
 from mig_spawner.core.policy import build_policy
 from mig_spawner.demo.emulator.clusterfile import load_cluster_spec
 from mig_spawner.demo.emulator.nodelabels import node_object
@@ -74,34 +74,55 @@ def nodes(n: int, seed: int = 1) -> list[dict]:
     return [node_object(s) for s in spec.nodes]
 
 
-def pod(name, namespace, node_name, resource, *, user=None, team=None, phase="Running"):
+def pod(
+    name,
+    namespace,
+    node_name,
+    resource,
+    *,
+    user=None,
+    team=None,
+    phase="Running",
+    tier="",
+    requested_profile="",
+    server_name="",
+    created="",
+):
     """A GPU pod; with ``user``, one this hub created, marked exactly as the spawner does
-    (so it counts toward its team's quota, its charge derived from what it requests)."""
+    (so it counts toward its team's quota, its charge derived from what it requests).
+    ``tier``, ``requested_profile`` (default: the granted one), ``server_name`` and
+    ``created`` (RFC 3339) as the spawner and the API write them."""
     labels, annotations = {}, {}
+    if server_name:
+        annotations[SERVER_NAME_ANNOTATION] = server_name
     if user is not None:
         profile = resource.removeprefix("nvidia.com/mig-")
-        labels, annotations = hub_marks(
+        labels, marks = hub_marks(
             hub="jupyterhub",
             user=user,
             team=team or "",
-            tier="",
-            requested_profile=profile,
+            tier=tier,
+            requested_profile=requested_profile or profile,
             granted_profile=profile,
             granted_product=H100,
             charge_mode="granted",
             node=node_name,
         )
+        annotations.update(marks)
         labels["component"] = "singleuser-server"
+    metadata = {
+        "name": name,
+        "namespace": namespace,
+        "labels": labels,
+        "annotations": annotations,
+        "uid": f"uid-{name}",
+    }
+    if created:
+        metadata["creationTimestamp"] = created
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": annotations,
-            "uid": f"uid-{name}",
-        },
+        "metadata": metadata,
         "spec": {
             "nodeName": node_name,
             "containers": [{"name": "main", "resources": {"limits": {resource: "1"}}}],

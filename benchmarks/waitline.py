@@ -109,6 +109,20 @@ def admission_pass(line: Line, state, policy, running: dict[str, int]) -> tuple[
     return admitted, refused
 
 
+def arrive(line: Line, state, policy, key: str, r: dict, now: float, max_wait: float) -> bool:
+    """A request of the trace arrives: it takes a place in line, and the admission pass
+    that follows starts it at once if its tier has a free slice. False: refused at once
+    for anything but capacity (not in line). ``r["server"]``: its server's name, if any."""
+    request = SpawnRequest(r["user"], r["tier"], (r["team"],), r["team"])
+    d = admission.decide(request, policy, state)
+    if not d.admitted and d.code != admission.CAPACITY:
+        return False
+    groups = (r["team"],)
+    server = r.get("server", "")
+    line.add(Place(key, r["user"], server, r["tier"], r["team"], groups, now, now + max_wait))
+    return True
+
+
 def _prior_history(n: int, seed: int) -> dict[str, list[float]]:
     history: dict[str, list[float]] = {}
     for r in requests(n, seed):
@@ -153,15 +167,9 @@ def replay_line(reqs: list[dict], *, max_wait: float, prior_seed: int) -> dict:
             if line.remove(key) is None:
                 continue  # admitted before its deadline
             timed_out += 1
-        else:
-            request = SpawnRequest(r["user"], r["tier"], (r["team"],), r["team"])
-            d = admission.decide(request, policy, state)
-            if not d.admitted and d.code != admission.CAPACITY:
-                refused += 1  # quota and the like: answered at once, as today
-                continue
-            line.add(
-                Place(key, r["user"], "", r["tier"], r["team"], (r["team"],), now, now + max_wait)
-            )
+        elif not arrive(line, state, policy, key, r, now, max_wait):
+            refused += 1  # quota and the like: answered at once, as today
+            continue
         admit_waiting(now)
         if kind == ARRIVE and key in line:  # it waits: the ETA it is told now
             ages = [now - t for t, prof in holding.values() if prof in usable[r["tier"]]]
