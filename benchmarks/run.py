@@ -15,7 +15,7 @@ import platform
 import time
 from pathlib import Path
 
-from . import advise, decisions, gcpause, utilisation, waitline
+from . import advise, decisions, gcpause, reclaim, utilisation, waitline
 
 TARGETS = {
     "decide_p99_ms_at_max": 1.0,
@@ -70,6 +70,7 @@ def run(quick: bool, out: Path, storm: bool) -> dict:
     ]
     results["advise"] = advise.run(quick)
     results["waitline"] = waitline.run(quick)
+    results["reclaim"] = reclaim.run(quick)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))  # kept if the storm fails
     if storm:
@@ -214,6 +215,18 @@ def _targets(results) -> dict:
                 )
                 + " (no target)"
             )
+    if "reclaim" in results:
+        r = results["reclaim"]
+        line, both, c = r["line"], r["reclaim"], r["checks"]
+        print(
+            f"  line + reclaim ({r['requests']} requests, {r['with_tail']} idle tails): served "
+            f"within 10 min {both['served_within_10_min_pct']:.1f} % vs "
+            f"{line['served_within_10_min_pct']:.1f} % line only; served "
+            f"{both['served_pct']:.1f} % vs {line['served_pct']:.1f} %; {both['reclaimed']} "
+            f"reclaimed, {both['gpu_hours_given_back']:.1f} GPU-h given back; stops for a place "
+            f"waiting {c['for_a_place_waiting']}/{c['stops']}, after the grace "
+            f"{c['at_or_after_grace']}/{c['stops']} (no target)"
+        )
     _line(
         "fallback admissions / optimum's",
         t["fallback_vs_optimum"],
