@@ -28,8 +28,9 @@ from ..core.giveback import Borrower, borrowers
 
 #: our page templates (``home.html``), searched before the hub's own
 HOME_TEMPLATES = os.path.join(os.path.dirname(__file__), "templates", "hub")
-#: the template variable the home page reads
+#: the template variables the home page reads
 TEMPLATE_VAR = "mig_give_back"
+RECLAIM_VAR = "mig_reclaim"
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ def install_home_page(config) -> None:
         hub.template_paths = [HOME_TEMPLATES, *paths]
     template_vars = dict(hub.template_vars) if "template_vars" in hub else {}
     template_vars[TEMPLATE_VAR] = give_back_notices
+    template_vars[RECLAIM_VAR] = reclaim_notices
     hub.template_vars = template_vars
 
 
@@ -78,3 +80,19 @@ def _notice(borrower: Borrower, spawner: Any) -> dict[str, Any]:
         "button": f"Restart on a {borrower.wants} slice",
         "options": json.dumps(options, sort_keys=True, default=str),
     }
+
+
+def reclaim_notices(user: Any) -> dict[str, Any]:
+    """For the home page: the reclaim warnings on ``user``'s servers ("will be stopped in
+    10 min unless you use it"), why an earlier server was stopped, and each running
+    server's idleness ("idle 3 h, GPU 0 %"; hub/reclaim.py). Empty when it cannot tell."""
+    spawners = [s for s in _spawners(user) if hasattr(s, "cluster_view")]
+    empty: dict[str, Any] = {"warnings": [], "notices": [], "idle": {}}
+    if not spawners:
+        return empty
+    try:
+        reclaimer = spawners[0].cluster_view().reclaimer
+        return reclaimer.for_user(user.name) if reclaimer is not None else empty
+    except Exception:  # the page must render
+        spawners[0].log.warning("mig-spawner: no reclaim notice for %s", user.name, exc_info=True)
+        return empty

@@ -222,7 +222,18 @@ class HubMetrics:
             ["tier", "outcome"],
             registry=None,
         )
+        self.reclaimed_total = Counter(
+            PREFIX + "reclaimed",
+            "Servers reclaim stopped, by reason (idle: for a spawn waiting in line;"
+            " max_session: the tier's longest session).",
+            ["reason"],
+            registry=None,
+        )
         self.collector = ClusterCollector(source)
+
+    def reclaimed(self, reason: str) -> None:
+        """One server stopped by reclaim (hub/reclaim.py)."""
+        self.reclaimed_total.labels(reason).inc()
 
     def line_left(self, tier: str, outcome: str, seconds: float) -> None:
         """One wait in line ended (hub/waiting.py)."""
@@ -253,6 +264,7 @@ class HubMetrics:
             self.decision_seconds,
             self.line_wait_seconds,
             self.line_ended,
+            self.reclaimed_total,
             self.collector,
         )
 

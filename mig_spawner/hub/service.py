@@ -76,9 +76,15 @@ def service(
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_FORWARDED)}
     env[SETTINGS_ENV] = json.dumps(_snapshot(config))
+    # The service's token (role: roles()) is also the one the hub's reclaim stops idle
+    # servers with, through the REST API (hub/reclaim.py): one token, one role, set here.
+    section = config.setdefault("MIGSpawner", {}) if isinstance(config, dict) else config.MIGSpawner
+    token = setting(section, "hub_api_token", "") or secrets.token_hex(32)
+    section["hub_api_token"] = token
     return {
         "name": name,
         "url": url,
+        "api_token": token,
         "command": [sys.executable, "-m", "mig_spawner.hub.service"],
         "environment": {**env, **(environment or {})},
         "display": True,  # listed in the hub's Services menu
@@ -104,10 +110,16 @@ def _snapshot(config) -> dict[str, dict[str, Any]]:
 
 def roles(name: str = NAME) -> list[dict[str, Any]]:
     """``c.JupyterHub.load_roles`` entries: every user may use the service (their figures;
-    the page itself checks ``admin-ui``); the service may read the hub's metrics."""
+    the page itself checks ``admin-ui``); the service may read the hub's metrics, and its
+    token (the hub's ``MIGSpawner.hub_api_token``) may stop servers for reclaim."""
     return [
         {"name": "user", "scopes": ["self", f"access:services!service={name}"]},
-        {"name": f"{name}-service", "services": [name], "scopes": ["read:metrics"]},
+        # read:metrics: the admin page's counts; delete:servers: reclaim's stops
+        {
+            "name": f"{name}-service",
+            "services": [name],
+            "scopes": ["read:metrics", "delete:servers"],
+        },
     ]
 
 

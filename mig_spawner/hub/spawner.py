@@ -24,10 +24,11 @@ from ..core.form import build_profile_list, tier_profiles
 from ..core.options import OptionsError, parse_options
 from ..core.pods import Trust
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
-from . import demand, linestore, metrics, waiting, waitstart
+from . import demand, linestore, metrics, reclaim, waiting, waitstart
 from .formpage import render_form
 from .hubcompat import SpawnException
 from .placing import PlacementMixin
+from .reclaim import ReclaimSettings
 from .refusals import refusal, refused
 from .watch import ClusterView, gc_freeze_trait
 
@@ -35,7 +36,7 @@ from .watch import ClusterView, gc_freeze_trait
 CLAIM_KEY = "mig_claim"
 
 
-class MIGSpawner(PlacementMixin, KubeSpawner):
+class MIGSpawner(PlacementMixin, ReclaimSettings, KubeSpawner):
     """Spawn single-user servers on NVIDIA MIG slices chosen by tier.
 
     Users choose a *tier*; mig-spawner maps it to a MIG resource present in the cluster,
@@ -340,6 +341,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
         decide, waiting in line while the tier is full, before ``start_timeout`` starts."""
         result = await maybe_future(super().run_pre_spawn_hook())
         if self.tiers:
+            reclaim.track(self, starting=True)
             await waitstart.decide_first(self)
         return result
 
@@ -450,6 +452,7 @@ class MIGSpawner(PlacementMixin, KubeSpawner):
             self.log.warning("%s: ignoring a saved claim: %s", self._log_name, e)
             return
         self.user_options = self.claim.shown_options()
+        reclaim.track(self, starting=False)  # a running server: its activity counts
 
     async def stop(self, now=False):
         self._release("stopped")

@@ -235,6 +235,13 @@ class WaitingLine:
         self._waits[place.key] = wait
         wait.place = place
         self.line.add(place)
+        if self.view.reclaimer is not None:  # an idle server may make room (hub/reclaim.py)
+            self.view.reclaimer.soon()
+
+    def waiting(self, key: str) -> bool:
+        """Whether the spawn ``key`` waits in line now (not admitted, not ended)."""
+        wait = self._waits.get(key)
+        return wait is not None and not wait.future.done()
 
     def leave(self, key: str, outcome: str | None) -> bool:
         """``key`` leaves the line (``outcome``: metrics and the log; None: a tier that

@@ -226,12 +226,16 @@ class ClusterView:
         self._listeners: list[Callable[[str, Any], None]] = []
         #: the hub's waiting line on this view (hub/waiting.py makes it on first use)
         self.waiting_line: Any = None
+        #: the hub's reclaim of idle servers on this view (hub/reclaim.py)
+        self.reclaimer: Any = None
 
     def start(self) -> None:
         if not self._tasks:
             self._tasks = [asyncio.ensure_future(feed.run(), loop=None) for feed in self._feeds]
 
     async def stop(self) -> None:
+        if self.reclaimer is not None:
+            await self.reclaimer.close()
         if self.waiting_line is not None:
             await self.waiting_line.close()  # its last change is saved first
         for task in self._tasks:

@@ -183,6 +183,8 @@ def with_service(config: dict, workdir: Path, extra: dict | None = None) -> dict
     hub = extra.setdefault("JupyterHub", {})
     hub["services"] = [service(settings, url=f"http://127.0.0.1:{free_port()}")]
     hub["load_roles"] = roles()
+    # the hub's reclaim stops servers with the service's token (service() sets both)
+    extra.setdefault("MIGSpawner", {})["hub_api_token"] = hub["services"][0]["api_token"]
     return extra
 
 

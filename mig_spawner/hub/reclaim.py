@@ -1,0 +1,343 @@
+"""Reclaim in the hub: gather the signals, plan (:mod:`mig_spawner.core.reclaim`), act.
+
+One :class:`Reclaimer` per cluster view (the hub's), started with the view when a tier
+has ``reclaim`` rules. A *pass* runs every ``reclaim_interval`` seconds and soon after a
+spawn joins the waiting line:
+
+1. the signals: each running server's seconds since the hub's last activity (JupyterHub's
+   ``last_activity``: kernels, terminals and connections, as the single-user server
+   reports them, as the idle culler reads them), and, with ``prometheus_url`` set, its
+   GPU's largest engine activity over the tier's ``idle_after`` (:mod:`.prometheus`);
+2. :func:`mig_spawner.core.reclaim.plan` says whom to warn, whose warning to withdraw
+   and whom to stop;
+3. a warning is one log line and shows on its user's home page; a stop is one log line
+   (``reclaim stop ... reason=idle detail="..."``), one ``reclaimed_total{reason}`` and a
+   DELETE of the server through the hub's REST API (the path an admin's or the idle
+   culler's stop takes: the proxy route goes, the spawner stops, the hub's database
+   says so), with ``hub_api_token`` (a token with the ``delete:servers`` scope: the mig
+   service's, set by :func:`mig_spawner.hub.service.service`). The user reads why at
+   their next visit to the home page, until their next start.
+
+``reclaim_dry_run``: the same passes and log lines ("would stop"), no warning shown, no
+stop. A pass that fails (Prometheus down: "not known idle"; the API: logged) never stops
+anything it was not sure of.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import time
+import weakref
+from typing import Any
+from urllib.parse import quote
+
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from traitlets import Bool, Float, Set, Unicode
+from traitlets.config import Configurable
+
+from ..core import reclaim
+from ..core.policy import ConfigError
+from .tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+#: notices of stopped servers kept per user (the newest)
+MAX_NOTICES = 5
+
+
+class ReclaimSettings(Configurable):
+    """MIGSpawner's reclaim settings (a mixin: ``c.MIGSpawner.<name>``)."""
+
+    prometheus_url = Unicode(
+        "",
+        config=True,
+        help="""
+        A Prometheus that scrapes NVIDIA's DCGM exporter (e.g. ``http://prometheus:9090``):
+        a server is then idle only if its GPU's engine activity
+        (``DCGM_FI_PROF_GR_ENGINE_ACTIVE``, else ``DCGM_FI_DEV_GPU_UTIL``) stayed under
+        ``gpu_idle_below`` over its tier's ``idle_after``. Unreachable or garbled: not known
+        idle, never idle. Empty (the default): the hub's activity alone.
+        """,
+    )
+    prometheus_pod_label = Unicode(
+        "pod",
+        config=True,
+        help="""
+        The label of the DCGM series that names the pod: ``pod``, or ``exported_pod`` when
+        Prometheus scrapes the exporter without ``honor_labels`` (the namespace label
+        follows: ``namespace`` or ``exported_namespace``).
+        """,
+    )
+    gpu_idle_below = Float(
+        reclaim.DEFAULT_GPU_IDLE_BELOW,
+        config=True,
+        help="A GPU whose largest engine activity in the window is under this ratio is idle.",
+    )
+    reclaim_interval = Float(
+        60.0,
+        config=True,
+        help="Seconds between reclaim passes (one also runs soon after a spawn joins the line).",
+    )
+    reclaim_dry_run = Bool(
+        False,
+        config=True,
+        help='Log what reclaim would warn and stop ("would stop"), show and stop nothing.',
+    )
+    reclaim_exempt_users = Set(
+        config=True, help="Users whose servers are never reclaimed (nor stopped by max_session)."
+    )
+    hub_api_token = Unicode(
+        "",
+        config=True,
+        help="""
+        A hub API token with the ``delete:servers`` scope: reclaim stops a server through the
+        hub's REST API with it. :func:`mig_spawner.hub.service.service` sets it to the mig
+        service's token; without one, a due stop is logged as an error and not done.
+        """,
+    )
+
+
+class Reclaimer:
+    """The warnings, the stops in flight and the notices of one hub's reclaim."""
+
+    def __init__(self, view, logger: Any = None):
+        self.view = view
+        self.log = logger or log
+        self.warnings: dict[str, reclaim.Warned] = {}
+        self.stopping: dict[str, float] = {}  # pod key -> when its stop was asked
+        self.notices: dict[str, list[str]] = {}  # user -> why their servers were stopped
+        self.candidates: dict[str, reclaim.Candidate] = {}  # the last pass's, by pod key
+        self.spawners: weakref.WeakSet = weakref.WeakSet()  # the hub's MIG spawners
+        self.passes = 0
+        self._task: asyncio.Task | None = None
+        self._soon = asyncio.Event()
+        self._settings: Any = None  # a spawner: its settings (the same for all)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def add(self, spawner) -> None:
+        self.spawners.add(spawner)
+        self._settings = spawner
+        if self._task is None and _enabled(spawner):
+            self._task = asyncio.ensure_future(self._loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            task, self._task = self._task, None
+            await cancel_and_wait(task)
+
+    def soon(self) -> None:
+        """Run a pass soon (a spawn joined the line)."""
+        self._soon.set()
+
+    async def _loop(self) -> None:
+        while True:
+            spawner = self._settings
+            self._soon.clear()
+            try:
+                await self.run_pass(spawner)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.log.exception("mig-spawner: the reclaim pass failed")
+            await asyncio.sleep(min(1.0, spawner.reclaim_interval))  # at most one a second
+            try:
+                await asyncio.wait_for(self._soon.wait(), spawner.reclaim_interval)
+            except asyncio.TimeoutError:
+                pass
+
+    # ------------------------------------------------------------ reads
+
+    def for_user(self, user: str, now: float | None = None) -> dict[str, Any]:
+        """What ``user``'s home page shows: warnings in force, notices of stops, idleness."""
+        now = time.time() if now is None else now
+        dry = self._settings is not None and self._settings.reclaim_dry_run
+        warnings = [] if dry else [w.to_dict(now) for w in self.warnings.values() if w.user == user]
+        idle = {
+            c.pod.server_name: c.shown
+            for c in self.candidates.values()
+            if c.pod.user == user and c.shown
+        }
+        return {"warnings": warnings, "notices": list(self.notices.get(user, ())), "idle": idle}
+
+    def started(self, user: str) -> None:
+        """``user`` starts a server: the notices of earlier stops have been read."""
+        self.notices.pop(user, None)
+
+    # ------------------------------------------------------------ the pass
+
+    async def run_pass(self, spawner, now: float | None = None) -> reclaim.Plan | None:
+        try:
+            policy = spawner.policy
+        except ConfigError:
+            return None  # every start says why; nothing to reclaim by a broken policy
+        if not self.view.known:
+            return None
+        self.passes += 1
+        state = self.view.state
+        for key in [k for k in self.stopping if k not in state.pods]:
+            del self.stopping[key]  # gone: its slice is free
+        now = time.time() if now is None else now
+        activity = self._activity(now)
+        gpu = await self._gpu(spawner, policy, state)
+        line = self.view.waiting_line
+        places = [p for p in line.line.order() if line.waiting(p.key)] if line else []
+        plan = reclaim.plan(
+            policy,
+            state,
+            places,
+            activity=activity,
+            gpu=gpu,
+            warnings=self.warnings,
+            now=now,
+            exempt=spawner.reclaim_exempt_users,
+            stopping=self.stopping,
+            gpu_below=spawner.gpu_idle_below,
+        )
+        self.candidates = {c.key: c for c in plan.candidates}
+        self.warnings = dict(plan.warnings)
+        dry = " (dry run)" if spawner.reclaim_dry_run else ""
+        for w in plan.warned:
+            spawner.log.info(
+                "reclaim warn%s user=%s server=%s tier=%s reason=%s stop_at=%s why=%s",
+                dry,
+                w.user,
+                w.server_name or "-",
+                w.tier,
+                w.reason,
+                reclaim.clock(w.deadline),
+                json.dumps(w.why),
+            )
+        for w, why in plan.withdrawn:
+            spawner.log.info(
+                "reclaim withdraw%s user=%s server=%s reason=%s why=%s",
+                dry,
+                w.user,
+                w.server_name or "-",
+                w.reason,
+                json.dumps(why),
+            )
+        for stop in plan.stops:
+            await self._stop(spawner, stop, now)
+        return plan
+
+    def _activity(self, now: float) -> dict[str, float | None]:
+        """Pod key -> seconds since the hub's last activity of its server."""
+        out: dict[str, float | None] = {}
+        for spawner in list(self.spawners):
+            orm = getattr(spawner, "orm_spawner", None)
+            last = getattr(orm, "last_activity", None) if orm is not None else None
+            if isinstance(last, datetime.datetime):
+                if last.tzinfo is None:  # JupyterHub's database keeps naive UTC
+                    last = last.replace(tzinfo=datetime.timezone.utc)
+                out[spawner.pod_key] = max(now - last.timestamp(), 0.0)
+        return out
+
+    async def _gpu(self, spawner, policy, state) -> dict[str, Any] | None:
+        if not spawner.prometheus_url:
+            return None
+        from . import prometheus
+
+        windows: dict[float, list[str]] = {}
+        for pod in state.pods.values():
+            tier = policy.tier(pod.tier) if pod.managed and pod.tier else None
+            rules = tier.reclaim if tier is not None else None
+            if rules is not None and rules.idle_after is not None and pod.slot:
+                windows.setdefault(rules.idle_after, []).append(pod.key)
+        out: dict[str, Any] = {}
+        pod_label = spawner.prometheus_pod_label
+        namespace_label = pod_label.replace("pod", "namespace")
+        for window, keys in windows.items():
+            for namespace in sorted({k.split("/", 1)[0] for k in keys}):
+                pods = [k.split("/", 1)[1] for k in keys if k.startswith(namespace + "/")]
+                out.update(
+                    await prometheus.gpu_readings(
+                        spawner.prometheus_url,
+                        namespace,
+                        pods,
+                        window_s=window,
+                        pod_label=pod_label,
+                        namespace_label=namespace_label,
+                    )
+                )
+        return out
+
+    async def _stop(self, spawner, stop: reclaim.Stop, now: float) -> None:
+        w = stop.warned
+        line = (
+            f"user={w.user} server={w.server_name or '-'} tier={w.tier} reason={w.reason}"
+            f" detail={json.dumps(stop.detail)}"
+        )
+        if spawner.reclaim_dry_run:
+            spawner.log.info("reclaim would stop (dry run) %s", line)
+            return
+        if not spawner.hub_api_token:
+            spawner.log.error(
+                "reclaim cannot stop %s: MIGSpawner.hub_api_token is not set (a token with"
+                " the delete:servers scope; mig_spawner.hub.service.service(c) sets it)",
+                line,
+            )
+            self.warnings[w.key] = w  # due still: the next pass tries again
+            return
+        self.stopping[w.key] = now
+        spawner.log.warning("reclaim stop %s", line)
+        spawner.hub_metrics.reclaimed(w.reason)
+        notices = self.notices.setdefault(w.user, [])
+        notices.append(stop.notice(now))
+        del notices[:-MAX_NOTICES]
+        try:
+            await _delete_server(spawner, w.user, w.server_name)
+        except Exception as e:
+            self.stopping.pop(w.key, None)
+            self.warnings[w.key] = w
+            spawner.log.error("reclaim could not stop %s: %s", line, e)
+
+
+async def _delete_server(spawner, user: str, server_name: str) -> None:
+    """``DELETE /users/{user}/servers/{name}`` on the hub's REST API (as an admin would)."""
+    base = spawner.hub.api_url.rstrip("/")
+    path = f"/users/{quote(user, safe='')}/servers/{quote(server_name, safe='')}"
+    if not server_name:
+        path = f"/users/{quote(user, safe='')}/server"
+    request = HTTPRequest(
+        base + path,
+        method="DELETE",
+        headers={"Authorization": f"token {spawner.hub_api_token}"},
+        request_timeout=30,
+    )
+    response = await AsyncHTTPClient().fetch(request, raise_error=False)
+    if response.code not in (202, 204):
+        body = (response.body or b"")[:200].decode("utf-8", "replace")
+        raise RuntimeError(f"the hub answered {response.code}: {body}")
+
+
+def _enabled(spawner) -> bool:
+    try:
+        policy = spawner.policy
+    except ConfigError:
+        return False
+    return any(t.reclaim is not None for t in policy.tiers.values())
+
+
+def reclaimer_of(spawner) -> Reclaimer:
+    """The hub-wide reclaimer of ``spawner``'s cluster view, made on first use."""
+    view = spawner.cluster_view()
+    if view.reclaimer is None:
+        view.reclaimer = Reclaimer(view, spawner.log)
+    view.reclaimer.add(spawner)
+    return view.reclaimer
+
+
+def track(spawner, *, starting: bool) -> None:
+    """``spawner`` runs (restored by ``load_state``) or starts: its activity counts from now
+    on; a start also means its user has read why an earlier server was stopped."""
+    if not spawner.tiers:
+        return
+    try:
+        reclaimer = reclaimer_of(spawner)
+    except RuntimeError:  # no running loop (a spawner built outside the hub)
+        return
+    if starting:
+        reclaimer.started(spawner.user.name)
