@@ -98,6 +98,8 @@ class Prometheus:
             f"--storage.tsdb.path={self.workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--log.level=warn",
+            # targets are applied on this tick, 5 s by default: the first scrape came 5 s late
+            "--scrape.discovery-reload-interval=200ms",
         ]
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
