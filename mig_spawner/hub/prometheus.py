@@ -134,6 +134,8 @@ async def gpu_readings(
     if not (window_s > 0 and scrape_interval_s > 0 and 0 < min_coverage <= 1):
         raise ValueError("window_s and scrape_interval_s must be > 0, min_coverage in (0, 1]")
     keys = [f"{namespace}/{pod}" for pod in pods]
+    if not keys:
+        return {}
     need = min_samples(window_s, scrape_interval_s, min_coverage)
     client = client or AsyncHTTPClient()
     found: dict[str, GpuReading] = {}

@@ -137,6 +137,7 @@ async def test_a_stopped_prometheus_is_not_known_with_the_reason(prometheus, dcg
     got = await gpu_readings(prometheus.url, NS, ["jupyter-bob", "jupyter-ann"], **FAST)
     refused = GpuReading(problem=f"Prometheus at {prometheus.url}: connection refused")
     assert got == {f"{NS}/jupyter-bob": refused, f"{NS}/jupyter-ann": refused}
+    assert await gpu_readings(prometheus.url, NS, [], **FAST) == {}  # nothing asked, no error
 
 
 async def test_a_query_prometheus_refuses_is_not_known_with_its_error(prometheus):
