@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the real control plane (kube-apiserver, kube-scheduler,
-# kube-controller-manager, etcd) and helm from the Go module proxy into a cache
-# outside the clone, keyed by the Kubernetes version:
+# kube-controller-manager, etcd), helm and Prometheus (the idle-server tests) from the
+# Go module proxy into a cache outside the clone, keyed by the Kubernetes version:
 #
 #     ${MIG_SPAWNER_K8S_CACHE:-${XDG_CACHE_HOME:-~/.cache}/mig-spawner/k8s-v1.37.2}/
 #
@@ -10,7 +10,7 @@
 # directory and exits (it needs no Go: `make demo` expands it on machines without one).
 # The pins are the go.mod files next to this script.
 #
-# MIG_SPAWNER_BUILD_ONLY="helm etcd kubernetes" (the default) limits what is built, e.g.
+# MIG_SPAWNER_BUILD_ONLY="helm etcd kubernetes prometheus" (the default) limits what is built, e.g.
 # `MIG_SPAWNER_BUILD_ONLY=helm` for the chart tests alone.  `selftest` (never built
 # otherwise) builds the tiny module in selftest/ with the same build() and EXIT trap:
 # tests/controlplane/test_build_script.py runs it on an empty cache, as a first run.
@@ -32,7 +32,7 @@ if [[ "${1:-}" == "--print-dir" ]]; then
 	exit 0
 fi
 mkdir -p "$cache"
-only=" ${MIG_SPAWNER_BUILD_ONLY:-helm etcd kubernetes} "
+only=" ${MIG_SPAWNER_BUILD_ONLY:-helm etcd kubernetes prometheus} "
 only="${only//,/ }"
 wanted() { [[ "$only" == *" $1 "* ]]; }
 
@@ -102,6 +102,22 @@ if wanted etcd; then
 	stamp="go.etcd.io/etcd/server/v3@$etcd_version $goversion"
 	if needs etcd "$stamp"; then
 		build etcd "-s -w" "$stamp" etcd=go.etcd.io/etcd/server/v3
+	fi
+fi
+
+# Prometheus with no service discovery but static and file targets (remove_all_sd drops
+# the cloud SD plugins: about a third fewer packages) and no web UI assets (built in only
+# with the builtinassets tag): the tests use its HTTP API alone.
+if wanted prometheus; then
+	prometheus_version="$(modver prometheus github.com/prometheus/prometheus)"
+	stamp="github.com/prometheus/prometheus@$prometheus_version remove_all_sd $goversion"
+	if needs prometheus "$stamp"; then
+		# the module's v0.MMM.P tag is release (MMM / 100).(MMM % 100).P: v0.316.0 is 3.16.0
+		IFS=. read -r _ mmm patch <<<"$prometheus_version"
+		release="$((10#$mmm / 100)).$((10#$mmm % 100)).$patch"
+		GOFLAGS="$GOFLAGS -tags=remove_all_sd" build prometheus \
+			"-s -w -X github.com/prometheus/common/version.Version=$release" \
+			"$stamp" prometheus=github.com/prometheus/prometheus/cmd/prometheus
 	fi
 fi
 

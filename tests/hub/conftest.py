@@ -10,6 +10,7 @@ import pytest
 from hub_harness import TEAMS, TWO_H100, hub_config, with_service
 from jupyterhub.tests.utils import add_user
 from kubespawner.clients import load_config
+from prometheus_harness import dcgm_exporter, prometheus  # noqa: F401 (the real Prometheus)
 from realk8s import HUB_NAMESPACE, hub_kubeconfig
 
 from mig_spawner import MIGSpawner

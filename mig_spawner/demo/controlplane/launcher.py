@@ -45,6 +45,8 @@ from .pki import kubeconfig_dict, make_pki, write_kubeconfig
 K8S_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.6.16"
 HELM_VERSION = "v3.22.0"
+#: github.com/prometheus/prometheus's module version (v0.316.0 is Prometheus 3.16.0)
+PROMETHEUS_VERSION = "v0.316.0"
 BINARIES = ("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager")
 BUILD_COMMAND = "make k8s"
 #: etcd revisions 1..OLD_REVISIONS predate the API server: every watch cache says "too old".
@@ -61,6 +63,11 @@ def cache_dir() -> Path:
         return Path(os.environ["MIG_SPAWNER_K8S_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "mig-spawner" / f"k8s-{K8S_VERSION}"
+
+
+def prometheus_binary(bin_dir: Path | None = None) -> Path:
+    """Where ``make k8s`` puts Prometheus (the idle-server tests run it), next to the rest."""
+    return (bin_dir or cache_dir()) / "prometheus"
 
 
 def missing_binaries(bin_dir: Path | None = None) -> list[str]:
