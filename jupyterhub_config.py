@@ -87,6 +87,19 @@ c.MIGSpawner.default_quota = {"compute_slices": 1, "servers": 1}
 # "requested": at the size asked for (fair to the user who was bumped up).
 c.MIGSpawner.charge = "granted"
 
+# --- reclaim (opt-in): idle GPU servers make room for spawns waiting in line -------------
+# With the waiting line on ("max_wait"), "reclaim" lets the hub stop a server of the tier
+# idle for "idle_after" seconds (the hub's activity, and DCGM's GPU activity where
+# prometheus_url is set), after a warning on its user's home page and "grace" seconds,
+# only for a spawn waiting for its slice. Turn on reclaim_dry_run first: the hub's log
+# then says what it would stop. See docs/concepts.md.
+# c.MIGSpawner.tiers["notebook"].update(
+#     max_wait=1800, reclaim={"idle_after": 3600, "grace": 600, "max_session": 43200}
+# )
+# c.MIGSpawner.prometheus_url = "http://prometheus-operated.monitoring:9090"
+# c.MIGSpawner.reclaim_dry_run = True
+# c.MIGSpawner.reclaim_exempt_users = {"alice"}
+
 # --- mig-spawner's service (keep it last: it reads the settings above) -----------------
 # A hub-managed service: the admins' GPU slice page at /services/mig/, the open spawn
 # forms' live figures, and the check that stops the hub on a malformed policy. Its roles

@@ -246,7 +246,25 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         help="run on a real kube-apiserver, kube-scheduler, kube-controller-manager and etcd "
         "(built by `make k8s`) instead of the emulator",
     )
+    p.add_argument(
+        "--reclaim",
+        metavar="IDLE,GRACE",
+        type=_seconds_pair,
+        help="the 1g notebook's reclaim: a server idle IDLE seconds is stopped for someone "
+        "waiting in line, GRACE seconds after its warning (default: 180,60)",
+    )
     p.set_defaults(func=cmd_demo)
+
+
+def _seconds_pair(text: str) -> tuple[float, float]:
+    """``"180,60"`` -> (180.0, 60.0): idle_after above 0, grace 0 or more."""
+    try:
+        idle, grace = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not IDLE,GRACE (e.g. 180,60)") from None
+    if not (0 < idle < float("inf") and 0 <= grace < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r}: IDLE must be above 0 and GRACE 0 or more")
+    return idle, grace
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

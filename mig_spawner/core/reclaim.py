@@ -45,6 +45,8 @@ from .waitline import Place
 IDLE, MAX_SESSION = "idle", "max_session"
 #: ``MIGSpawner.gpu_idle_below``'s default: a GPU under 5 % engine activity is idle
 DEFAULT_GPU_IDLE_BELOW = 0.05
+#: a tier without ``reclaim.idle_after`` shows its servers idle after an hour
+DEFAULT_IDLE_AFTER = 3600.0
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ class Candidate:
 
     pod: PodInfo
     tier: Tier
-    idleness: Idleness | None  # None: the tier reclaims by max_session only
+    idleness: Idleness
     age: float | None  # seconds since its pod was created (None: unknown)
     exempt: bool
 
@@ -142,13 +144,17 @@ class Candidate:
         return limit is not None and self.age is not None and self.age >= limit
 
     @property
-    def idle(self) -> bool:
-        return self.idleness is not None and self.idleness.idle
+    def reclaimable(self) -> bool:
+        """Idle, of a tier whose idle servers may be reclaimed, and not exempt."""
+        rules = self.tier.reclaim
+        return (
+            rules is not None and rules.idle_after is not None and self.idleness.idle
+        ) and not self.exempt
 
     @property
     def shown(self) -> str:
-        """As /hub/mig shows it: "idle 3 h, GPU 0 %"."""
-        return self.idleness.shown if self.idleness is not None else ""
+        """As the home page and the admins' page show it: "idle 3 h, GPU 0 %"."""
+        return self.idleness.shown
 
 
 @dataclass(frozen=True)
@@ -230,7 +236,7 @@ def plan(
         options = [
             c
             for c in candidates
-            if c.idle and not c.exempt and c.key not in taken and _helps(policy, view, place, c)
+            if c.reclaimable and c.key not in taken and _helps(policy, view, place, c)
         ]
         if not options:
             continue
@@ -252,17 +258,15 @@ def _candidates(policy, view, activity, gpu, exempt, now, gpu_below) -> list[Can
         if not pod.managed or not pod.slot or not pod.tier:
             continue
         tier = policy.tier(pod.tier)
-        if tier is None or tier.reclaim is None:
+        if tier is None:
             continue
-        idleness = None
-        if tier.reclaim.idle_after is not None:
-            reading = None if gpu is None else gpu.get(pod.key, _NO_SERIES)
-            idleness = judge(
-                activity.get(pod.key),
-                reading,
-                idle_after_s=tier.reclaim.idle_after,
-                gpu_below=gpu_below,
-            )
+        reading = None if gpu is None else gpu.get(pod.key, _NO_SERIES)
+        idleness = judge(
+            activity.get(pod.key),
+            reading,
+            idle_after_s=idle_window(tier),
+            gpu_below=gpu_below,
+        )
         age = _age(pod.created, now)
         out.append(Candidate(pod, tier, idleness, age, (pod.user or "") in exempt))
     out.sort(key=lambda c: c.key)
@@ -272,9 +276,16 @@ def _candidates(policy, view, activity, gpu, exempt, now, gpu_below) -> list[Can
 _NO_SERIES = GpuReading(problem="no GPU series for it")
 
 
+def idle_window(tier: Tier) -> float:
+    """The seconds without activity after which a server of ``tier`` reads as idle: its
+    ``reclaim.idle_after``, else :data:`DEFAULT_IDLE_AFTER` (shown, never reclaimed)."""
+    rules = tier.reclaim
+    return rules.idle_after if rules is not None and rules.idle_after else DEFAULT_IDLE_AFTER
+
+
 def _rank(c: Candidate, warnings: Mapping[str, Warned]) -> tuple:
     already = warnings.get(c.key)
-    hub_idle = c.idleness.hub_idle_s if c.idleness and c.idleness.hub_idle_s else 0.0
+    hub_idle = c.idleness.hub_idle_s or 0.0
     return (
         not (already is not None and already.reason == IDLE),
         not c.borrower,
@@ -342,8 +353,10 @@ def _why_withdrawn(w: Warned, candidates: list[Candidate], exempt: frozenset[str
         return "its user is exempt"
     if w.reason == MAX_SESSION:
         return "the tier's max_session no longer applies"
-    if not c.idle:
-        return c.idleness.reason if c.idleness is not None else "not idle"
+    if not c.idleness.idle:
+        return c.idleness.reason
+    if not c.reclaimable:
+        return "its tier no longer reclaims idle servers"
     return "no one waits for its slice any more"
 
 

@@ -31,6 +31,7 @@ from tornado.escape import xhtml_escape
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from ..core import linedoc, slicemap
+from ..core.idle import duration
 from .metrics import PREFIX, REFUSED
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
@@ -105,10 +106,19 @@ async def hub_refusals(context) -> tuple[list[Refusals], str]:
 
 
 def page_data(
-    view, policy, *, query: str = "", page: int = 1, per_page: int = 25, refusals=(), line=None
+    view,
+    policy,
+    *,
+    query: str = "",
+    page: int = 1,
+    per_page: int = 25,
+    refusals=(),
+    line=None,
+    idle=None,
 ) -> dict:
     """Everything the page shows, from one ClusterState (and the hub's refusal counts and
-    waiting line: ``line``, the :class:`~mig_spawner.core.linedoc.LineDoc` the hub saved)."""
+    waiting line: ``line``, the :class:`~mig_spawner.core.linedoc.LineDoc` the hub saved;
+    ``idle``: pod key -> :class:`~mig_spawner.core.reclaim.Candidate`)."""
     state = view.state
     gpu_nodes = [n for n in sorted(state.nodes) if state.nodes[n].offers]
     wanted = [n for n in gpu_nodes if _matches(state, n, query)]
@@ -135,7 +145,37 @@ def page_data(
         "unusable": sum(1 for n in gpu_nodes if not state.nodes[n].usable),
         "now": time.time(),
         "line": [] if line is None else line_rows(line, policy, time.time()),
+        "servers": server_rows(idle or {}),
+        "gpu_signal": any(c.idleness.gpu is not None for c in (idle or {}).values()),
     }
+
+
+def server_rows(idle: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each GPU server with its idleness, the longest idle first."""
+    rows = []
+    for c in idle.values():
+        rules = c.tier.reclaim
+        if rules is None or rules.idle_after is None:
+            reclaim = "never" if rules is None else "no (max_session only)"
+        elif c.exempt:
+            reclaim = "exempt"
+        else:
+            reclaim = f"after {duration(rules.idle_after)} idle, for a waiting spawn"
+        rows.append(
+            {
+                "user": c.pod.user,
+                "server": c.pod.server_name,
+                "tier": c.tier.display_name,
+                "profile": c.pod.profile,
+                "node": c.pod.slot,
+                "shown": c.shown,
+                "idle": c.idleness.idle,
+                "reclaim": reclaim,
+                "since": c.idleness.hub_idle_s,
+            }
+        )
+    rows.sort(key=lambda r: (-(r["since"] or 0), r["user"] or "", r["server"]))
+    return rows
 
 
 def line_rows(line, policy, now: float) -> list[dict[str, Any]]:
@@ -230,11 +270,20 @@ class AdminPageHandler(HubOAuthenticated, web.RequestHandler):
         await view.wait_known(min(context.settings.sync_timeout, 3))
         refusals, problem = await hub_refusals(context)
         line, line_problem = await context.line()
+        idle, idle_problem = await context.idleness()
         data = page_data(
-            view, policy, query=query, page=page, per_page=per_page, refusals=refusals, line=line
+            view,
+            policy,
+            query=query,
+            page=page,
+            per_page=per_page,
+            refusals=refusals,
+            line=line,
+            idle=idle,
         )
         data["refusals_problem"] = problem
         data["line_problem"] = line_problem
+        data["idle_problem"] = idle_problem
         html = (
             _templates()
             .get_template(LIVE_TEMPLATE if fragment else PAGE_TEMPLATE)

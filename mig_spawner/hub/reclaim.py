@@ -40,6 +40,7 @@ from traitlets.config import Configurable
 
 from ..core import reclaim
 from ..core.policy import ConfigError
+from . import prometheus
 from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,14 @@ class ReclaimSettings(Configurable):
         The label of the DCGM series that names the pod: ``pod``, or ``exported_pod`` when
         Prometheus scrapes the exporter without ``honor_labels`` (the namespace label
         follows: ``namespace`` or ``exported_namespace``).
+        """,
+    )
+    prometheus_scrape_interval = Float(
+        30.0,
+        config=True,
+        help="""
+        Seconds between two scrapes of the DCGM exporter (its ServiceMonitor's
+        ``interval``): a GPU reading is known only with half the window's scrapes or more.
         """,
     )
     gpu_idle_below = Float(
@@ -181,7 +190,7 @@ class Reclaimer:
             del self.stopping[key]  # gone: its slice is free
         now = time.time() if now is None else now
         activity = self._activity(now)
-        gpu = await self._gpu(spawner, policy, state)
+        gpu = await gpu_readings(spawner, policy, state)
         line = self.view.waiting_line
         places = [p for p in line.line.order() if line.waiting(p.key)] if line else []
         plan = reclaim.plan(
@@ -235,35 +244,6 @@ class Reclaimer:
                 out[spawner.pod_key] = max(now - last.timestamp(), 0.0)
         return out
 
-    async def _gpu(self, spawner, policy, state) -> dict[str, Any] | None:
-        if not spawner.prometheus_url:
-            return None
-        from . import prometheus
-
-        windows: dict[float, list[str]] = {}
-        for pod in state.pods.values():
-            tier = policy.tier(pod.tier) if pod.managed and pod.tier else None
-            rules = tier.reclaim if tier is not None else None
-            if rules is not None and rules.idle_after is not None and pod.slot:
-                windows.setdefault(rules.idle_after, []).append(pod.key)
-        out: dict[str, Any] = {}
-        pod_label = spawner.prometheus_pod_label
-        namespace_label = pod_label.replace("pod", "namespace")
-        for window, keys in windows.items():
-            for namespace in sorted({k.split("/", 1)[0] for k in keys}):
-                pods = [k.split("/", 1)[1] for k in keys if k.startswith(namespace + "/")]
-                out.update(
-                    await prometheus.gpu_readings(
-                        spawner.prometheus_url,
-                        namespace,
-                        pods,
-                        window_s=window,
-                        pod_label=pod_label,
-                        namespace_label=namespace_label,
-                    )
-                )
-        return out
-
     async def _stop(self, spawner, stop: reclaim.Stop, now: float) -> None:
         w = stop.warned
         line = (
@@ -293,6 +273,82 @@ class Reclaimer:
             self.stopping.pop(w.key, None)
             self.warnings[w.key] = w
             spawner.log.error("reclaim could not stop %s: %s", line, e)
+
+
+async def gpu_readings(settings, policy, state) -> dict[str, Any] | None:
+    """Pod key -> its GPU reading over its tier's idle window, for every GPU server of the
+    hub (None: no ``prometheus_url``). ``settings``: the spawner, or the service's
+    Settings (the same attribute names)."""
+    if not settings.prometheus_url:
+        return None
+    windows: dict[float, list[str]] = {}  # each tier's window: its servers
+    for pod in state.pods.values():
+        tier = policy.tier(pod.tier) if pod.managed and pod.tier else None
+        if tier is not None and pod.slot:
+            windows.setdefault(reclaim.idle_window(tier), []).append(pod.key)
+    out: dict[str, Any] = {}
+    pod_label = settings.prometheus_pod_label
+    for window, keys in windows.items():
+        for namespace in sorted({k.split("/", 1)[0] for k in keys}):
+            pods = [k.split("/", 1)[1] for k in keys if k.startswith(namespace + "/")]
+            out.update(
+                await prometheus.gpu_readings(
+                    settings.prometheus_url,
+                    namespace,
+                    pods,
+                    window_s=window,
+                    scrape_interval_s=settings.prometheus_scrape_interval,
+                    pod_label=pod_label,
+                    namespace_label=pod_label.replace("pod", "namespace"),
+                )
+            )
+    return out
+
+
+async def hub_activity(api_url: str, token: str, state, now: float) -> dict[str, float]:
+    """Pod key -> seconds since the hub's last activity of its server, read as the idle
+    culler reads it (``GET /users?state=active``; scopes ``list:users``,
+    ``read:users:activity``, ``read:servers``): for the service, which has no spawners."""
+    by_server: dict[tuple[str, str], float] = {}
+    url: str | None = f"{api_url.rstrip('/')}/users?state=active&limit=200"
+    while url:
+        response = await AsyncHTTPClient().fetch(
+            url,
+            headers={
+                "Authorization": f"token {token}",
+                "Accept": "application/jupyterhub-pagination+json",
+            },
+            request_timeout=5,
+        )
+        page = json.loads(response.body)
+        for user in page.get("items", []):
+            for name, server in (user.get("servers") or {}).items():
+                stamp = _timestamp(server.get("last_activity"))
+                if stamp is not None:
+                    by_server[user["name"], name] = max(now - stamp, 0.0)
+        after = (page.get("_pagination") or {}).get("next")
+        url = (
+            f"{api_url.rstrip('/')}/users?state=active&offset={after['offset']}&limit={after['limit']}"
+            if after
+            else None
+        )
+    return {
+        pod.key: by_server[pod.user, pod.server_name]
+        for pod in state.pods.values()
+        if pod.managed and (pod.user, pod.server_name) in by_server
+    }
+
+
+def _timestamp(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        stamp = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=datetime.timezone.utc)
+    return stamp.timestamp()
 
 
 async def _delete_server(spawner, user: str, server_name: str) -> None:

@@ -114,11 +114,18 @@ def roles(name: str = NAME) -> list[dict[str, Any]]:
     token (the hub's ``MIGSpawner.hub_api_token``) may stop servers for reclaim."""
     return [
         {"name": "user", "scopes": ["self", f"access:services!service={name}"]},
-        # read:metrics: the admin page's counts; delete:servers: reclaim's stops
+        # read:metrics: the admin page's counts; delete:servers: reclaim's stops;
         {
             "name": f"{name}-service",
             "services": [name],
-            "scopes": ["read:metrics", "delete:servers"],
+            "scopes": [
+                "read:metrics",
+                "delete:servers",
+                # the admins' page shows each GPU server's idleness, as the idle culler reads it
+                "list:users",
+                "read:users:activity",
+                "read:servers",
+            ],
         },
     ]
 
@@ -158,6 +165,11 @@ class Settings:
     watch_timeout: int = 300
     max_backoff: float = 30.0
     request_timeout: int = 3
+    #: the GPU signal of the servers' idleness (hub/reclaim.py's settings, same names)
+    prometheus_url: str = ""
+    prometheus_pod_label: str = "pod"
+    prometheus_scrape_interval: float = 30.0
+    gpu_idle_below: float = 0.05
 
     @classmethod
     def from_config(cls, config) -> Settings:
@@ -190,6 +202,10 @@ class Settings:
             watch_timeout=int(_trait(config, "cluster_watch_timeout", 300)),
             max_backoff=float(_trait(config, "cluster_retry_max_backoff", 30.0)),
             request_timeout=int(_trait(config, "k8s_api_request_timeout", 3)),
+            prometheus_url=_trait(config, "prometheus_url", ""),
+            prometheus_pod_label=_trait(config, "prometheus_pod_label", "pod"),
+            prometheus_scrape_interval=float(_trait(config, "prometheus_scrape_interval", 30.0)),
+            gpu_idle_below=float(_trait(config, "gpu_idle_below", 0.05)),
         )
 
 
@@ -198,20 +214,23 @@ class Settings:
 
 #: Seconds a read of the waiting line's ConfigMap is reused (the forms poll every 2 s).
 LINE_MAX_AGE = 2.0
+#: Seconds the servers' idleness (the hub's activity, Prometheus) is reused
+IDLE_MAX_AGE = 10.0
 
 
 class LineCache:
-    """One read of the line in flight at a time, its answer reused for LINE_MAX_AGE s."""
+    """One read of the line in flight at a time, its answer reused for ``max_age`` s."""
 
-    def __init__(self):
+    def __init__(self, max_age: float = LINE_MAX_AGE):
         self.value: tuple[Any, str] | None = None
         self.read_at = -float("inf")
         self.reads = 0
+        self.max_age = max_age
         self._lock = asyncio.Lock()
 
     async def get(self, read) -> tuple[Any, str]:
         async with self._lock:
-            if self.value is None or time.monotonic() - self.read_at > LINE_MAX_AGE:
+            if self.value is None or time.monotonic() - self.read_at > self.max_age:
                 self.reads += 1
                 self.value = await read()
                 self.read_at = time.monotonic()
@@ -229,6 +248,7 @@ class Context:
     api_token: str = ""
     core_api: Any = None  # the service's CoreV1Api (reads the waiting line's ConfigMap)
     line_cache: LineCache = field(default_factory=lambda: LineCache())
+    idle_cache: LineCache = field(default_factory=lambda: LineCache(IDLE_MAX_AGE))
 
     async def line(self) -> tuple[Any, str]:
         """(the hub's saved waiting line, "") or (None, why not): the ConfigMap, read at
@@ -246,6 +266,38 @@ class Context:
                 timeout=settings.request_timeout,
             )
         )
+
+    async def idleness(self) -> tuple[dict[str, Any], str]:
+        """(pod key -> :class:`~mig_spawner.core.reclaim.Candidate`, "") or ({}, why not):
+        each GPU server's idleness as the hub's reclaim reads it, at most every
+        :data:`IDLE_MAX_AGE` s."""
+        settings = self.settings
+        if settings.policy is None or not self.api_url:
+            return {}, "The hub's activity is not readable from here."
+
+        async def read() -> tuple[dict[str, Any], str]:
+            from ..core import reclaim
+            from .reclaim import gpu_readings, hub_activity
+
+            state, now = self.view.state, time.time()
+            try:
+                activity = await hub_activity(self.api_url, self.api_token, state, now)
+            except Exception as e:  # the page shows why, never breaks
+                return {}, f"The hub's activity is not readable: {e}"
+            gpu = await gpu_readings(settings, settings.policy, state)
+            plan = reclaim.plan(
+                settings.policy,
+                state,
+                [],
+                activity=activity,
+                gpu=gpu,
+                warnings={},
+                now=now,
+                gpu_below=settings.gpu_idle_below,
+            )
+            return {c.key: c for c in plan.candidates}, ""
+
+        return await self.idle_cache.get(read)
 
     @property
     def hub_prefix(self) -> str:

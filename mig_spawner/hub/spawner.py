@@ -80,6 +80,9 @@ class MIGSpawner(PlacementMixin, ReclaimSettings, KubeSpawner):
           (the quota allows it), wait in line up to this long instead of being refused;
           0 refuses at once. Off by default: waiting spawns count toward JupyterHub's
           ``concurrent_spawn_limit``, so raise that first (see ``max_wait_cap``).
+        - ``reclaim`` (dict, default off): ``{"idle_after": s, "grace": s (600),
+          "max_session": s}``: after a warning, stop an idle server of the tier for a
+          spawn waiting in line, or one older than ``max_session`` (see ``reclaim_*``).
 
         A tier resolves against the GPUs present: "1g, >= 10 GB" is 1g.10gb on an H100,
         1g.18gb on an H200. Whole non-MIG GPUs count as 7g. Check a configuration with
@@ -105,8 +108,6 @@ class MIGSpawner(PlacementMixin, ReclaimSettings, KubeSpawner):
                      "unlisted_choice": {"enabled": True, "display_name": "Other image",
                                          "kubespawner_override": {"image": "{value}"}}}}},
             ]
-
-        With no tiers (the default), MIGSpawner is KubeSpawner, unchanged.
         """,
     )
     fallback_chains = Dict(

@@ -210,7 +210,9 @@ def test_only_a_slice_the_waiting_tier_reaches_and_its_quota_takes():
 def test_a_tier_without_rules_is_never_reclaimed():
     state = state_with(H1, server("jupyter-alice", "alice", tier="plain"))
     p = run([waiting()], state=state)
-    assert p.warned == () and p.candidates == ()
+    assert p.warned == ()
+    (c,) = p.candidates  # shown (idle after the default hour), never reclaimable
+    assert (c.shown, c.reclaimable) == ("idle 3 h", False)
 
 
 def test_max_session_warns_and_stops_whatever_the_line_and_the_activity():

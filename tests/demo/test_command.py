@@ -92,11 +92,11 @@ def test_banner_names_the_admin_user():
     assert f"admin:     {ADMIN}  (admin page: http://127.0.0.1:8000/hub/admin)" in text
 
 
-def _start_demo(port: int) -> tuple[subprocess.Popen, list[str]]:
+def _start_demo(port: int, *args: str) -> tuple[subprocess.Popen, list[str]]:
     """``mig-spawner demo`` up to its banner: the process and every line before the banner."""
     script = Path(sys.executable).with_name("mig-spawner")
     proc = subprocess.Popen(
-        [str(script), "demo", "--port", str(port)],
+        [str(script), "demo", "--port", str(port), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

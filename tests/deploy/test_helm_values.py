@@ -307,7 +307,15 @@ def test_the_home_page_is_installed_as_in_the_root_example():
     """hub.extraConfig's home-page entry, run as the chart runs it (after hub.templatePaths
     became c.JupyterHub.template_paths): our home.html first, the operator's paths and
     variables kept; the root example installs the same."""
-    from mig_spawner.hub.homepage import HOME_TEMPLATES, TEMPLATE_VAR, give_back_notices
+    from mig_spawner.hub.homepage import (
+        HOME_TEMPLATES,
+        RECLAIM_VAR,
+        TEMPLATE_VAR,
+        give_back_notices,
+        reclaim_notices,
+    )
+
+    ours = {TEMPLATE_VAR: give_back_notices, RECLAIM_VAR: reclaim_notices}
 
     values, _, _ = deployment("base")
     snippet = values["hub"]["extraConfig"]["mig-spawner-home-page"]
@@ -316,7 +324,7 @@ def test_the_home_page_is_installed_as_in_the_root_example():
     c.JupyterHub.template_vars = {"org": "ACME"}  # hub.templateVars
     exec(compile(snippet, "hub.extraConfig.mig-spawner-home-page", "exec"), {"c": c})
     assert c.JupyterHub.template_paths == [HOME_TEMPLATES, "/usr/local/share/jupyterhub/custom"]
-    assert c.JupyterHub.template_vars == {"org": "ACME", TEMPLATE_VAR: give_back_notices}
+    assert c.JupyterHub.template_vars == {"org": "ACME", **ours}
     root = root_config()
     assert root.JupyterHub.template_paths == [HOME_TEMPLATES]
-    assert root.JupyterHub.template_vars == {TEMPLATE_VAR: give_back_notices}
+    assert root.JupyterHub.template_vars == ours

@@ -17,16 +17,24 @@ Set them in `jupyterhub_config.py` as `c.MIGSpawner.<name> = ...`, or under
 `hub.config.MIGSpawner` in Z2JH Helm values. Every `KubeSpawner` setting keeps working too.
 A complete, commented example: [`jupyterhub_config.py`](../jupyterhub_config.py).
 
-<!-- Generated from the traitlets in mig_spawner/hub/spawner.py by
+<!-- Generated from the traitlets in mig_spawner/hub/spawner.py (and its mixins) by
      tests/docs/test_config_reference.py; edit the help strings there, not this file. -->
 """
 
 
-def render() -> str:
+def own_traits() -> dict:
+    """MIGSpawner's settings, its mixins' included (not KubeSpawner's)."""
+    from kubespawner import KubeSpawner
+
     from mig_spawner import MIGSpawner
 
+    theirs = KubeSpawner.class_traits(config=True)
+    return {k: t for k, t in MIGSpawner.class_traits(config=True).items() if k not in theirs}
+
+
+def render() -> str:
     parts = [HEADER]
-    own = MIGSpawner.class_own_traits(config=True)
+    own = own_traits()
     for name in sorted(own):
         trait = own[name]
         default = trait.default_value_repr()
@@ -36,10 +44,9 @@ def render() -> str:
 
 
 def test_every_setting_has_admin_facing_help():
-    from mig_spawner import MIGSpawner
-
-    own = MIGSpawner.class_own_traits(config=True)
+    own = own_traits()
     assert {"tiers", "fallback_chains", "team_quotas", "default_quota", "charge"} <= set(own)
+    assert {"prometheus_url", "reclaim_dry_run", "hub_api_token"} <= set(own)  # a mixin's
     for name, trait in own.items():
         assert len(inspect.cleandoc(trait.help)) > 40, f"{name} needs help an admin can use"
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import re
 import time
 
 import aiohttp
@@ -20,7 +21,7 @@ import pytest
 from hub_harness import pods_of, spawn_at_once, wait_ready
 from jupyterhub.tests.utils import api_request, auth_header, get_page, public_url, ujoin
 from test_homepage import home_page_settings
-from test_metrics_adminpage import scrape
+from test_metrics_adminpage import mig_page, scrape
 from test_waiting import ONE_H100, TEAMS, fill, until
 
 pytestmark = pytest.mark.hub
@@ -98,6 +99,14 @@ async def test_an_idle_server_is_warned_then_stopped_for_a_waiting_spawn(plane_h
         await until(lambda: reclaimer(app).candidates.get(_key(cluster, "u1")), 10, "u1 read")
         assert reclaimer(app).warnings == {}
         assert "idle" in reclaimer(app).candidates[_key(cluster, "u1")].shown
+        # the admins' page (the service: the hub's activity through the REST API)
+        page = await mig_page(app, "admin")
+        assert page.status_code == 200, page.text
+        rows = re.findall(
+            r'class="mig-idle-server[^"]*" data-user="(\w+)" data-idle="(\w+)"', page.text
+        )
+        assert rows == [("u1", "yes"), ("u2", "no")]  # the longest idle first
+        assert "after 4 s idle, for a waiting spawn" in page.text
 
         cookies = {u: await app.login_user(u) for u in ("u1", "admin", "u2")}  # slow: now
         stopped = ("mig_spawner_reclaimed_total", (("reason", "idle"),))
@@ -173,3 +182,43 @@ async def test_without_a_token_a_due_stop_is_one_error_and_nothing_stops(hub, ca
 def _key(cluster, user: str) -> str:
     (pod,) = pods_of(cluster, user=user)
     return f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+
+
+async def test_the_gpu_signal_from_the_real_prometheus_and_its_outage(
+    hub, dcgm_exporter, prometheus, caplog
+):
+    """u1 and u2 are both idle by the hub; DCGM (the real Prometheus scraping the test
+    exporter) says u1's GPU is busy: only u2 is warned. Prometheus then goes down: the
+    warning is withdrawn (not known idle is not idle) and nothing is stopped."""
+    caplog.set_level(logging.INFO)
+    app, _ = await hub(
+        spec=ONE_H100,
+        tiers=TIERS,
+        teams=TEAMS,
+        reclaim_interval=0.5,
+        prometheus_url=prometheus.url,
+        prometheus_scrape_interval=1.0,
+        hub_api_token="unused",  # a stop would fail loudly: none may come
+        extra=home_page_settings(),
+    )
+    await fill(app)
+    dcgm_exporter.set("jhub", "jupyter-u1", engine_active=0.6)
+    dcgm_exporter.set("jhub", "jupyter-u2", engine_active=0.0)
+    await asyncio.sleep(RULES["idle_after"] + 1)  # both idle by the hub; the GPU window full
+    started = await start_in_background(app, "u3")
+    await until(lambda: reclaimer(app).warnings, 20, "a warning")
+    (warned,) = reclaimer(app).warnings.values()
+    assert warned.user == "u2" and warned.why.endswith(", GPU 0 %")
+    busy = reclaimer(app).candidates["jhub/jupyter-u1"]
+    assert busy.idleness.reason == "GPU busy (up to 60 %)"
+    home = await home_page(app, "u1")
+    assert "GPU 60 %" in home  # the user sees their server's idleness
+    prometheus.stop()
+    await until(lambda: not reclaimer(app).warnings, 20, "the warning withdrawn")
+    (line,) = records(caplog, "reclaim withdraw")
+    assert "user=u2" in line and "GPU activity unknown (Prometheus at" in line
+    await asyncio.sleep(RULES["grace"] + 1)
+    assert records(caplog, "reclaim stop") == [] and records(caplog, "reclaim could not") == []
+    assert app.users["u1"].spawners[""].ready and app.users["u2"].spawners[""].ready
+    assert (await started)[0][1] == 202  # u3 still waits
+    await api_request(app, "users", "u3", "server", method="delete")
