@@ -76,6 +76,8 @@ def _failure(e: Exception, timeout: float) -> str:
         said = _one_line(e.message or e)
         if "refused" in said.lower():
             return "connection refused"
+        if "could not connect" in said.lower() or "couldn't connect" in said.lower():
+            return "cannot connect"  # curl (the hub image's client) says no more than that
         if "timeout" in said.lower() or "timed out" in said.lower():
             return f"no answer in {timeout:g} s"
         return said
