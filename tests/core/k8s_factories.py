@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from mig_spawner.core.cluster import ADDED, ClusterState
 from mig_spawner.core.pods import hub_marks
 
 # Per-profile memory (MiB) as GFD reports it on driver 550 (H100) and on GCP (A100-40GB).
@@ -160,3 +161,12 @@ def pod(
         "spec": spec,
         "status": {"phase": phase or ("Running" if node else "Pending")},
     }
+
+
+def state_with(*objs) -> ClusterState:
+    """A cache fed these nodes and pods, as watch ADDED events."""
+    state = ClusterState()
+    for obj in objs:
+        kind = "node" if obj["kind"] == "Node" else "pod"
+        getattr(state, f"apply_{kind}_event")(ADDED, obj)
+    return state

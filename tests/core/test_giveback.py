@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from k8s_factories import node, pod
+from k8s_factories import node, pod, state_with
 
-from mig_spawner.core.cluster import ADDED, DELETED, ClusterState
+from mig_spawner.core.cluster import ADDED, DELETED
 from mig_spawner.core.giveback import borrowers
 from mig_spawner.core.policy import build_policy
 
@@ -13,14 +13,6 @@ TIERS = {
     "training": {"display_name": "3g training", "compute_slices": 3, "min_memory_gb": 40},
     "private": {"display_name": "1g private", "compute_slices": 1, "groups": ["nlp"]},
 }
-
-
-def state_with(*objs) -> ClusterState:
-    state = ClusterState()
-    for obj in objs:
-        kind = "node" if obj["kind"] == "Node" else "pod"
-        getattr(state, f"apply_{kind}_event")(ADDED, obj)
-    return state
 
 
 def server(name, profile, *, asked=None, user="bob", server="", tier="notebook", **where):

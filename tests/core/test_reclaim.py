@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime
 
-from k8s_factories import node, pod
+from k8s_factories import node, pod, state_with
 
 from mig_spawner.core import reclaim
-from mig_spawner.core.cluster import ADDED, ClusterState
 from mig_spawner.core.idle import GpuReading
 from mig_spawner.core.policy import build_policy
 from mig_spawner.core.waitline import Place
@@ -37,14 +36,6 @@ def server(name, user, *, profile="1g.10gb", asked=None, tier="notebook", team="
     created = datetime.datetime.fromtimestamp(NOW - age, datetime.timezone.utc)
     obj["metadata"]["creationTimestamp"] = created.strftime("%Y-%m-%dT%H:%M:%SZ")
     return obj
-
-
-def state_with(*objs) -> ClusterState:
-    state = ClusterState()
-    for obj in objs:
-        kind = "node" if obj["kind"] == "Node" else "pod"
-        getattr(state, f"apply_{kind}_event")(ADDED, obj)
-    return state
 
 
 def waiting(user="dave", tier="notebook", team="vision", at=NOW - 60):

@@ -160,14 +160,7 @@ async def test_dry_run_logs_what_it_would_stop_and_stops_nothing(plane_hub, capl
 
 async def test_without_a_token_a_due_stop_is_one_error_and_nothing_stops(hub, caplog):
     caplog.set_level(logging.INFO)
-    app, _ = await hub(
-        spec=ONE_H100,
-        tiers=TIERS,
-        teams=TEAMS,
-        reclaim_interval=0.5,
-        hub_api_token="",
-        extra=home_page_settings(),
-    )
+    app, _ = await reclaim_hub(hub, service=False, hub_api_token="")
     await fill(app)
     await asyncio.sleep(RULES["idle_after"])
     started = await start_in_background(app, "u3")
@@ -191,15 +184,12 @@ async def test_the_gpu_signal_from_the_real_prometheus_and_its_outage(
     exporter) says u1's GPU is busy: only u2 is warned. Prometheus then goes down: the
     warning is withdrawn (not known idle is not idle) and nothing is stopped."""
     caplog.set_level(logging.INFO)
-    app, _ = await hub(
-        spec=ONE_H100,
-        tiers=TIERS,
-        teams=TEAMS,
-        reclaim_interval=0.5,
+    app, _ = await reclaim_hub(
+        hub,
+        service=False,
         prometheus_url=prometheus.url,
         prometheus_scrape_interval=1.0,
         hub_api_token="unused",  # a stop would fail loudly: none may come
-        extra=home_page_settings(),
     )
     await fill(app)
     dcgm_exporter.set("jhub", "jupyter-u1", engine_active=0.6)
