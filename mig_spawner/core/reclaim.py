@@ -16,9 +16,10 @@ The rules, opt-in per tier (:mod:`.reclaimrules`):
 - **Warned first.** A server is warned (its user sees it on the hub's home page); it is
   stopped only once ``grace`` has run out and it is still idle and still needed. Activity
   or the line emptying withdraws the warning.
-- **Borrowers and over-time servers first**: among the idle servers that would serve a
-  place, a server already warned, then one on a fallback slice, then one past its tier's
-  ``max_session``, then the longest idle.
+- **Over-time servers and borrowers first**: a server past its tier's ``max_session``
+  (stopping anyway) or already stopping serves the first place it helps before any idle
+  server is chosen; among the idle servers that would serve a place, one already warned,
+  then one on a fallback slice, then the longest idle.
 - **Never an exempt user's server** (``MIGSpawner.reclaim_exempt_users``).
 - ``max_session``: a server older than it is warned and stopped after ``grace`` whether
   or not anyone waits and whatever its activity (the idle culler's ``--max-age``).
@@ -64,6 +65,7 @@ class Warned:
     deadline: float
     why: str  # "idle 3 h, GPU 0 %" or "running 8 h (1g notebook allows 8 h)"
     for_key: str = ""  # IDLE: the place it was warned for
+    uid: str = ""  # the pod's uid: a new pod of the same name is not the one warned
 
     def message(self, now: float) -> str:
         """What its user reads (the home page)."""
@@ -199,7 +201,7 @@ def plan(
 
     def warn(c: Candidate, reason: str, why: str, place: Place | None = None) -> None:
         earlier = warnings.get(c.key)
-        if earlier is not None and earlier.reason == reason:
+        if earlier is not None and earlier.reason == reason and earlier.uid == c.pod.uid:
             if now >= earlier.deadline:
                 for_key = place.key if place is not None else ""
                 stops.append(Stop(earlier, _detail(policy, earlier, why, place), for_key))
@@ -218,6 +220,7 @@ def plan(
             now + c.tier.reclaim.grace,
             why,
             place.key if place is not None else "",
+            c.pod.uid,
         )
         kept[c.key] = new
         warned.append(new)
@@ -229,7 +232,9 @@ def plan(
             warn(c, MAX_SESSION, why)
             taken.add(c.key)
 
-    served = _served_by_stopping(policy, view, places, candidates, stopping)
+    # Over-time servers go first: stopping anyway within their grace, they serve the
+    # places they can before any idle server is warned for them.
+    served = _served_by_stopping(policy, view, places, candidates, taken)
     for place in places:
         if place.key in served:
             continue
@@ -261,13 +266,16 @@ def _candidates(policy, view, activity, gpu, exempt, now, gpu_below) -> list[Can
         if tier is None:
             continue
         reading = None if gpu is None else gpu.get(pod.key, _NO_SERIES)
+        age = _age(pod.created, now)
+        hub_idle = activity.get(pod.key)
+        if hub_idle is not None and age is not None:  # not idle before its pod existed
+            hub_idle = min(hub_idle, age)  # (JupyterHub stamps activity as a start begins)
         idleness = judge(
-            activity.get(pod.key),
+            hub_idle,
             reading,
             idle_after_s=idle_window(tier),
             gpu_below=gpu_below,
         )
-        age = _age(pod.created, now)
         out.append(Candidate(pod, tier, idleness, age, (pod.user or "") in exempt))
     out.sort(key=lambda c: c.key)
     return out
@@ -287,9 +295,8 @@ def _rank(c: Candidate, warnings: Mapping[str, Warned]) -> tuple:
     already = warnings.get(c.key)
     hub_idle = c.idleness.hub_idle_s or 0.0
     return (
-        not (already is not None and already.reason == IDLE),
+        not (already is not None and already.reason == IDLE and already.uid == c.pod.uid),
         not c.borrower,
-        not c.over_time,
         -hub_idle,
         c.key,
     )
@@ -314,8 +321,10 @@ def _helps(policy: Policy, view: Snapshot, place: Place, c: Candidate) -> bool:
     team = place.team or None
     scopes = tuple(policy.teams_for(place.groups)) or ("",)
     usage = view.usage(place.team, place.user, scopes)
-    if c.pod.team == place.team:  # the stop gives the scope its slice back
-        usage = released(usage, c.pod.charge, same_user=c.pod.user == place.user)
+    same_user = c.pod.user == place.user
+    # the stop gives the scope its slice back: a team's, or (no team) the user's own
+    if c.pod.team == place.team and (place.team or same_user):
+        usage = released(usage, c.pod.charge, same_user=same_user)
     check = check_quota(policy.quota_for(team), usage, Charge(kind.compute_slices, kind.memory_gb))
     return check.ok
 

@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-from traitlets import Bool, Float, Set, Unicode
+from traitlets import Bool, Float, Set, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 from ..core import reclaim
@@ -46,6 +46,9 @@ from .tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 #: notices of stopped servers kept per user (the newest)
 MAX_NOTICES = 5
+#: seconds a stop asked of the hub counts as under way (then, the pod still there, the
+#: server is a candidate again and a later pass may stop it)
+STOPPING_FOR = 300.0
 
 
 class ReclaimSettings(Configurable):
@@ -67,8 +70,8 @@ class ReclaimSettings(Configurable):
         config=True,
         help="""
         The label of the DCGM series that names the pod: ``pod``, or ``exported_pod`` when
-        Prometheus scrapes the exporter without ``honor_labels`` (the namespace label
-        follows: ``namespace`` or ``exported_namespace``).
+        Prometheus scrapes the exporter without ``honor_labels`` (set
+        ``prometheus_namespace_label`` to match).
         """,
     )
     prometheus_scrape_interval = Float(
@@ -77,6 +80,14 @@ class ReclaimSettings(Configurable):
         help="""
         Seconds between two scrapes of the DCGM exporter (its ServiceMonitor's
         ``interval``): a GPU reading is known only with half the window's scrapes or more.
+        """,
+    )
+    prometheus_namespace_label = Unicode(
+        "namespace",
+        config=True,
+        help="""
+        The label of the DCGM series that names the pod's namespace: ``namespace``, or
+        ``exported_namespace`` beside ``prometheus_pod_label = "exported_pod"``.
         """,
     )
     gpu_idle_below = Float(
@@ -107,6 +118,24 @@ class ReclaimSettings(Configurable):
         """,
     )
 
+    @validate("gpu_idle_below")
+    def _ratio(self, proposal):
+        value = proposal["value"]
+        if not 0 < value <= 1:
+            raise TraitError(
+                f"MIGSpawner.gpu_idle_below is a ratio of engine activity (0.05 = 5 %),"
+                f" above 0 and at most 1, not {value!r}"
+            )
+        return value
+
+    @validate("reclaim_interval", "prometheus_scrape_interval")
+    def _positive(self, proposal):
+        value = proposal["value"]
+        if not value > 0:
+            name = proposal["trait"].name
+            raise TraitError(f"MIGSpawner.{name} must be above 0 seconds, not {value!r}")
+        return value
+
 
 class Reclaimer:
     """The warnings, the stops in flight and the notices of one hub's reclaim."""
@@ -115,7 +144,8 @@ class Reclaimer:
         self.view = view
         self.log = logger or log
         self.warnings: dict[str, reclaim.Warned] = {}
-        self.stopping: dict[str, float] = {}  # pod key -> when its stop was asked
+        #: pod key -> (its uid, when its stop was asked): it still holds its slice
+        self.stopping: dict[str, tuple[str, float]] = {}
         self.notices: dict[str, list[str]] = {}  # user -> why their servers were stopped
         self.candidates: dict[str, reclaim.Candidate] = {}  # the last pass's, by pod key
         self.spawners: weakref.WeakSet = weakref.WeakSet()  # the hub's MIG spawners
@@ -186,11 +216,13 @@ class Reclaimer:
             return None
         self.passes += 1
         state = self.view.state
-        for key in [k for k in self.stopping if k not in state.pods]:
-            del self.stopping[key]  # gone: its slice is free
+        gpu = await gpu_readings(spawner, policy, state)  # first: the rest is read after it
         now = time.time() if now is None else now
+        for key, (uid, since) in list(self.stopping.items()):
+            pod = state.pods.get(key)
+            if pod is None or pod.uid != uid or now - since > STOPPING_FOR:
+                del self.stopping[key]  # gone (its slice is free), replaced, or stuck
         activity = self._activity(now)
-        gpu = await gpu_readings(spawner, policy, state)
         line = self.view.waiting_line
         places = [p for p in line.line.order() if line.waiting(p.key)] if line else []
         plan = reclaim.plan(
@@ -202,7 +234,7 @@ class Reclaimer:
             warnings=self.warnings,
             now=now,
             exempt=spawner.reclaim_exempt_users,
-            stopping=self.stopping,
+            stopping=set(self.stopping),
             gpu_below=spawner.gpu_idle_below,
         )
         self.candidates = {c.key: c for c in plan.candidates}
@@ -236,6 +268,8 @@ class Reclaimer:
         """Pod key -> seconds since the hub's last activity of its server."""
         out: dict[str, float | None] = {}
         for spawner in list(self.spawners):
+            if spawner.pending:  # starting (or waiting in line): not idle, not reclaimable
+                continue
             orm = getattr(spawner, "orm_spawner", None)
             last = getattr(orm, "last_activity", None) if orm is not None else None
             if isinstance(last, datetime.datetime):
@@ -261,18 +295,26 @@ class Reclaimer:
             )
             self.warnings[w.key] = w  # due still: the next pass tries again
             return
-        self.stopping[w.key] = now
+        target = next((s for s in list(self.spawners) if s.pod_key == w.key), None)
+        pod = self.view.state.pods.get(w.key)
+        if (target is not None and target.pending) or pod is None or pod.uid != w.uid:
+            spawner.log.info(
+                'reclaim withdraw user=%s server=%s why="restarted"', w.user, w.server_name or "-"
+            )
+            return  # it stopped or started again since the warning: not the server warned
+        self.stopping[w.key] = (w.uid, now)
+        try:
+            await _delete_server(spawner, w.user, w.server_name)
+        except Exception as e:
+            self.stopping.pop(w.key, None)
+            self.warnings[w.key] = w  # due still: the next pass tries again
+            spawner.log.error("reclaim could not stop %s: %s", line, e)
+            return
         spawner.log.warning("reclaim stop %s", line)
         spawner.hub_metrics.reclaimed(w.reason)
         notices = self.notices.setdefault(w.user, [])
         notices.append(stop.notice(now))
         del notices[:-MAX_NOTICES]
-        try:
-            await _delete_server(spawner, w.user, w.server_name)
-        except Exception as e:
-            self.stopping.pop(w.key, None)
-            self.warnings[w.key] = w
-            spawner.log.error("reclaim could not stop %s: %s", line, e)
 
 
 async def gpu_readings(settings, policy, state) -> dict[str, Any] | None:
@@ -299,7 +341,7 @@ async def gpu_readings(settings, policy, state) -> dict[str, Any] | None:
                     window_s=window,
                     scrape_interval_s=settings.prometheus_scrape_interval,
                     pod_label=pod_label,
-                    namespace_label=pod_label.replace("pod", "namespace"),
+                    namespace_label=settings.prometheus_namespace_label,
                 )
             )
     return out

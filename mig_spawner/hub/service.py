@@ -41,6 +41,7 @@ from urllib.parse import urlparse
 from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.httputil import HTTPServerConnectionDelegate
+from traitlets.config import Config
 
 from ..core.pods import Trust
 from ..core.policy import ConfigError, Policy
@@ -78,7 +79,10 @@ def service(
     env[SETTINGS_ENV] = json.dumps(_snapshot(config))
     # The service's token (role: roles()) is also the one the hub's reclaim stops idle
     # servers with, through the REST API (hub/reclaim.py): one token, one role, set here.
-    section = config.setdefault("MIGSpawner", {}) if isinstance(config, dict) else config.MIGSpawner
+    if isinstance(config, Config):  # its item access makes a Config section, as c.X does
+        section = config.MIGSpawner
+    else:  # a plain dict of sections (tests, tools)
+        section = config.setdefault("MIGSpawner", {})
     token = setting(section, "hub_api_token", "") or secrets.token_hex(32)
     section["hub_api_token"] = token
     return {
@@ -168,6 +172,8 @@ class Settings:
     #: the GPU signal of the servers' idleness (hub/reclaim.py's settings, same names)
     prometheus_url: str = ""
     prometheus_pod_label: str = "pod"
+    prometheus_namespace_label: str = "namespace"
+    reclaim_exempt_users: frozenset = frozenset()
     prometheus_scrape_interval: float = 30.0
     gpu_idle_below: float = 0.05
 
@@ -204,6 +210,8 @@ class Settings:
             request_timeout=int(_trait(config, "k8s_api_request_timeout", 3)),
             prometheus_url=_trait(config, "prometheus_url", ""),
             prometheus_pod_label=_trait(config, "prometheus_pod_label", "pod"),
+            prometheus_namespace_label=_trait(config, "prometheus_namespace_label", "namespace"),
+            reclaim_exempt_users=frozenset(_trait(config, "reclaim_exempt_users", ())),
             prometheus_scrape_interval=float(_trait(config, "prometheus_scrape_interval", 30.0)),
             gpu_idle_below=float(_trait(config, "gpu_idle_below", 0.05)),
         )
@@ -281,10 +289,10 @@ class Context:
 
             state, now = self.view.state, time.time()
             try:
+                gpu = await gpu_readings(settings, settings.policy, state)
                 activity = await hub_activity(self.api_url, self.api_token, state, now)
             except Exception as e:  # the page shows why, never breaks
                 return {}, f"The hub's activity is not readable: {e}"
-            gpu = await gpu_readings(settings, settings.policy, state)
             plan = reclaim.plan(
                 settings.policy,
                 state,
@@ -293,6 +301,7 @@ class Context:
                 gpu=gpu,
                 warnings={},
                 now=now,
+                exempt=settings.reclaim_exempt_users,
                 gpu_below=settings.gpu_idle_below,
             )
             return {c.key: c for c in plan.candidates}, ""

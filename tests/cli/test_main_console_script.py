@@ -146,9 +146,9 @@ def test_demo_subcommand_is_registered_when_the_demo_module_exists(cli, monkeypa
 
 
 def test_without_the_demo_module_the_cli_still_works(cli, monkeypatch):
-    import mig_spawner.cli.main
+    import mig_spawner.cli.demo
 
-    monkeypatch.setattr(mig_spawner.cli.main, "_demo_available", lambda: False)
+    monkeypatch.setattr(mig_spawner.cli.demo, "demo_available", lambda: False)
     help_text = cli("--help").out
     assert "catalog" in help_text and "demo" not in help_text
     r = cli("demo")

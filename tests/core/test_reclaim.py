@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 from k8s_factories import node, pod, state_with
@@ -22,7 +23,9 @@ TIERS = {
 H1 = node("h1", mig=["1g.10gb"] * 3 + ["2g.20gb"])
 
 
-def server(name, user, *, profile="1g.10gb", asked=None, tier="notebook", team="vision", age=HOUR):
+def server(
+    name, user, *, profile="1g.10gb", asked=None, tier="notebook", team="vision", age=4 * HOUR
+):
     obj = pod(
         name,
         node="h1",
@@ -34,6 +37,7 @@ def server(name, user, *, profile="1g.10gb", asked=None, tier="notebook", team="
         granted_profile=profile,
     )
     created = datetime.datetime.fromtimestamp(NOW - age, datetime.timezone.utc)
+    obj["metadata"]["uid"] = f"uid-{name}"
     obj["metadata"]["creationTimestamp"] = created.strftime("%Y-%m-%dT%H:%M:%SZ")
     return obj
 
@@ -227,3 +231,66 @@ def test_max_session_warns_and_stops_whatever_the_line_and_the_activity():
     assert stop.notice(NOW + 600).startswith("Your server (1g notebook) was stopped at 08:10 UTC:")
     # exempt: neither warned nor stopped
     assert run([], state=state, activity=busy, pol=policy(tiers), exempt={"alice"}).warned == ()
+
+
+def test_an_over_time_server_serves_the_line_before_any_idle_one_is_warned():
+    """alice is past max_session (stopping anyway, after her grace): she serves dave's
+    place, so carol, idle, is not warned too; two places: carol serves the second."""
+    rules = {**RULES, "max_session": 3 * HOUR}
+    tiers = {**TIERS, "notebook": {**TIERS["notebook"], "reclaim": rules}}
+    state = state_with(
+        H1,
+        server("jupyter-alice", "alice", age=5 * HOUR),
+        server("jupyter-carol", "carol", age=2 * HOUR),
+        pod("x", namespace="other", node="h1", resources={"nvidia.com/mig-1g.10gb": 1}),
+        pod("y", namespace="other", node="h1", resources={"nvidia.com/mig-2g.20gb": 1}),
+    )
+    activity = {"jhub/jupyter-alice": 5, "jhub/jupyter-carol": 2 * HOUR}
+    p = run([waiting()], state=state, activity=activity, pol=policy(tiers))
+    assert [(w.user, w.reason) for w in p.warned] == [("alice", "max_session")]
+    p = run([waiting("dave"), waiting("frank")], state=state, activity=activity, pol=policy(tiers))
+    assert sorted((w.user, w.reason) for w in p.warned) == [
+        ("alice", "max_session"),
+        ("carol", "idle"),
+    ]
+
+
+def test_no_team_the_quota_is_the_users_own_so_anothers_slice_gives_nothing_back():
+    """dave and bob are in no team (the default quota, per user: 2 slices). dave runs a 1g
+    and waits for another; bob's idle 2g would not fit dave's quota: bob is not warned."""
+    state = state_with(
+        H1,
+        server("jupyter-dave-a", "dave", team=""),
+        server("jupyter-bob", "bob", profile="2g.20gb", asked="1g.10gb", team=""),
+        server("jupyter-erin", "erin"),
+        server("jupyter-carol", "carol"),
+    )
+    activity = {"jhub/jupyter-bob": 3 * HOUR, "jhub/jupyter-erin": 30, "jhub/jupyter-carol": 30}
+    lone = build_policy(
+        tiers=TIERS, team_quotas={"vision": {}}, default_quota={"compute_slices": 2}
+    )
+    place = waiting("dave", team="")
+    assert run([place], state=state, activity=activity, pol=lone).warned == ()
+    # carol idle now: her 1g fits dave's quota
+    activity["jhub/jupyter-carol"] = 2 * HOUR
+    (w,) = run([place], state=state, activity=activity, pol=lone).warned
+    assert w.user == "carol"
+
+
+def test_a_new_pod_of_the_same_name_is_not_the_one_warned():
+    activity = {**IDLE, "jhub/jupyter-bob": 30}
+    first = run([waiting()], activity=activity)
+    (w,) = first.warned
+    assert w.uid == "uid-jupyter-alice"
+    replaced = {k: dataclasses.replace(v, uid="an-older-pod") for k, v in first.warnings.items()}
+    p = run([waiting()], activity=activity, warnings=replaced, now=NOW + 600)
+    assert p.stops == ()  # warned was the old pod: the new one is warned afresh
+    assert [(x.user, x.warned_at) for x in p.warned] == [("alice", NOW + 600)]
+
+
+def test_time_waiting_in_line_is_not_idleness():
+    """JupyterHub stamps activity as a start begins: a pod created 10 min ago after a long
+    wait is idle 10 min at most, not since the stamp."""
+    state = state_with(H1, server("jupyter-alice", "alice", age=600))
+    (c,) = run([waiting()], state=state, activity={"jhub/jupyter-alice": 3 * HOUR}).candidates
+    assert (c.shown, c.idleness.idle) == ("idle 10 min", False)

@@ -212,3 +212,23 @@ async def test_the_gpu_signal_from_the_real_prometheus_and_its_outage(
     assert app.users["u1"].spawners[""].ready and app.users["u2"].spawners[""].ready
     assert (await started)[0][1] == 202  # u3 still waits
     await api_request(app, "users", "u3", "server", method="delete")
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "said"),
+    [
+        ("gpu_idle_below", 5, "is a ratio of engine activity (0.05 = 5 %)"),
+        ("gpu_idle_below", 0, "above 0 and at most 1, not 0"),
+        ("reclaim_interval", 0, "MIGSpawner.reclaim_interval must be above 0 seconds"),
+        ("prometheus_scrape_interval", -1, "prometheus_scrape_interval must be above 0"),
+    ],
+)
+def test_settings_out_of_range_are_refused_with_their_name(setting, value, said):
+    """A percent where a ratio goes would call every GPU idle; an interval of 0 would spin."""
+    from traitlets import TraitError
+
+    from mig_spawner.hub.reclaim import ReclaimSettings
+
+    with pytest.raises(TraitError, match=re.escape(said)):
+        ReclaimSettings(**{setting: value})
+    assert getattr(ReclaimSettings(**{setting: 0.5}), setting) == 0.5
