@@ -437,5 +437,8 @@ def track(spawner, *, starting: bool) -> None:
         reclaimer = reclaimer_of(spawner)
     except RuntimeError:  # no running loop (a spawner built outside the hub)
         return
+    except Exception:  # never fail a start or the hub's restore over it: say why
+        spawner.log.warning("mig-spawner: reclaim cannot follow %s", spawner.pod_key, exc_info=True)
+        return
     if starting:
         reclaimer.started(spawner.user.name)
