@@ -177,6 +177,7 @@ def hub_config(
         c.KubeSpawner.profile_list = {PROFILES!r}
         # The hub hears of activity every 30 s (default 5 min), so reclaim's 3 min is fair.
         c.JupyterHub.last_activity_interval = 30
+        c.ConfigurableHTTPProxy.log_level = "warn"  # not a line per route read (every 30 s)
         c.KubeSpawner.environment = {{"JUPYTERHUB_ACTIVITY_INTERVAL": "30"}}
 
         c.MIGSpawner.tiers = {tiers!r}
