@@ -143,9 +143,10 @@ async def test_an_idle_server_is_warned_then_stopped_for_a_waiting_spawn(plane_h
         await active
 
 
-async def test_dry_run_logs_what_it_would_stop_and_stops_nothing(plane_hub, caplog):
+async def test_dry_run_logs_what_it_would_stop_and_stops_nothing(hub, caplog):
     caplog.set_level(logging.INFO)
-    app, _ = await reclaim_hub(plane_hub, reclaim_dry_run=True)
+    # the emulator alone: the stop path it leaves out is the main test's, on both planes
+    app, _ = await reclaim_hub(hub, reclaim_dry_run=True)
     await fill(app)
     await asyncio.sleep(RULES["idle_after"])
     started = await start_in_background(app, "u3")
