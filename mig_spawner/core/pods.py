@@ -10,8 +10,10 @@ requests, through the catalog; no number written on a pod is ever believed.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -137,6 +139,21 @@ class PodInfo:
         if not self.active:
             return None
         return self.node or self.pinned
+
+
+def unix_seconds(stamp: Any) -> float | None:
+    """An RFC 3339 time as the API and JupyterHub write it ("2026-12-07T10:00:00Z"), in
+    Unix seconds; a stamp without a zone is UTC; None for anything unreadable."""
+    if not isinstance(stamp, str) or not stamp:
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    seconds = when.timestamp()
+    return seconds if math.isfinite(seconds) else None
 
 
 def _container_requests(container: Any) -> dict[str, int]:

@@ -28,7 +28,6 @@ The rules, opt-in per tier (:mod:`.reclaimrules`):
 from __future__ import annotations
 
 import datetime
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +35,7 @@ from typing import Any
 from .chains import tier_chain
 from .cluster import ClusterState
 from .idle import GpuReading, Idleness, duration, judge
-from .pods import Charge, PodInfo
+from .pods import Charge, PodInfo, unix_seconds
 from .policy import Policy, Tier
 from .quota import check_quota, released
 from .reach import tier_reach
@@ -370,13 +369,8 @@ def _why_withdrawn(w: Warned, candidates: list[Candidate], exempt: frozenset[str
 
 
 def _age(created: str, now: float) -> float | None:
-    if not created:
-        return None
-    try:
-        stamp = datetime.datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-    return max(now - stamp, 0.0) if math.isfinite(stamp) else None
+    stamp = unix_seconds(created)
+    return max(now - stamp, 0.0) if stamp is not None else None
 
 
 def clock(ts: float) -> str:

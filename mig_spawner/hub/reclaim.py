@@ -39,6 +39,7 @@ from traitlets import Bool, Float, Set, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 from ..core import reclaim
+from ..core.pods import unix_seconds
 from ..core.policy import ConfigError
 from . import prometheus
 from .tasks import cancel_and_wait
@@ -365,7 +366,7 @@ async def hub_activity(api_url: str, token: str, state, now: float) -> dict[str,
         page = json.loads(response.body)
         for user in page.get("items", []):
             for name, server in (user.get("servers") or {}).items():
-                stamp = _timestamp(server.get("last_activity"))
+                stamp = unix_seconds(server.get("last_activity"))
                 if stamp is not None:
                     by_server[user["name"], name] = max(now - stamp, 0.0)
         after = (page.get("_pagination") or {}).get("next")
@@ -379,18 +380,6 @@ async def hub_activity(api_url: str, token: str, state, now: float) -> dict[str,
         for pod in state.pods.values()
         if pod.managed and (pod.user, pod.server_name) in by_server
     }
-
-
-def _timestamp(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        stamp = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=datetime.timezone.utc)
-    return stamp.timestamp()
 
 
 async def _delete_server(spawner, user: str, server_name: str) -> None:

@@ -34,7 +34,6 @@ document (:meth:`mig_spawner.core.waitline.Line.to_dict`).
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import time
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from ..core import admission, messages, reach
 from ..core.claim import Claim
 from ..core.eta import eta_seconds
 from ..core.linedoc import KeptPlace
+from ..core.pods import unix_seconds
 from ..core.policy import DEFAULT_MAX_WAIT_CAP, ConfigError, Policy
 from ..core.waitline import Line, Place, add_history
 from . import linestore
@@ -186,7 +186,7 @@ class WaitingLine:
         if ages is None:  # pods on the slots the tier may be granted (its fallback, pools)
             slots = reach.tier_reach(tier, snapshot)
             ages = [
-                max(now - _seconds(pod.created, now), 0.0)
+                max(now - (unix_seconds(pod.created) or now), 0.0)
                 for pod in state.pods.values()
                 if pod.active
                 and pod.node
@@ -400,10 +400,3 @@ async def progress(spawner):
             await asyncio.wait_for(wait.changed.wait(), HEARTBEAT)
         except asyncio.TimeoutError:
             pass
-
-
-def _seconds(stamp: str, default: float) -> float:
-    try:
-        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return default

@@ -175,3 +175,12 @@ def test_pod_quantity_with_a_non_ascii_digit_counts_zero():
     obj = pod("p", node="n", resources={MIG1: 1})
     obj["spec"]["containers"][0]["resources"]["limits"][MIG1] = "²"
     assert parse_pod(obj, None, CATALOG).requests == {}
+
+
+def test_unix_seconds_reads_the_apis_stamps_and_nothing_else():
+    from mig_spawner.core.pods import unix_seconds
+
+    assert unix_seconds("2026-12-07T10:00:00Z") == 1796637600.0
+    assert unix_seconds("2026-12-07T10:00:00") == 1796637600.0  # no zone: UTC
+    assert unix_seconds("2026-12-07T11:00:00+01:00") == 1796637600.0
+    assert [unix_seconds(x) for x in ("", "yesterday", None, 5)] == [None] * 4
