@@ -47,6 +47,8 @@ ETCD_VERSION = "v3.6.16"
 HELM_VERSION = "v3.22.0"
 #: github.com/prometheus/prometheus's module version (v0.316.0 is Prometheus 3.16.0)
 PROMETHEUS_VERSION = "v0.316.0"
+#: sigs.k8s.io/kueue (the shared-quota tests run its manager against this control plane)
+KUEUE_VERSION = "v0.17.0"
 BINARIES = ("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager")
 BUILD_COMMAND = "make k8s"
 #: etcd revisions 1..OLD_REVISIONS predate the API server: every watch cache says "too old".
@@ -68,6 +70,11 @@ def cache_dir() -> Path:
 def prometheus_binary(bin_dir: Path | None = None) -> Path:
     """Where ``make k8s`` puts Prometheus (the idle-server tests run it), next to the rest."""
     return (bin_dir or cache_dir()) / "prometheus"
+
+
+def kueue_binary(bin_dir: Path | None = None) -> Path:
+    """Where ``make k8s`` puts Kueue's manager (tests/kueue_harness.py runs it)."""
+    return (bin_dir or cache_dir()) / "kueue"
 
 
 def missing_binaries(bin_dir: Path | None = None) -> list[str]:
