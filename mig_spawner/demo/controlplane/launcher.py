@@ -12,6 +12,10 @@ was never stopped.
   certificate generated here, ``--authorization-mode=Node,RBAC``, client-certificate
   authentication, and a service-account issuer whose signing key is generated here (so
   ``TokenRequest`` works and a hub can authenticate as a ServiceAccount).
+* The aggregation layer is on (a front-proxy CA and client certificate from :mod:`.pki`,
+  ``--enable-aggregator-routing``), so an extension API server registered with an
+  APIService (Kueue's visibility API, tests/kueue_harness.py) answers through the API
+  server, reached at its Service's endpoint address.
 * The harness gets an admin credential (client certificate, ``O=system:masters``) in
   :attr:`ControlPlane.kubeconfig`; the scheduler and controller manager authenticate as
   ``system:kube-scheduler`` and ``system:kube-controller-manager``, which the bootstrap RBAC
@@ -39,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ..ports import free_port
-from .pki import kubeconfig_dict, make_pki, write_kubeconfig
+from .pki import FRONT_PROXY_CLIENT, kubeconfig_dict, make_pki, write_kubeconfig
 
 #: The pinned versions; tests check them against tests/controlplane/*/go.mod.
 K8S_VERSION = "v1.37.2"
@@ -296,6 +300,18 @@ class ControlPlane:
             "--service-account-signing-key-file": str(p / "sa.key"),
             "--service-cluster-ip-range": "10.96.0.0/24",
             "--allow-privileged": "true",
+            # The aggregation layer, for extension API servers (Kueue's visibility API): the
+            # front proxy's client certificate and the headers it names the user in, and
+            # APIService traffic sent to the Service's endpoint addresses, since nothing here
+            # routes ClusterIPs (no kube-proxy)
+            "--requestheader-client-ca-file": str(p / "front-proxy-ca.crt"),
+            "--requestheader-allowed-names": FRONT_PROXY_CLIENT,
+            "--requestheader-extra-headers-prefix": "X-Remote-Extra-",
+            "--requestheader-group-headers": "X-Remote-Group",
+            "--requestheader-username-headers": "X-Remote-User",
+            "--proxy-client-cert-file": str(p / f"{FRONT_PROXY_CLIENT}.crt"),
+            "--proxy-client-key-file": str(p / f"{FRONT_PROXY_CLIENT}.key"),
+            "--enable-aggregator-routing": "true",
             "--profiling": "false",
             "--v": "1",
         }
