@@ -56,10 +56,13 @@ def test_a_queued_pod_is_gated_admitted_then_scheduled(kueue_queues, real_cluste
 
 def job(name: str, queue: str, pods: int) -> dict:
     """A batch Job of ``pods`` pods, one slice each, in the queue (Kueue suspends it until
-    its Workload is admitted)."""
+    its Workload is admitted). Its pods stop at once when it is deleted: Kueue keeps the
+    quota until they are gone, and the node agent's stub containers would sit out the
+    default 30 s grace period."""
     template = pod("unused", queue)
     template["metadata"] = {}
     template["spec"]["restartPolicy"] = "Never"
+    template["spec"]["terminationGracePeriodSeconds"] = 0
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -165,3 +168,17 @@ def test_a_cohort_lends_one_queues_unused_quota_to_another(kueue_queues, real_cl
         return None
 
     assert kueue.wait("the borrower's status to show 1 slice borrowed", borrowed)["total"] == "1"
+
+
+def test_namespaces_kueue_does_not_manage_never_meet_it(kueue, real_cluster):
+    """The rest of the suite shares the session's control plane with Kueue: a pod elsewhere,
+    even one naming a queue, is neither gated nor given a Workload."""
+    cluster = real_cluster(NODES)
+    created = cluster.create_pod(pod("nb-elsewhere", "team"), "jhub")
+    assert not created["spec"].get("schedulingGates")
+    placed = cluster.wait_for(
+        lambda c: (c.pod("nb-elsewhere", "jhub") or {}).get("spec", {}).get("nodeName"),
+        what="nb-elsewhere scheduled",
+    )
+    assert placed == "kueue-1"
+    assert kueue.workloads("jhub") == []
