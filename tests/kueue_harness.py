@@ -40,23 +40,21 @@ import pytest
 import yaml
 from kueue_manifests import (
     MANAGED_LABEL,
+    NAMESPACE,
     SHARED_CERT_DIRS,
     WEBHOOKS,
     apiservices,
-    batch_user_roles,
     crds,
     ensure_shared_cert,
+    managed_namespace,
     module_source,
     webhook_configurations,
 )
-from realk8s import our_cluster_rbac, render_hub_rbac
 
 from mig_spawner.demo.controlplane.launcher import BUILD_COMMAND, ControlPlane, kueue_binary
 from mig_spawner.demo.controlplane.pki import issue_cert
 from mig_spawner.demo.ports import free_port, host_address
 
-#: the managed namespace, with a hub's RBAC
-NAMESPACE = "jhub-kueue"
 SYSTEM_NAMESPACE = "kueue-system"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 GATE = "kueue.x-k8s.io/admission"
@@ -81,6 +79,7 @@ PLURALS = {
     "Cohort": "cohorts",
     "Pod": "pods",
     "Job": "jobs",
+    "ConfigMap": "configmaps",
 }
 
 
@@ -262,8 +261,13 @@ class Kueue:
     def clean(self, timeout: float = 60.0) -> None:
         """Delete the managed namespace's pods, jobs, workloads and local queues, then every
         cluster queue, cohort and resource flavor, and wait until they are gone (Kueue's
-        finalizers go once nothing uses them)."""
+        finalizers go once nothing uses them); and, as tests/realk8s.py does for its
+        namespaces, the namespace's ResourceQuotas and the waiting lines hubs saved there."""
         ns = f"/namespaces/{self.namespace}"
+        self.plane.request("DELETE", f"/api/v1{ns}/resourcequotas")
+        for item in self.items(f"/api/v1{ns}/configmaps"):
+            if item["metadata"]["name"].startswith("mig-spawner-line-"):
+                self.plane.request("DELETE", f"/api/v1{ns}/configmaps/{item['metadata']['name']}")
         kinds = [
             (f"/apis/batch/v1{ns}/jobs", "?propagationPolicy=Background"),
             (f"/api/v1{ns}/pods", "?gracePeriodSeconds=0"),
@@ -352,7 +356,7 @@ class Kueue:
     def _start_gc_probe(self) -> str:
         """A LocalQueue owned by a ConfigMap deleted at once: the queue's path, which the
         garbage collector deletes once it watches Kueue's kinds."""
-        owner = self.plane.apply({"apiVersion": "v1", "kind": "ConfigMap",
+        owner = self.apply({"apiVersion": "v1", "kind": "ConfigMap",
                                   "metadata": {"name": "gc-probe",
                                                "namespace": SYSTEM_NAMESPACE}})  # fmt: skip
         ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "gc-probe",
@@ -449,26 +453,11 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _managed_namespace(kueue: Kueue, source: Path) -> None:
-    """:data:`NAMESPACE`, labeled managed, with a hub's RBAC: Z2JH's, ours, and Kueue's
-    ``batch-user`` ClusterRole (aggregated from its roles so labeled) bound there."""
-    plane = kueue.plane
-    kueue.apply({"apiVersion": "v1", "kind": "Namespace",
-                 "metadata": {"name": NAMESPACE, "labels": {MANAGED_LABEL: "true"}}})  # fmt: skip
-    for doc in render_hub_rbac(NAMESPACE) + our_cluster_rbac(NAMESPACE, suffix=f"-{NAMESPACE}"):
-        plane.apply(doc)
-    for role in batch_user_roles(source):
-        kueue.apply(role)
-    kueue.apply({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": "kueue-batch-user", "namespace": NAMESPACE},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": "kueue-batch-user-role"},
-        "subjects": [{"kind": "ServiceAccount", "name": "hub", "namespace": NAMESPACE}],
-    })  # fmt: skip
+def _managed_namespace(kueue: Kueue) -> None:
+    for doc in managed_namespace(NAMESPACE, kueue.source):
+        kueue.apply(doc)
     default = f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default"
-    plane._wait(f"ServiceAccount {NAMESPACE}/default", lambda: plane.get(default))
+    kueue.wait(f"ServiceAccount {NAMESPACE}/default", lambda: kueue.plane.get(default))
 
 
 @pytest.fixture(scope="session")
@@ -479,7 +468,7 @@ def kueue(control_plane, tmp_path_factory):
     manager = Kueue(control_plane, tmp_path_factory.mktemp("kueue"), source)
     try:
         manager.start()
-        _managed_namespace(manager, source)
+        _managed_namespace(manager)
         yield manager
     finally:
         manager.stop()
