@@ -10,6 +10,12 @@ cohort lends one queue's unused quota to another. The fixtures are tests/kueue_h
 
 from __future__ import annotations
 
+import json
+import ssl
+import urllib.error
+import urllib.request
+
+import pytest
 from kueue_harness import GATE, NAMESPACE, QUEUE_LABEL, condition
 
 H100 = "NVIDIA-H100-80GB-HBM3"
@@ -182,3 +188,32 @@ def test_namespaces_kueue_does_not_manage_never_meet_it(kueue, real_cluster):
     )
     assert placed == "kueue-1"
     assert kueue.workloads("jhub") == []
+
+
+def test_a_hub_in_the_managed_namespace_reads_its_queue_line(kueue_queues, real_cluster):
+    """The hub's ServiceAccount there may read Workloads and, through the aggregator, the
+    visibility API's pending workloads (Kueue's batch-user role), both of its versions."""
+    cluster = real_cluster(NODES)
+    kueue = kueue_queues
+    kueue.resource_flavor("mig")
+    kueue.cluster_queue("gpus", {"mig": {SLICE: 0}})
+    kueue.local_queue("team", "gpus")
+    cluster.create_pod(pod("nb-1", "team"), NAMESPACE)
+    kueue.wait("nb-1 pending", lambda: kueue.pending_workloads("team"))
+    token = kueue.plane.service_account_token(NAMESPACE, "hub")
+    ctx = ssl.create_default_context(cafile=str(kueue.plane.ca))
+
+    def get(path: str) -> dict:
+        request = urllib.request.Request(kueue.plane.url + path)
+        request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, context=ctx, timeout=10) as response:
+            return json.loads(response.read())
+
+    (workload,) = get(f"/apis/kueue.x-k8s.io/v1beta2/namespaces/{NAMESPACE}/workloads")["items"]
+    for version in ("v1beta2", "v1beta1"):
+        lq = f"/apis/visibility.kueue.x-k8s.io/{version}/namespaces/{NAMESPACE}/localqueues/team"
+        (pending,) = get(f"{lq}/pendingworkloads")["items"]
+        assert pending["metadata"]["name"] == workload["metadata"]["name"]
+    with pytest.raises(urllib.error.HTTPError) as refused:  # not the cluster-wide view
+        get("/apis/visibility.kueue.x-k8s.io/v1beta2/clusterqueues/gpus/pendingworkloads")
+    assert refused.value.code == 403
