@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from kueue_harness import GATE, NAMESPACE, QUEUE_LABEL, condition
+from kueue_harness import GATE, NAMESPACE, QUEUE_LABEL, condition, require_kueue
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 SLICE = "nvidia.com/mig-1g.10gb"
@@ -217,3 +217,11 @@ def test_a_hub_in_the_managed_namespace_reads_its_queue_line(kueue_queues, real_
     with pytest.raises(urllib.error.HTTPError) as refused:  # not the cluster-wide view
         get("/apis/visibility.kueue.x-k8s.io/v1beta2/clusterqueues/gpus/pendingworkloads")
     assert refused.value.code == 403
+
+
+def test_a_kueue_not_built_fails_the_test_naming_make_k8s(monkeypatch, tmp_path):
+    monkeypatch.setenv("MIG_SPAWNER_K8S_CACHE", str(tmp_path))
+    with pytest.raises(pytest.fail.Exception, match=r"kueue missing\): build it with `make k8s`"):
+        require_kueue()
+    monkeypatch.undo()
+    assert require_kueue().name == "kueue"  # built: the fixture runs it
