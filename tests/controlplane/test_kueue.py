@@ -174,6 +174,10 @@ def test_a_cohort_lends_one_queues_unused_quota_to_another(kueue_queues, real_cl
         return None
 
     assert kueue.wait("the borrower's status to show 1 slice borrowed", borrowed)["total"] == "1"
+    # read in Kueue's older version, through its conversion webhook: v1beta2's cohortName
+    # was v1beta1's cohort
+    old = kueue.plane.get("/apis/kueue.x-k8s.io/v1beta1/clusterqueues/borrower")
+    assert old["apiVersion"] == "kueue.x-k8s.io/v1beta1" and old["spec"]["cohort"] == "shared"
 
 
 def test_namespaces_kueue_does_not_manage_never_meet_it(kueue, real_cluster):
