@@ -168,6 +168,10 @@ class DraCache:
         for node in sorted(touched):
             if node in self.nodes:
                 self.apply_node_event("MODIFIED", self.nodes[node])
+        # pods listed before their devices: what their claims hold is known only now
+        for pod in sorted({key for keys in self.users.values() for key in keys}):
+            if pod in self.pods:
+                self.apply_pod_event("MODIFIED", self.pods[pod])
         return parsed
 
     def apply_claim_event(self, event_type: str, obj: Any):
@@ -230,6 +234,21 @@ async def setup_problem(spawner: Any, view: Any) -> str | None:
     return cache.problem()
 
 
+async def refuse_if_misconfigured(spawner: Any, view: Any) -> None:
+    """Refuse a GPU start, in one line, that no claim could serve (backend "dra" only)."""
+    if not active(spawner) or view.dra is None:
+        return
+    problem = await setup_problem(spawner, view)
+    if problem is not None:
+        spawner.log.error("mig-spawner (DRA) cannot start GPU servers: %s", problem)
+        raise spawner._refused(
+            f"GPU spawning is misconfigured on this hub: {problem}; please tell your hub admin.",
+            reason="config",
+            status=500,
+            counted=True,
+        )
+
+
 async def create_claim(spawner: Any) -> str:
     """Create this start's ResourceClaim (before its pod); returns its name."""
     decision = spawner.claim.decision
@@ -242,7 +261,18 @@ async def create_claim(spawner: Any) -> str:
         labels={"app.kubernetes.io/managed-by": "mig-spawner"},
         annotations={"mig-spawner/pod": spawner.pod_name, "mig-spawner/hub": spawner.hub_id},
     )
-    await spawner.cluster_view().dra.api.create_namespaced_resource_claim(spawner.namespace, body)
+    api = spawner.cluster_view().dra.api
+    try:
+        await api.create_namespaced_resource_claim(spawner.namespace, body)
+    except ApiException as e:
+        why = f"Kubernetes answered {e.status} {e.reason}"
+        spawner.log.error("%s: creating ResourceClaim %s: %s", spawner._log_name, name, why)
+        raise spawner._refused(
+            f"Your server's GPU claim could not be created ({why}); please tell your hub admin.",
+            reason="config",
+            status=500,
+            counted=True,
+        ) from None
     spawner.dra_claims = [*getattr(spawner, "dra_claims", []), name]
     spawner.dra_told = None
     return name

@@ -129,16 +129,7 @@ class PlacementMixin:
             self._place_on(res.node, view)
         manifest = await super().get_pod_manifest()
         if dra.active(self) and claim.gpu:
-            problem = await dra.setup_problem(self, view)
-            if problem is not None:
-                self.log.error("mig-spawner (DRA) cannot start GPU servers: %s", problem)
-                raise self._refused(
-                    f"GPU spawning is misconfigured on this hub: {problem}; please tell your "
-                    "hub admin.",
-                    reason="config",
-                    status=500,
-                    counted=True,
-                )
+            await dra.refuse_if_misconfigured(self, view)
             manifest = dra.reference_claim(manifest, await dra.create_claim(self))
         self.claim = claim.pin(res.node if res is not None and claim.gpu else None)
         return manifest
