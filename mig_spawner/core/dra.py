@@ -215,18 +215,23 @@ def unallocated_reason(claim: Any) -> str | None:
     return None
 
 
-def chain_steps(candidates: Sequence[Any]) -> list[Step]:
+def chain_steps(candidates: Sequence[Any], promised: Iterable[Any] = ()) -> list[Step]:
     """The claim's steps for an admitted decision: its candidates up to the granted one
     (``Decision.candidates``), less those the tier or the quota ruled out, one step per
     profile (its GPU products together), at most :data:`MAX_STEPS` ending with the granted.
 
     The granted candidate is the largest the hub's quota check passed: the scheduler may
     only pick it or a smaller step that was full when the hub looked, so the quota the hub
-    checked is the most this spawn can be charged.
+    checked is the most this spawn can be charged. ``promised``: slice types full only
+    because other spawns in flight hold them (their pods not placed yet): left out, or this
+    claim would take the slice the hub promised them and leave their claims unallocatable.
     """
+    promised = set(promised)
     steps: list[Step] = []
     for c in candidates:
         if c.outcome not in ("granted", "full", "unusable"):
+            continue
+        if c.outcome != "granted" and c.slice_type in promised:
             continue
         kind = c.slice_type
         if steps and steps[-1].profile == kind.profile:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections import Counter
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
@@ -256,7 +257,7 @@ async def create_claim(spawner: Any) -> str:
     body = dra.claim_manifest(
         name,
         spawner.namespace,
-        dra.chain_steps(decision.candidates),
+        dra.chain_steps(decision.candidates, promised(spawner.cluster_view().state, decision)),
         device_class=spawner.dra_device_class,
         labels={"app.kubernetes.io/managed-by": "mig-spawner"},
         annotations={"mig-spawner/pod": spawner.pod_name, "mig-spawner/hub": spawner.hub_id},
@@ -276,6 +277,21 @@ async def create_claim(spawner: Any) -> str:
     spawner.dra_claims = [*getattr(spawner, "dra_claims", []), name]
     spawner.dra_told = None
     return name
+
+
+def promised(state: Any, decision: Any) -> set:
+    """The full slice types of ``decision`` that some node would still have free but for
+    other spawns' reservations (their pods not placed yet): not this claim's to take."""
+    held = Counter((r.node, r.slice_type.resource) for r in state.reservations.values())
+    out = set()
+    for c in decision.candidates:
+        if c.outcome == GRANTED:
+            continue
+        for node in state.nodes_offering(c.slice_type):
+            if state.free(node, c.slice_type) + held[(node.name, c.slice_type.resource)] > 0:
+                out.add(c.slice_type)
+                break
+    return out
 
 
 def reference_claim(manifest: Any, name: str) -> Any:

@@ -64,6 +64,14 @@ def test_steps_leave_out_what_the_tier_or_quota_ruled_out_and_join_products():
         dra.Step("1g.10gb", (H100, a100)),
         dra.Step("3g.40gb", (H100,)),
     ]
+    # a 1g.10gb full only because other spawns in flight hold it: not this claim's to take
+    promised = {kind("1g.10gb")}
+    assert dra.chain_steps(candidates, promised) == [
+        dra.Step("1g.10gb", (a100,)),  # the A100's is not promised to anyone
+        dra.Step("3g.40gb", (H100,)),
+    ]
+    granted_promised = dra.chain_steps([report("1g.10gb", 0, "granted")], promised)
+    assert granted_promised == [dra.Step("1g.10gb", (H100,))]  # its own: kept
     long = [report(f"{g}g.{g * 10}gb", g, "full") for g in range(1, 8)]
     long += [report("7g.80gb", 9, "full"), report("7g.96gb", 10, "granted")]
     steps = dra.chain_steps(long)

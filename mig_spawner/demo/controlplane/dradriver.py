@@ -119,7 +119,14 @@ async def publish(
         if status not in (201, 409):
             raise RuntimeError(f"DeviceClass: {status} {answer}")
     for body in resource_slices(spec, rename):
-        name = body["metadata"]["name"]
+        name, node = body["metadata"]["name"], body["spec"]["nodeName"]
+        # owned by its Node, as a kubelet plugin's slices are: gone with the node, and never
+        # collected for an earlier node of the same name
+        status, answer = await api.request("GET", f"/api/v1/nodes/{node}")
+        if status == 200:
+            uid = answer["metadata"]["uid"]
+            owner = {"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid}
+            body["metadata"]["ownerReferences"] = [owner]
         await api.request("DELETE", f"{base}/resourceslices/{name}")
         status, answer = await api.request("POST", f"{base}/resourceslices", body)
         if status != 201:
