@@ -407,3 +407,24 @@ def _dig(obj: Any, *keys: str) -> Any:
             return None
         obj = obj.get(key)
     return obj
+
+
+def reshape(
+    nodes: Sequence[Any], pods: Sequence[Any], slices: Sequence[Any], claims: Sequence[Any]
+) -> tuple[list[Any], list[Any]]:
+    """Listed Nodes and Pods as the cache reads them under DRA (``mig-spawner explain
+    --live``): nodes offer the devices their slices publish, pods hold their claims'
+    allocated devices. With no slice of the driver, both are returned unchanged."""
+    read = [s for s in (read_slice(obj) for obj in slices) if s is not None]
+    if not read:
+        return list(nodes), list(pods)
+    counts = device_counts(read)
+    profiles = {(DRIVER, s.pool, d): p for s in read for d, p in s.profiles.items()}
+    by_key = {}
+    for claim in claims:
+        namespace = _dig(claim, "metadata", "namespace")
+        name = _dig(claim, "metadata", "name")
+        if isinstance(namespace, str) and isinstance(name, str):
+            by_key[f"{namespace}/{name}"] = claim
+    out_nodes = [node_with_devices(n, counts.get(_dig(n, "metadata", "name"), {})) for n in nodes]
+    return out_nodes, [pod_with_claims(p, by_key, profiles) for p in pods]

@@ -219,3 +219,33 @@ def test_names_and_notes():
     assert dra.allocated_note("1g.10gb", "1g.10gb", False) == (
         "The scheduler allocated your 1g.10gb slice."
     )
+
+
+def test_reshape_gives_listed_objects_the_cache_s_shape_and_leaves_a_plain_cluster_alone():
+    from mig_spawner.demo.emulator.nodelabels import node_object
+
+    node = node_object(SPEC.nodes[0])
+    (slice_,) = resource_slices(SPEC)
+    device = next(d["name"] for d in slice_["spec"]["devices"] if "2g" in d["name"])
+    claim = allocated("gpu/s1-2g-20gb", device=device)
+    pod = {
+        "metadata": {"name": "p", "namespace": "jhub"},
+        "spec": {
+            "nodeName": "h",
+            "resourceClaims": [{"name": "gpu", "resourceClaimName": "c"}],
+            "containers": [{"name": "x"}],
+        },
+    }
+    nodes, pods = dra.reshape([node], [pod], [slice_], [claim])
+    assert {
+        k: v for k, v in nodes[0]["status"]["allocatable"].items() if k.startswith("nvidia.com/")
+    } == {
+        "nvidia.com/mig-1g.10gb": "2",
+        "nvidia.com/mig-2g.20gb": "1",
+        "nvidia.com/mig-3g.40gb": "1",
+    }
+    assert pods[0]["spec"]["containers"][0]["resources"]["limits"] == {
+        "nvidia.com/mig-2g.20gb": "1"
+    }
+    assert dra.reshape([node], [pod], [], [claim]) == ([node], [pod])  # no DRA: unchanged
+    assert dra.reshape([node], [pod], ["garbage"], ["garbage"]) == ([node], [pod])
