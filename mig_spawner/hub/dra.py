@@ -352,16 +352,7 @@ async def granted(spawner: Any) -> None:
     if not names or view is None or view.dra is None:
         return
     name, api = names[-1], view.dra.api
-    pod = view.state.pods.get(spawner.pod_key)
-    pod_uid = pod.uid if pod is not None else None
-    if pod_uid:
-        owner = {"apiVersion": "v1", "kind": "Pod", "name": spawner.pod_name, "uid": pod_uid}
-        try:
-            await api.patch_namespaced_resource_claim(
-                name, spawner.namespace, {"metadata": {"ownerReferences": [owner]}}
-            )
-        except Exception as e:  # the hub still deletes it on stop
-            spawner.log.warning("Owning ResourceClaim %s by its pod failed: %s", name, e)
+    await own_claim(spawner)
     if getattr(spawner, "dra_told", None) == name:
         return  # already read and told (note_allocation)
     claim = view.dra.claims.get(f"{spawner.namespace}/{name}")
@@ -380,6 +371,30 @@ async def granted(spawner: Any) -> None:
         spawner.log.warning("%s: the allocation of %s cannot be read", spawner._log_name, name)
         return
     apply_allocation(spawner, allocation)
+
+
+async def own_claim(spawner: Any) -> None:
+    """Once this start's pod is seen: make it the claim's owner (once), so the garbage
+    collector deletes the claim with the pod even if the hub is gone by then."""
+    names = getattr(spawner, "dra_claims", [])
+    view = spawner._current_view()
+    if not names or view is None or view.dra is None:
+        return
+    name = names[-1]
+    pod = view.dra.pods.get(spawner.pod_key)  # the pod that references this very claim
+    uid = ((pod or {}).get("metadata") or {}).get("uid")
+    if getattr(spawner, "dra_owned", None) == name or not uid:
+        return
+    if name not in dra.pod_claim_names(pod):
+        return  # an earlier pod of the same name, still listed
+    spawner.dra_owned = name
+    owner = {"apiVersion": "v1", "kind": "Pod", "name": spawner.pod_name, "uid": uid}
+    try:
+        await view.dra.api.patch_namespaced_resource_claim(
+            name, spawner.namespace, {"metadata": {"ownerReferences": [owner]}}
+        )
+    except Exception as e:  # the hub still deletes it on stop
+        spawner.log.warning("Owning ResourceClaim %s by its pod failed: %s", name, e)
 
 
 def note_allocation(spawner: Any) -> None:

@@ -223,6 +223,7 @@ class PlacementMixin:
                     if problem is None and dra.active(self):
                         problem = dra.unplaceable(self)
                         dra.note_allocation(self)  # the scheduler's pick, told at once
+                        await dra.own_claim(self)  # the pod owns its claim (GC)
                     if problem is not None:
                         await cancel_and_wait(task)  # one cancel may be lost (hub/tasks.py)
                         return problem

@@ -59,6 +59,14 @@ async def test_cancelling_a_start_deletes_its_claim_and_frees_the_device(real_hu
     await until_held(view, {"nvidia.com/mig-1g.10gb": 1}, 1)  # allocated, as the hub sees it
     (claim,) = claims_of(cluster)
     assert claim["status"]["allocation"]["devices"]["results"][0]["request"] == "gpu/s0-1g-10gb"
+    (pod,) = pods_of(cluster, user="bob")  # owned by its pod before the server runs
+    await until(
+        lambda: (
+            [o["uid"] for o in claims_of(cluster)[0]["metadata"].get("ownerReferences") or []]
+            == [pod["metadata"]["uid"]]
+        ),
+        "the claim owned by bob's pending pod",
+    )
     await stop(app, "bob")
     await until(lambda: not claims_of(cluster), "the claim deleted")
     await until(lambda: not view.dra.claims and not view.state.pods, "the hub's view freed")
