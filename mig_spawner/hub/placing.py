@@ -173,8 +173,9 @@ class PlacementMixin:
                 await self._delete_unplaceable_pod()
                 if last:
                     raise self._refused(
-                        f"Your server could not be placed: {problem}. Tried "
-                        f"{attempt} node(s); please try again in a few minutes.",
+                        f"Your server could not be placed: {problem}. Tried {attempt} "
+                        f"{'time(s)' if dra.active(self) else 'node(s)'}; please try again "
+                        "in a few minutes.",
                         reason="unschedulable",
                         status=503,
                     )

@@ -89,6 +89,7 @@ async def test_a_claim_the_scheduler_cannot_allocate_fails_at_once_saying_so(rea
         message = await outcome(app, "bob", r)
         assert "the scheduler cannot allocate a GPU slice for it" in message, message
         assert "cannot allocate all claims" in message
+        assert "Tried 2 time(s); please try again in a few minutes." in message
         one_line(message)
         for _ in range(200):  # both attempts' claims deleted
             if not claims_of(cluster):
