@@ -239,6 +239,8 @@ def _cleanup(plane: ControlPlane, node_names: list[str]) -> None:
     for ns in (*TEST_NAMESPACES, "default"):
         plane.request("DELETE", f"/api/v1/namespaces/{ns}/pods?gracePeriodSeconds=0")
         plane.request("DELETE", f"/api/v1/namespaces/{ns}/resourcequotas")
+        plane.request("DELETE", f"/apis/resource.k8s.io/v1/namespaces/{ns}/resourceclaims")
+    plane.request("DELETE", "/apis/resource.k8s.io/v1/resourceslices")
     for name in node_names:
         plane.request("DELETE", f"/api/v1/nodes/{name}")
         plane.request(
@@ -260,7 +262,11 @@ def real_cluster(control_plane, tmp_path):
     started: list[RealCluster] = []
 
     def start(
-        spec: dict[str, Any], kubelet: str = "stub", timeout: float = 60, start_delay: float = 0
+        spec: dict[str, Any],
+        kubelet: str = "stub",
+        timeout: float = 60,
+        start_delay: float = 0,
+        dra: bool = False,
     ) -> RealCluster:
         spec = copy.deepcopy(spec)
         _forget_waiting_lines(control_plane)
@@ -280,6 +286,7 @@ def real_cluster(control_plane, tmp_path):
                 "--start-delay",
                 str(start_delay),
                 "--verbose",
+                *(["--dra"] if dra else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from ..core import dra
 from .snapshot import InputError, Snapshot, one_line, parse_snapshot
 
 #: Objects per list page (the API server's ``limit``); big clusters are read in pages.
@@ -116,6 +117,7 @@ async def _read(
         try:
             nodes, _ = await _list_all(core.list_node, "nodes", timeout)
             pods, _ = await _list_all(core.list_pod_for_all_namespaces, "pods", timeout)
+            nodes, pods = await _with_dra(client.ResourceV1Api(api), nodes, pods, timeout)
             configmaps, warnings = await _read_line(core, line, timeout) if line else ([], [])
         except InputError:
             raise
@@ -128,6 +130,24 @@ async def _read(
                 f"cannot reach the API server at {cfg.host}: {type(e).__name__}: {one_line(e)}"
             ) from None
     return cfg.host, nodes, pods, configmaps, warnings
+
+
+async def _with_dra(resource, nodes: list, pods: list, timeout: float) -> tuple[list, list]:
+    """Under DRA (NVIDIA's driver publishes ResourceSlices), the nodes' MIG devices and the
+    pods' allocated claims, as the hub's view reads them (core/dra.py); else unchanged (also
+    where resource.k8s.io/v1 is not served or not readable)."""
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    try:
+        slices, _ = await _list_all(resource.list_resource_slice, "resourceslices", timeout)
+        if not slices:
+            return nodes, pods
+        claims, _ = await _list_all(
+            resource.list_resource_claim_for_all_namespaces, "resourceclaims", timeout
+        )
+    except (ApiException, InputError):
+        return nodes, pods
+    return dra.reshape(nodes, pods, slices, claims)
 
 
 def load_live(

@@ -24,7 +24,7 @@ from ..core import messages
 from ..core.claim import BOUND, DECIDED, MOVES, PINNED
 from ..core.placement import pinned_terms
 from ..core.pods import hub_marks
-from . import waiting
+from . import dra, waiting
 from .tasks import cancel_and_wait
 
 ANNOTATION_PREFIX = "mig-spawner/"
@@ -82,9 +82,12 @@ class PlacementMixin:
             t if isinstance(t, dict) else self.api.api_client.sanitize_for_serialization(t)
             for t in base["node_affinity_required"]
         ]
-        self.node_affinity_required = pinned_terms(
-            admin_terms, view.state.nodes.get(node_name) or node_name
-        )
+        if dra.active(self):  # DRA: the scheduler places it where its claim is allocated
+            self.node_affinity_required, node_name = admin_terms, ""
+        else:
+            self.node_affinity_required = pinned_terms(
+                admin_terms, view.state.nodes.get(node_name) or node_name
+            )
         labels, annotations = hub_marks(
             hub=self.hub_id,
             user=self.user.name,
@@ -125,16 +128,23 @@ class PlacementMixin:
             self.log.info("%s: reservation moved to %s", self._log_name, res.node)
             self._place_on(res.node, view)
         manifest = await super().get_pod_manifest()
+        if dra.active(self) and claim.gpu:
+            await dra.refuse_if_misconfigured(self, view)
+            manifest = dra.reference_claim(manifest, await dra.create_claim(self))
         self.claim = claim.pin(res.node if res is not None and claim.gpu else None)
         return manifest
 
     def _apply_decision(self, decision: Any, view: Any) -> None:
         """Add this decision (core.admission.Decision) to the admin's settings (restored
         just before), and pin its node."""
-        granted = decision.granted
-        self.extra_resource_limits = {**self.extra_resource_limits, granted.resource: "1"}
-        self.extra_resource_guarantees = {**self.extra_resource_guarantees, granted.resource: "1"}
-        self.node_selector = {**self.node_selector, **decision.node_selector}
+        granted, selector = decision.granted, decision.node_selector
+        if dra.active(self):  # a claim instead, on any product its steps name
+            selector = dict(decision.tier_node_selector)
+        else:
+            self.extra_resource_limits = {**self.extra_resource_limits, granted.resource: "1"}
+            limits = {**self.extra_resource_guarantees, granted.resource: "1"}
+            self.extra_resource_guarantees = limits
+        self.node_selector = {**self.node_selector, **selector}
         tolerations = list(self.tolerations)
         tolerations += [dict(t) for t in decision.tolerations if dict(t) not in tolerations]
         self.tolerations = tolerations
@@ -151,21 +161,26 @@ class PlacementMixin:
                 problem = await self._until_started_or_unplaceable(task)
                 if problem is None:
                     result = task.result()
+                    if dra.active(self):
+                        await dra.granted(self)  # what the scheduler allocated
                     self._started()
                     return result
                 node = (self.claim.node if self.claim is not None else None) or "?"
-                self.avoid_nodes.add(node)
+                if not dra.active(self):  # DRA: the node was the scheduler's to pick
+                    self.avoid_nodes.add(node)
                 last = attempt > self.unschedulable_retries
                 self._release(f"cannot start on {node}", demand_ends=last)
                 await self._delete_unplaceable_pod()
                 if last:
                     raise self._refused(
-                        f"Your server could not be placed: {problem}. Tried "
-                        f"{attempt} node(s); please try again in a few minutes.",
+                        f"Your server could not be placed: {problem}. Tried {attempt} "
+                        f"{'time(s)' if dra.active(self) else 'node(s)'}; please try again "
+                        "in a few minutes.",
                         reason="unschedulable",
                         status=503,
                     )
-                note = f"{problem}: deciding again without {node} (try {attempt + 1})"
+                again = "with a new claim" if dra.active(self) else f"without {node}"
+                note = f"{problem}: deciding again {again} (try {attempt + 1})"
                 self.log.warning("%s: %s", self._log_name, note)
                 self.placement_notes.append(note)
             raise AssertionError("unreachable")  # pragma: no cover
@@ -206,6 +221,10 @@ class PlacementMixin:
                     problem = view.state.placement_problem(key) if view is not None else None
                     if problem is None and claim.node:
                         problem = self._failed_scheduling()
+                    if problem is None and dra.active(self):
+                        problem = dra.unplaceable(self)
+                        dra.note_allocation(self)  # the scheduler's pick, told at once
+                        await dra.own_claim(self)  # the pod owns its claim (GC)
                     if problem is not None:
                         await cancel_and_wait(task)  # one cancel may be lost (hub/tasks.py)
                         return problem
@@ -236,6 +255,8 @@ class PlacementMixin:
                 message = str(event.get("message") or "")[:300]
                 if _WAITS_FOR_VOLUMES in message:
                     continue  # its volume claim binds in a moment: not its node's fault
+                if dra.active(self):
+                    return f"the scheduler cannot allocate a GPU slice for it ({message})"
                 return f"the scheduler cannot place it on {self.claim.node} ({message})"
         return None
 

@@ -1,10 +1,9 @@
 """MIGSpawner: KubeSpawner that hands out MIG slices by tier, with fallback and team quotas.
 
-A thin shell. The decision comes from :mod:`mig_spawner.core.admission`; the cluster state
-from the hub-wide :class:`~mig_spawner.hub.watch.ClusterView`; the form from KubeSpawner's
-own ``profile_list`` machinery fed by :mod:`mig_spawner.core.form`. What this class adds is
-the wiring: traitlets, the spawn-time decision and reservation, the pod's GPU request,
-labels and annotations, progress messages and releasing reservations.
+A thin shell. The decision comes from :mod:`mig_spawner.core.admission`; the cluster state from
+the hub-wide :class:`~mig_spawner.hub.watch.ClusterView`; the form from KubeSpawner's own
+``profile_list`` machinery fed by :mod:`mig_spawner.core.form`. This class adds the wiring:
+traitlets, decision, reservation, GPU request (or DRA claim: hub/dra.py), pod marks, progress.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from ..core.form import build_profile_list, tier_profiles
 from ..core.options import OptionsError, parse_options
 from ..core.pods import Trust
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
-from . import demand, linestore, metrics, reclaim, waiting, waitstart
+from . import demand, dra, linestore, metrics, reclaim, waiting, waitstart
 from .formpage import render_form
 from .hubcompat import SpawnException
 from .placing import PlacementMixin
@@ -36,7 +35,7 @@ from .watch import ClusterView, gc_freeze_trait
 CLAIM_KEY = "mig_claim"
 
 
-class MIGSpawner(PlacementMixin, ReclaimSettings, KubeSpawner):
+class MIGSpawner(PlacementMixin, ReclaimSettings, dra.DraSettings, KubeSpawner):
     """Spawn single-user servers on NVIDIA MIG slices chosen by tier.
 
     Users choose a *tier*; mig-spawner maps it to a MIG resource present in the cluster,
@@ -289,6 +288,7 @@ class MIGSpawner(PlacementMixin, ReclaimSettings, KubeSpawner):
                 max_backoff=self.cluster_retry_max_backoff,
                 logger=self.log,
                 freeze_gc=self.gc_freeze_after_list,
+                dra=dra.cache_factory(self, client),
             )
             view.start()
             views[key] = view
@@ -469,6 +469,7 @@ class MIGSpawner(PlacementMixin, ReclaimSettings, KubeSpawner):
         if view is not None and view.state.forget(self.pod_key):
             self.log.info("Released the reservation of %s (%s)", self._log_name, why)
         waitstart.left(self, why)  # out of the line; room may have freed for its head
+        dra.delete_claims(self)  # DRA: this start's ResourceClaims
         if self.claim is not None and not self.claim.ended:
             released = self.claim.release(why, now=time.time())
             if demand_ends:

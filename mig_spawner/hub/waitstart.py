@@ -16,6 +16,7 @@ from ..core.claim import Claim, grant_record
 from ..core.options import OptionsError, parse_options
 from ..core.policy import ConfigError, Policy
 from ..core.waitline import Place
+from . import dra
 from .refusals import STATUS
 from .waiting import ADMITTED, CANCELLED, REFUSED, TIMED_OUT, WaitingLine, _Wait, line_of
 
@@ -49,6 +50,7 @@ async def _decide_first(spawner, line: WaitingLine) -> None:
     view = spawner.cluster_view()
     if not await view.wait_known(spawner.cluster_sync_timeout):
         return  # load_user_options refuses: availability unknown
+    await dra.refuse_if_misconfigured(spawner, view)  # backend "dra": its DeviceClass, devices
     spawner._release("a new start")
     now = time.time()
     claim = Claim.request_for(

@@ -28,6 +28,7 @@ from traitlets import Bool
 
 from ..core.catalog import default_catalog
 from ..core.cluster import ClusterState
+from ..core.dra import DRA_API_CALLS
 from ..core.pods import Trust
 from .tasks import cancel_and_wait
 
@@ -38,6 +39,7 @@ CLUSTER_API_CALLS: tuple[tuple[str, str, str], ...] = (
     ("", "nodes", "watch"),
     ("", "pods", "list"),
     ("", "pods", "watch"),
+    *DRA_API_CALLS,  # backend = "dra" only (hub/dra.py)
 )
 
 log = logging.getLogger("mig_spawner.hub.watch")
@@ -79,12 +81,16 @@ class _Feed:
 
     @property
     def apply(self):
-        state = self.view.state
+        state, dra = self.view.state, self.view.dra
+        if dra is not None and self.kind != "nodes":  # DRA: objects reshaped (hub/dra.py)
+            return dra.applier(self.kind)
         return self.view.apply_node_event if self.kind == "nodes" else state.apply_pod_event
 
     @property
     def replace(self):
-        state = self.view.state
+        state, dra = self.view.state, self.view.dra
+        if dra is not None:
+            return dra.replacer(self.kind)
         return state.replace_nodes if self.kind == "nodes" else state.replace_pods
 
     async def run(self) -> None:
@@ -199,6 +205,7 @@ class ClusterView:
         close: Callable[[], Awaitable[Any]] | None = None,
         logger: logging.Logger | logging.LoggerAdapter | None = None,
         freeze_gc: bool = False,
+        dra: Callable[[ClusterState], Any] | None = None,
     ):
         #: the hub's own log (MIGSpawner passes it): a plain module logger has no
         #: handler in a hub process, so its INFO lines would be lost
@@ -218,6 +225,10 @@ class ClusterView:
             _Feed(self, "nodes", core_api.list_node),
             _Feed(self, "pods", core_api.list_pod_for_all_namespaces),
         ]
+        #: backend = "dra": ResourceSlices and ResourceClaims feed the state too (hub/dra.py)
+        self.dra = dra(self.state) if dra is not None else None
+        if self.dra is not None:
+            self._feeds += [_Feed(self, kind, call) for kind, call in self.dra.feeds()]
         self._tasks: list[asyncio.Task] = []
         #: pod key -> the event a starting spawn waits on (hub/placing.py)
         self._placement_waiters: dict[str, asyncio.Event] = {}
@@ -248,7 +259,8 @@ class ClusterView:
             await close()
 
     def apply_node_event(self, event_type: str, obj: Any):
-        node = self.state.apply_node_event(event_type, obj)
+        apply = self.dra.apply_node_event if self.dra is not None else self.state.apply_node_event
+        node = apply(event_type, obj)
         name = node.name if node is not None else (obj.get("metadata") or {}).get("name")
         self.report_node(name, node.problems if node is not None else ())
         return node
@@ -285,6 +297,12 @@ class ClusterView:
             event = waiters.get(f"{meta.get('namespace')}/{meta.get('name')}")
             if event is not None:
                 event.set()
+        elif kind == "resourceclaims" and self.dra is not None:  # its pods' spawns
+            for key in self.dra.users.get(f"{meta.get('namespace')}/{meta.get('name')}", ()):
+                if key in waiters:
+                    waiters[key].set()
+        elif kind != "nodes":
+            return
         else:
             name, state = meta.get("name"), self.state
             for key, event in waiters.items():

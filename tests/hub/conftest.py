@@ -111,9 +111,14 @@ async def real_hub(_reflectors, control_plane, real_cluster, hub_app, tmp_path):
         service_account="hub",
         service=False,
         start_delay=0.0,
+        dra=False,
         **mig,
     ):
-        cluster = real_cluster(spec, start_delay=start_delay)
+        """``dra``: the cluster's GPUs are NVIDIA DRA driver devices (ResourceSlices) and
+        the hub runs ``backend = "dra"``."""
+        cluster = real_cluster(spec, start_delay=start_delay, dra=dra)
+        if dra:
+            mig.setdefault("backend", "dra")
         # KubeSpawner loads its credentials from the kubeconfig kubernetes_asyncio was told
         # about at import (tests/conftest.py): the hub's ServiceAccount token goes there.
         hub_kubeconfig(control_plane, PLACEHOLDER, service_account)

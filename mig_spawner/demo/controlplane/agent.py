@@ -38,6 +38,7 @@ from ..emulator.events import EventRecorder
 from ..emulator.kubelet import Kubelet
 from ..emulator.nodelabels import node_object
 from ..emulator.store import now_micro
+from . import dradriver
 from .mirror import ApiClient, MirrorStore
 
 log = logging.getLogger("mig_spawner.demo.controlplane.agent")
@@ -58,8 +59,12 @@ class NodeAgent:
         log_dir: str,
         default_command: list[str] | None = None,
         restart_backoff: float = 10.0,
+        dra: bool = False,
     ) -> None:
         self.api, self.spec = api, spec
+        #: publish the GPUs as NVIDIA's DRA driver does (dradriver.py) instead of as the
+        #: device plugin's extended resources
+        self.dra = dra
         self.node_names = {n.name for n in spec.nodes}
         self.store = MirrorStore(api, self.node_names)
         self.recorder = EventRecorder(self.store)  # type: ignore[arg-type]
@@ -80,6 +85,12 @@ class NodeAgent:
         from .launcher import K8S_VERSION
 
         node = node_object(spec, internal_ip="127.0.0.1")
+        if self.dra:  # the DRA driver replaces the device plugin: no nvidia.com/* capacity
+            for key in ("capacity", "allocatable"):
+                resources = node["status"].get(key) or {}
+                node["status"][key] = {
+                    k: v for k, v in resources.items() if not k.startswith("nvidia.com/")
+                }
         info = node["status"]["nodeInfo"]
         info.update(
             osImage="mig-spawner node agent",
@@ -151,6 +162,8 @@ class NodeAgent:
 
     async def start(self) -> None:
         await self.register()
+        if self.dra:
+            await dradriver.publish(self.api, self.spec)
         self.tasks.append(asyncio.create_task(self.store.run_writes()))
         self.tasks.append(asyncio.create_task(self.store.informer("nodes", "/api/v1/nodes")))
         await asyncio.sleep(0)
@@ -161,6 +174,9 @@ class NodeAgent:
 
     async def stop(self) -> None:
         await self.kubelet.stop(grace=2.0)
+        if self.dra:
+            with contextlib.suppress(Exception):
+                await dradriver.withdraw(self.api, self.spec)
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -178,6 +194,7 @@ async def _serve(args: argparse.Namespace) -> None:
             kubelet=args.kubelet,
             log_dir=log_dir,
             default_command=args.default_command.split() if args.default_command else None,
+            dra=args.dra,
         )
         agent.kubelet.start_delay = args.start_delay
         stop = asyncio.Event()
@@ -212,6 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         metavar="SECONDS",
         help="each pod's containers start this long after it is bound (as an image pull)",
+    )
+    parser.add_argument(
+        "--dra",
+        action="store_true",
+        help="publish the MIG devices as ResourceSlices of NVIDIA's DRA driver (gpu.nvidia.com)",
     )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
