@@ -24,7 +24,7 @@ from ..core.form import build_profile_list, tier_profiles
 from ..core.options import OptionsError, parse_options
 from ..core.pods import Trust
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
-from . import demand, linestore, metrics, reclaim, waiting, waitstart
+from . import demand, kueue, linestore, metrics, reclaim, waiting, waitstart
 from .formpage import render_form
 from .hubcompat import SpawnException
 from .placing import PlacementMixin
@@ -36,7 +36,7 @@ from .watch import ClusterView, gc_freeze_trait
 CLAIM_KEY = "mig_claim"
 
 
-class MIGSpawner(PlacementMixin, ReclaimSettings, KubeSpawner):
+class MIGSpawner(kueue.KueueMixin, PlacementMixin, ReclaimSettings, KubeSpawner):
     """Spawn single-user servers on NVIDIA MIG slices chosen by tier.
 
     Users choose a *tier*; mig-spawner maps it to a MIG resource present in the cluster,
@@ -291,6 +291,7 @@ class MIGSpawner(PlacementMixin, ReclaimSettings, KubeSpawner):
                 freeze_gc=self.gc_freeze_after_list,
             )
             view.start()
+            kueue.start_feeds(self, view, client)  # Kueue mode: its queues and workloads too
             views[key] = view
         return view
 

@@ -16,6 +16,7 @@ from ..core.claim import Claim, grant_record
 from ..core.options import OptionsError, parse_options
 from ..core.policy import ConfigError, Policy
 from ..core.waitline import Place
+from . import kueue
 from .refusals import STATUS
 from .waiting import ADMITTED, CANCELLED, REFUSED, TIMED_OUT, WaitingLine, _Wait, line_of
 
@@ -35,6 +36,7 @@ async def decide_first(spawner) -> None:
     finally:
         line.deciding.discard(spawner.pod_key)
         line._changed_for(spawner.pod_key)
+    spawner.set_start_timeout()  # Kueue mode: the tier's max_wait on top (hub/kueue.py)
 
 
 async def _decide_first(spawner, line: WaitingLine) -> None:
@@ -49,6 +51,7 @@ async def _decide_first(spawner, line: WaitingLine) -> None:
     view = spawner.cluster_view()
     if not await view.wait_known(spawner.cluster_sync_timeout):
         return  # load_user_options refuses: availability unknown
+    await kueue.wait_synced(view, min(spawner.cluster_sync_timeout, 5))  # else: Kueue decides
     spawner._release("a new start")
     now = time.time()
     claim = Claim.request_for(
@@ -123,6 +126,7 @@ async def admit_now(spawner, policy: Policy, options) -> admission.Decision:
         raise spawner._refused(
             messages.availability_unknown(), reason="availability-unknown", status=503
         )
+    await kueue.wait_synced(view, min(spawner.cluster_sync_timeout, 5))  # else: Kueue decides
     request = admission.SpawnRequest(
         user=spawner.user.name,
         tier=options.tier,
