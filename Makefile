@@ -80,9 +80,9 @@ debian-tools:
 	@command -v kubectl >/dev/null && command -v openssl >/dev/null && command -v unshare >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl openssl util-linux >/dev/null; }
 
 # The real Kubernetes control plane (kube-apiserver, kube-scheduler, kube-controller-manager,
-# etcd), helm and Prometheus (the idle-server tests), built with Go from the module proxy into
-# ~/.cache/mig-spawner/k8s-<version>/ (outside the clone, reused); only what is missing is
-# built. Needs `go` on PATH.
+# etcd), helm, Prometheus (the idle-server tests) and Kueue (the shared-quota tests), built
+# with Go from the module proxy into ~/.cache/mig-spawner/k8s-<version>/ (outside the clone,
+# reused); only what is missing is built. Needs `go` on PATH.
 k8s:
 	tests/controlplane/build.sh
 

@@ -33,4 +33,6 @@ current-context: placeholder
 os.environ.setdefault("KUBECONFIG", str(_KUBECONFIG))
 
 # Fixtures for the real control plane (tests/realk8s.py): control_plane, real_cluster.
+# The real Kueue manager on that control plane (tests/kueue_harness.py): kueue, kueue_queues.
+from kueue_harness import kueue, kueue_queues  # noqa: E402, F401
 from realk8s import control_plane, real_cluster  # noqa: E402, F401

@@ -10,8 +10,10 @@ once per process, so two callers never get the same one.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
+import subprocess
 from pathlib import Path
 
 _RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
@@ -57,3 +59,28 @@ def _bindable(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def host_address() -> str:
+    """This machine's IPv4 address on its network (not loopback), for what Kubernetes
+    refuses loopback addresses in: an EndpointSlice's endpoints (the real control plane's
+    APIService for Kueue's visibility API is reached there).
+
+    The address the kernel would send from towards a public one (a UDP ``connect`` sends
+    nothing); without a route there, the first global-scope address ``ip`` lists."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("203.0.113.1", 9))  # TEST-NET-3: never contacted, only routed
+        address = s.getsockname()[0]
+        if not address.startswith("127."):
+            return address
+    out = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "scope", "global"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    for line in out.splitlines():  # "2: eth0    inet 192.0.2.2/24 brd ... scope global eth0"
+        fields = line.split()
+        if "inet" in fields:
+            return fields[fields.index("inet") + 1].split("/")[0]
+    raise OSError("no non-loopback IPv4 address on this machine")

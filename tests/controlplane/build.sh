@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the real control plane (kube-apiserver, kube-scheduler,
-# kube-controller-manager, etcd), helm and Prometheus (the idle-server tests) from the
+# kube-controller-manager, etcd), helm, Prometheus (the idle-server tests) and Kueue
+# (the shared-quota tests) from the
 # Go module proxy into a cache outside the clone, keyed by the Kubernetes version:
 #
 #     ${MIG_SPAWNER_K8S_CACHE:-${XDG_CACHE_HOME:-~/.cache}/mig-spawner/k8s-v1.37.2}/
@@ -10,7 +11,7 @@
 # directory and exits (it needs no Go: `make demo` expands it on machines without one).
 # The pins are the go.mod files next to this script.
 #
-# MIG_SPAWNER_BUILD_ONLY="helm etcd kubernetes prometheus" (the default) limits what is built, e.g.
+# MIG_SPAWNER_BUILD_ONLY="helm etcd kubernetes prometheus kueue" (the default) limits what is built, e.g.
 # `MIG_SPAWNER_BUILD_ONLY=helm` for the chart tests alone.  `selftest` (never built
 # otherwise) builds the tiny module in selftest/ with the same build() and EXIT trap:
 # tests/controlplane/test_build_script.py runs it on an empty cache, as a first run.
@@ -32,7 +33,7 @@ if [[ "${1:-}" == "--print-dir" ]]; then
 	exit 0
 fi
 mkdir -p "$cache"
-only=" ${MIG_SPAWNER_BUILD_ONLY:-helm etcd kubernetes prometheus} "
+only=" ${MIG_SPAWNER_BUILD_ONLY:-helm etcd kubernetes prometheus kueue} "
 only="${only//,/ }"
 wanted() { [[ "$only" == *" $1 "* ]]; }
 
@@ -118,6 +119,19 @@ if wanted prometheus; then
 		GOFLAGS="$GOFLAGS -tags=remove_all_sd" build prometheus \
 			"-s -w -X github.com/prometheus/common/version.Version=$release" \
 			"$stamp" prometheus=github.com/prometheus/prometheus/cmd/prometheus
+	fi
+fi
+
+# Kueue's manager, with the version its release Makefile stamps (`kueue --version`-style
+# log lines and the metrics' build info name it). tests/kueue_harness.py reads Kueue's CRDs,
+# webhooks and RBAC from this module's source in the module cache, which this build (its
+# go build downloads the module) guarantees is there.
+if wanted kueue; then
+	kueue_version="$(modver kueue sigs.k8s.io/kueue)"
+	stamp="sigs.k8s.io/kueue@$kueue_version $goversion"
+	if needs kueue "$stamp"; then
+		build kueue "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$kueue_version" \
+			"$stamp" kueue=sigs.k8s.io/kueue/cmd/kueue
 	fi
 fi
 

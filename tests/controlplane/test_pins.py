@@ -1,6 +1,6 @@
 """The real control plane's pins: one version each, and the staging replaces derived, not kept.
 
-tests/controlplane/{kubernetes,etcd,helm,prometheus}/go.mod pin the components; the launcher's
+tests/controlplane/{kubernetes,etcd,helm,prometheus,kueue}/go.mod pin the components; the launcher's
 constants name the same versions (its cache directory is keyed by the Kubernetes one).
 """
 
@@ -32,27 +32,32 @@ def test_the_launcher_names_the_pinned_versions(monkeypatch, tmp_path):
     assert pinned("etcd", "go.etcd.io/etcd/server/v3") == launcher.ETCD_VERSION
     assert pinned("helm", "helm.sh/helm/v3") == launcher.HELM_VERSION
     assert pinned("prometheus", "github.com/prometheus/prometheus") == launcher.PROMETHEUS_VERSION
+    assert pinned("kueue", "sigs.k8s.io/kueue") == launcher.KUEUE_VERSION
     # the default cache is keyed by the version; MIG_SPAWNER_K8S_CACHE names another
     monkeypatch.delenv("MIG_SPAWNER_K8S_CACHE", raising=False)
     assert launcher.cache_dir().name == f"k8s-{launcher.K8S_VERSION}"
     monkeypatch.setenv("MIG_SPAWNER_K8S_CACHE", str(tmp_path))
     assert launcher.cache_dir() == tmp_path
     assert launcher.prometheus_binary() == tmp_path / "prometheus"  # beside the control plane
+    assert launcher.kueue_binary() == tmp_path / "kueue"
     assert re.fullmatch(r"v1\.37\.\d+", launcher.K8S_VERSION)
     assert re.fullmatch(r"v3\.6\.\d+", launcher.ETCD_VERSION)
     assert re.fullmatch(r"v3\.2\d\.\d+", launcher.HELM_VERSION)
     assert re.fullmatch(r"v0\.3\d\d\.\d+", launcher.PROMETHEUS_VERSION)  # Prometheus 3.x
+    assert re.fullmatch(r"v0\.1\d\.\d+", launcher.KUEUE_VERSION)
 
 
 def test_the_build_script_builds_every_pinned_module_by_default():
     """Each go.mod beside build.sh is built by its default list (the selftest aside);
-    Prometheus's names its command with a ``tool`` line, as helm's does."""
+    Prometheus's and Kueue's name their command with a ``tool`` line, as helm's does."""
     script = (HERE / "build.sh").read_text()
     (default,) = re.findall(r"MIG_SPAWNER_BUILD_ONLY:-([\w ]+)\}", script)
     modules = {p.parent.name for p in HERE.glob("*/go.mod")} - {"selftest"}
-    assert set(default.split()) == modules and "prometheus" in modules
+    assert set(default.split()) == modules and {"prometheus", "kueue"} <= modules
     tool = re.findall(r"^tool (\S+)$", (HERE / "prometheus" / "go.mod").read_text(), re.M)
     assert tool == ["github.com/prometheus/prometheus/cmd/prometheus"]
+    tool = re.findall(r"^tool (\S+)$", (HERE / "kueue" / "go.mod").read_text(), re.M)
+    assert tool == ["sigs.k8s.io/kueue/cmd/kueue"]
 
 
 UPSTREAM = """module k8s.io/kubernetes

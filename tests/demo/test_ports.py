@@ -1,8 +1,11 @@
-"""Ports for the hub, its proxy and the control plane: below the ephemeral range, each once."""
+"""Ports for the hub, its proxy and the control plane: below the ephemeral range, each once;
+and the machine's own (non-loopback) address, for EndpointSlices."""
 
 from __future__ import annotations
 
+import ipaddress
 import socket
+import subprocess
 
 import pytest
 
@@ -45,3 +48,23 @@ def test_no_room_below_the_range_lets_the_os_choose_still_once_each(monkeypatch,
     picked = [ports.free_port() for _ in range(50)]
     assert len(set(picked)) == 50
     assert all(port >= low for port in picked)  # the OS's own choices
+
+
+def test_the_host_address_is_one_of_this_machines_and_not_loopback():
+    address = ports.host_address()
+    assert not ipaddress.ip_address(address).is_loopback
+    with socket.socket() as s:  # a server can listen there
+        s.bind((address, 0))
+
+
+def test_without_a_route_the_host_address_comes_from_ip(monkeypatch):
+    class Unrouted(socket.socket):
+        def connect(self, address):
+            raise OSError(101, "Network is unreachable")
+
+    listed = "2: eth0    inet 198.51.100.7/24 brd 198.51.100.255 scope global eth0\n"
+    monkeypatch.setattr(ports.socket, "socket", Unrouted)
+    monkeypatch.setattr(
+        ports.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, listed, "")
+    )
+    assert ports.host_address() == "198.51.100.7"

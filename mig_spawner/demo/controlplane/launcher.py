@@ -12,6 +12,10 @@ was never stopped.
   certificate generated here, ``--authorization-mode=Node,RBAC``, client-certificate
   authentication, and a service-account issuer whose signing key is generated here (so
   ``TokenRequest`` works and a hub can authenticate as a ServiceAccount).
+* The aggregation layer is on (a front-proxy CA and client certificate from :mod:`.pki`,
+  ``--enable-aggregator-routing``), so an extension API server registered with an
+  APIService (Kueue's visibility API, tests/kueue_harness.py) answers through the API
+  server, reached at its Service's endpoint address.
 * The harness gets an admin credential (client certificate, ``O=system:masters``) in
   :attr:`ControlPlane.kubeconfig`; the scheduler and controller manager authenticate as
   ``system:kube-scheduler`` and ``system:kube-controller-manager``, which the bootstrap RBAC
@@ -39,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ..ports import free_port
-from .pki import kubeconfig_dict, make_pki, write_kubeconfig
+from .pki import FRONT_PROXY_CLIENT, kubeconfig_dict, make_pki, write_kubeconfig
 
 #: The pinned versions; tests check them against tests/controlplane/*/go.mod.
 K8S_VERSION = "v1.37.2"
@@ -47,6 +51,8 @@ ETCD_VERSION = "v3.6.16"
 HELM_VERSION = "v3.22.0"
 #: github.com/prometheus/prometheus's module version (v0.316.0 is Prometheus 3.16.0)
 PROMETHEUS_VERSION = "v0.316.0"
+#: sigs.k8s.io/kueue (the shared-quota tests run its manager against this control plane)
+KUEUE_VERSION = "v0.17.0"
 BINARIES = ("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager")
 BUILD_COMMAND = "make k8s"
 #: etcd revisions 1..OLD_REVISIONS predate the API server: every watch cache says "too old".
@@ -68,6 +74,11 @@ def cache_dir() -> Path:
 def prometheus_binary(bin_dir: Path | None = None) -> Path:
     """Where ``make k8s`` puts Prometheus (the idle-server tests run it), next to the rest."""
     return (bin_dir or cache_dir()) / "prometheus"
+
+
+def kueue_binary(bin_dir: Path | None = None) -> Path:
+    """Where ``make k8s`` puts Kueue's manager (tests/kueue_harness.py runs it)."""
+    return (bin_dir or cache_dir()) / "kueue"
 
 
 def missing_binaries(bin_dir: Path | None = None) -> list[str]:
@@ -289,6 +300,18 @@ class ControlPlane:
             "--service-account-signing-key-file": str(p / "sa.key"),
             "--service-cluster-ip-range": "10.96.0.0/24",
             "--allow-privileged": "true",
+            # The aggregation layer, for extension API servers (Kueue's visibility API): the
+            # front proxy's client certificate and the headers it names the user in, and
+            # APIService traffic sent to the Service's endpoint addresses, since nothing here
+            # routes ClusterIPs (no kube-proxy)
+            "--requestheader-client-ca-file": str(p / "front-proxy-ca.crt"),
+            "--requestheader-allowed-names": FRONT_PROXY_CLIENT,
+            "--requestheader-extra-headers-prefix": "X-Remote-Extra-",
+            "--requestheader-group-headers": "X-Remote-Group",
+            "--requestheader-username-headers": "X-Remote-User",
+            "--proxy-client-cert-file": str(p / f"{FRONT_PROXY_CLIENT}.crt"),
+            "--proxy-client-key-file": str(p / f"{FRONT_PROXY_CLIENT}.key"),
+            "--enable-aggregator-routing": "true",
             "--profiling": "false",
             "--v": "1",
         }
