@@ -164,9 +164,18 @@ class Room:
         )
 
 
-def room(queues: Mapping[str, ClusterQueueInfo], name: str, resource: str) -> Room | None:
+def room(
+    queues: Mapping[str, ClusterQueueInfo],
+    name: str,
+    resource: str,
+    reserved: Mapping[tuple[str, str, str], float] | None = None,
+) -> Room | None:
     """The room for ``resource`` in ClusterQueue ``name``; None when not known (no such
     ClusterQueue, no status yet, or the resource is in none of its flavors).
+
+    ``reserved``: (ClusterQueue, flavor, resource) -> what the Workloads seen hold there
+    (:func:`reserved_by`). Kueue writes a ClusterQueue's status some seconds after it
+    admits a Workload, so each figure is the larger of the status's and the Workloads'.
 
     Per flavor holding the resource: its own unused nominal, plus what the other
     ClusterQueues of its cohort leave unused of theirs (each capped by its lendingLimit),
@@ -179,9 +188,14 @@ def room(queues: Mapping[str, ClusterQueueInfo], name: str, resource: str) -> Ro
     if not keys:
         return None
     nominal = used = left = borrowable = 0.0
+    reserved = reserved or {}
+
+    def used_in(q: ClusterQueueInfo, key: tuple[str, str]) -> float:
+        return max(q.used.get(key, 0.0) if q.used else 0.0, reserved.get((q.name, *key), 0.0))
+
     for key in keys:
         quota = cq.quotas[key]
-        mine = cq.used.get(key, 0.0)
+        mine = used_in(cq, key)
         own = max(quota.nominal - mine, 0.0)
         lend = 0.0
         if cq.cohort is not None:
@@ -191,7 +205,7 @@ def room(queues: Mapping[str, ClusterQueueInfo], name: str, resource: str) -> Ro
                 theirs = other.quotas.get(key)
                 if theirs is None:
                     continue
-                spare = max(theirs.nominal - other.used.get(key, 0.0), 0.0)
+                spare = max(theirs.nominal - used_in(other, key), 0.0)
                 if theirs.lending_limit is not None:
                     spare = min(spare, theirs.lending_limit)
                 lend += spare
@@ -220,6 +234,8 @@ class WorkloadState:
     cluster_queue: str | None = None
     #: the uids of the pods it owns (the plain-Pod integration: one, the notebook's)
     pod_uids: tuple[str, ...] = ()
+    #: (flavor, resource) -> what its admission reserves (status.admission), while held
+    usage: Mapping[tuple[str, str], float] = field(default_factory=dict)
 
     @property
     def stopped_by_kueue(self) -> bool:
@@ -267,6 +283,17 @@ def parse_workload(obj: Any) -> WorkloadState | None:
         phase, cond = ADMITTED, conds["Admitted"]
     elif _true(cond):
         phase = RESERVED
+    usage: dict[tuple[str, str], float] = {}
+    if phase in (RESERVED, ADMITTED):
+        for assignment in _dicts(admission.get("podSetAssignments")):
+            flavors = assignment.get("flavors")
+            amounts = assignment.get("resourceUsage")
+            if not isinstance(flavors, Mapping) or not isinstance(amounts, Mapping):
+                continue
+            for res, flavor in flavors.items():
+                n = quantity(amounts.get(res))
+                if isinstance(flavor, str) and isinstance(res, str) and n is not None:
+                    usage[(flavor, res)] = usage.get((flavor, res), 0.0) + n
     return WorkloadState(
         namespace if isinstance(namespace, str) else "",
         name,
@@ -275,7 +302,20 @@ def parse_workload(obj: Any) -> WorkloadState | None:
         _text(cond, "message"),
         cq if isinstance(cq, str) and cq else None,
         uids,
+        MappingProxyType(usage),
     )
+
+
+def reserved_by(workloads: Any) -> dict[tuple[str, str, str], float]:
+    """(ClusterQueue, flavor, resource) -> what the given Workloads hold now."""
+    out: dict[tuple[str, str, str], float] = {}
+    for wl in workloads:
+        if wl.cluster_queue is None:
+            continue
+        for (flavor, res), n in wl.usage.items():
+            key = (wl.cluster_queue, flavor, res)
+            out[key] = out.get(key, 0.0) + n
+    return out
 
 
 def parse_local_queue(obj: Any) -> tuple[str, str, str | None] | None:
@@ -380,7 +420,9 @@ class KueueObjects:
 
     def room(self, namespace: str, local_queue: str, resource: str) -> Room | None:
         cq = self.cluster_queue_of(namespace, local_queue)
-        return None if cq is None else room(self.cluster_queues, cq, resource)
+        if cq is None:
+            return None
+        return room(self.cluster_queues, cq, resource, reserved_by(self.workloads.values()))
 
     def workload_of_pod(self, uid: str) -> WorkloadState | None:
         if not uid:

@@ -373,3 +373,34 @@ def test_a_kueue_event_moves_the_cache_version():
     state.apply_kueue_event("clusterqueues", "MODIFIED", cq("team-vision", {R1: 4}, used={R1: 4}))
     assert not snap.current
     assert state.snapshot().kueue.cluster_queues["team-vision"].used[("mig", R1)] == 4
+
+
+def admitted_wl(name, cq_name, resource, n, phase_conditions=None):
+    obj = wl(
+        name,
+        phase_conditions
+        or [("QuotaReserved", "True", "QuotaReserved", ""), ("Admitted", "True", "Admitted", "")],
+        cluster_queue=cq_name,
+    )
+    obj["status"]["admission"]["podSetAssignments"] = [
+        {"name": "main", "flavors": {resource: "mig"}, "resourceUsage": {resource: str(n)}}
+    ]
+    return obj
+
+
+def test_workloads_seen_count_when_the_cluster_queue_status_lags():
+    """Kueue writes a ClusterQueue's status seconds after it admits a Workload: the
+    Workloads the hub sees count at once (the larger of the two figures)."""
+    objs = objects(cq("team-vision", {R1: 2}, used={R1: 0}), lqs=[lq("lq", "team-vision")])
+    assert objs.room(NS, "lq", R1).left == 2
+    objs = objs.applied("workloads", "ADDED", admitted_wl("job-training", "team-vision", R1, 2))
+    assert objs.room(NS, "lq", R1).left == 0
+    assert objs.workloads[(NS, "job-training")].usage == {("mig", R1): 2}
+    # a finished or evicted Workload holds nothing
+    done = admitted_wl(
+        "job-training", "team-vision", R1, 2, [("Finished", "True", "Succeeded", "")]
+    )
+    assert objs.applied("workloads", "MODIFIED", done).room(NS, "lq", R1).left == 2
+    # the status catching up is not counted twice
+    objs = objs.replaced("clusterqueues", [cq("team-vision", {R1: 2}, used={R1: 2})])
+    assert objs.room(NS, "lq", R1).left == 0
