@@ -411,7 +411,47 @@ def start_feeds(spawner, view, client) -> None:
         ),
     }
     view.kueue_feeds = [KueueFeed(view, kind, call) for kind, call in calls.items()]
+    view.add_listener(EvictionReport(view, spawner.log))
     view._tasks += [asyncio.ensure_future(feed.run()) for feed in view.kueue_feeds]
+
+
+class EvictionReport:
+    """A Workload of one of the hub's pods evicted or preempted by Kueue (Kueue then stops
+    the pod; JupyterHub's poll sees the server stopped): one line in the hub's log, and a
+    notice on the user's home page (the reclaim notices' channel, ``mig_reclaim``),
+    read at their next start."""
+
+    def __init__(self, view, logger) -> None:
+        self.view = view
+        self.log = logger
+        self.told: set[tuple[str, str]] = set()  # (workload, its condition's reason)
+
+    def __call__(self, kind: str, obj: Any) -> None:
+        if kind != "workloads" or obj is None:
+            return
+        workload = core.parse_workload(obj)
+        if workload is None or not workload.stopped_by_kueue:
+            return
+        told = (f"{workload.namespace}/{workload.name}", workload.reason)
+        if told in self.told:
+            return
+        pod = next(
+            (p for p in self.view.state.pods.values() if p.uid and p.uid in workload.pod_uids),
+            None,
+        )
+        if pod is None or pod.user is None:
+            return  # not a server of this hub's
+        self.told.add(told)
+        what = "preempted" if workload.phase == core.PREEMPTED else "evicted"
+        server = f"{pod.user}/{pod.server_name}" if pod.server_name else pod.user
+        why = f"{workload.reason}: {workload.message}" if workload.message else workload.reason
+        self.log.warning("Kueue %s the server %s (%s): %s", what, server, pod.key, why)
+        reclaimer = self.view.reclaimer
+        if reclaimer is not None:
+            name = f"'{pod.server_name}'" if pod.server_name else "Your server"
+            notices = reclaimer.notices.setdefault(pod.user, [])
+            notices.append(f"{name} was stopped: Kueue {what} it ({why}).")
+            del notices[:-5]
 
 
 async def wait_synced(view, timeout: float) -> bool:

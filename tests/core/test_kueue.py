@@ -404,3 +404,15 @@ def test_workloads_seen_count_when_the_cluster_queue_status_lags():
     # the status catching up is not counted twice
     objs = objs.replaced("clusterqueues", [cq("team-vision", {R1: 2}, used={R1: 2})])
     assert objs.room(NS, "lq", R1).left == 0
+
+
+def test_the_form_shows_the_cluster_queues_room_where_it_shows_team_quota():
+    from mig_spawner.core.form import build_profile_list
+
+    policy = build_policy(tiers=TIERS, kueue=KUEUE)
+    (profile,) = build_profile_list(
+        policy, kueue_state({R1: 1}), user="alice", groups=("vision",), known=True
+    )
+    assert profile["mig"]["quota"] == (
+        "team vision: ClusterQueue team-vision has 3 of 4 nvidia.com/mig-1g.10gb left"
+    )

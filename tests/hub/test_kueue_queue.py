@@ -5,7 +5,8 @@ manages the namespace ``jhub-kueue``, where the hub spawns with its ServiceAccou
 notebook and a batch Job share one ClusterQueue: the notebook waits behind the Job, its
 place and Kueue's reason in the progress, and starts when the Job goes; a ClusterQueue
 without 1g quota left gives a 2g, saying why; a cancelled wait takes the pod and its
-Workload along.
+Workload along; an evicted notebook stops, Kueue's reason in the hub's log and on the
+user's home page.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 
 import pytest
 from hub_harness import H100, read_progress, spawn, stop, wait_ready
-from jupyterhub.tests.utils import api_request
+from jupyterhub.tests.utils import api_request, get_page
 from kueue_harness import GATE, NAMESPACE, QUEUE_LABEL, condition
 
 pytestmark = pytest.mark.hub
@@ -193,3 +194,48 @@ async def test_cancelling_a_wait_removes_the_pod_and_its_workload(kueue_queues, 
     await stop(app, "alice")  # stop while pending: JupyterHub cancels the start
     await until(lambda: cluster.pod("jupyter-alice", NAMESPACE) is None, what="the pod gone")
     await until(lambda: kueue.workload_of("jupyter-alice") is None, what="the Workload gone")
+
+
+async def test_an_evicted_notebook_stops_with_kueues_reason_on_the_home_page(
+    kueue_queues, real_hub, caplog
+):
+    """The ClusterQueue is stopped (HoldAndDrain): Kueue evicts the running notebook's
+    Workload and stops its pod; the hub logs one line, the server stops, and the user's
+    home page says why."""
+    from traitlets.config import Config
+
+    from mig_spawner.hub.homepage import install_home_page
+
+    kueue = kueue_queues
+    queues(kueue, {R1: 2, R2: 0})
+    c = Config()
+    install_home_page(c)
+    extra = {
+        "JupyterHub": {
+            "template_paths": c.JupyterHub.template_paths,
+            "template_vars": c.JupyterHub.template_vars,
+        },
+        "KubeSpawner": {"poll_interval": 1},
+    }
+    app, cluster = await kueue_hub(real_hub, extra=extra)
+    r = await spawn(app, "alice", {"tier": "notebook"})
+    assert r.status_code in (201, 202), r.text
+    await wait_ready(app, "alice", timeout=90)
+    cq = kueue.items("/apis/kueue.x-k8s.io/v1beta2/clusterqueues")[0]
+    kueue.apply(
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
+            "kind": "ClusterQueue",
+            "metadata": {"name": "team-vision"},
+            "spec": {**cq["spec"], "stopPolicy": "HoldAndDrain"},
+        }
+    )
+    spawner = app.users["alice"].spawners[""]
+    await until(lambda: not spawner.active, timeout=90, what="alice's server stopped")
+    assert cluster.pod("jupyter-alice", NAMESPACE) is None  # Kueue stopped it
+    why = "ClusterQueueStopped: The ClusterQueue is stopped"
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Kueue evicted")]
+    assert lines == [f"Kueue evicted the server alice ({NAMESPACE}/jupyter-alice): {why}"]
+    cookies = await app.login_user("alice")
+    home = (await get_page("home", app, cookies=cookies)).text
+    assert f"Your server was stopped: Kueue evicted it ({why})." in home
