@@ -12,6 +12,7 @@ user's home page.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -239,3 +240,27 @@ async def test_an_evicted_notebook_stops_with_kueues_reason_on_the_home_page(
     cookies = await app.login_user("alice")
     home = (await get_page("home", app, cookies=cookies)).text
     assert f"Your server was stopped: Kueue evicted it ({why})." in home
+
+
+async def test_held_by_kueue_past_max_wait_the_pod_goes_and_the_start_is_refused(
+    kueue_queues, real_hub
+):
+    kueue = kueue_queues
+    queues(kueue, {R1: 1, R2: 0})
+    tiers = {"notebook": {**TIERS["notebook"], "max_wait": 4}}
+    app, cluster = await kueue_hub(real_hub, tiers=tiers)
+    await job_holding(kueue, cluster, pods=1)
+    events: list[dict] = []
+    r = await spawn(app, "alice", {"tier": "notebook"})
+    assert r.status_code == 202, r.text
+    started = time.monotonic()
+    await read_progress(app, "alice", events, timeout=60)
+    waited = time.monotonic() - started
+    assert events[-1].get("failed"), events[-1]
+    assert (
+        "Kueue did not admit it: waited 4 s, #1 in line; no 1g slice freed"
+        in (events[-1]["message"])
+    )
+    assert 4 <= waited < 60  # JupyterHub's start_timeout (60 s + max_wait) never ran out
+    await until(lambda: cluster.pod("jupyter-alice", NAMESPACE) is None, what="the pod gone")
+    await until(lambda: kueue.workload_of("jupyter-alice") is None, what="the Workload gone")
