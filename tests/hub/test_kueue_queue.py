@@ -253,14 +253,13 @@ async def test_held_by_kueue_past_max_wait_the_pod_goes_and_the_start_is_refused
     events: list[dict] = []
     r = await spawn(app, "alice", {"tier": "notebook"})
     assert r.status_code == 202, r.text
-    started = time.monotonic()
     await read_progress(app, "alice", events, timeout=60)
-    waited = time.monotonic() - started
     assert events[-1].get("failed"), events[-1]
-    assert (
-        "Kueue did not admit it: waited 4 s, #1 in line; no 1g slice freed"
-        in (events[-1]["message"])
-    )
-    assert 4 <= waited < 60  # JupyterHub's start_timeout (60 s + max_wait) never ran out
+    # the hub's own refusal, not JupyterHub's start_timeout (60 s + max_wait)
+    assert re.search(
+        r"Kueue did not admit it: waited [45] s, #1 in line; no 1g slice freed",
+        events[-1]["message"],
+    ), events[-1]
+    assert "timeout" not in events[-1]["message"].lower()
     await until(lambda: cluster.pod("jupyter-alice", NAMESPACE) is None, what="the pod gone")
     await until(lambda: kueue.workload_of("jupyter-alice") is None, what="the Workload gone")
