@@ -263,3 +263,51 @@ async def test_held_by_kueue_past_max_wait_the_pod_goes_and_the_start_is_refused
     assert "timeout" not in events[-1]["message"].lower()
     await until(lambda: cluster.pod("jupyter-alice", NAMESPACE) is None, what="the pod gone")
     await until(lambda: kueue.workload_of("jupyter-alice") is None, what="the Workload gone")
+
+
+async def test_without_the_visibility_api_the_reason_shows_without_a_place(
+    kueue_queues, real_hub, caplog
+):
+    """Kueue's visibility API not served (its APIService removed for the test, then put
+    back): the progress shows Kueue's reason without a place, the hub logs one warning."""
+    kueue = kueue_queues
+    queues(kueue, {R1: 1, R2: 0})
+    app, cluster = await kueue_hub(real_hub)
+    await job_holding(kueue, cluster, pods=1)
+    path = "/apis/apiregistration.k8s.io/v1/apiservices/v1beta2.visibility.kueue.x-k8s.io"
+    saved = kueue.plane.get(path)
+    assert saved is not None
+    kueue.plane.request("DELETE", path)
+    try:
+        await until(
+            lambda: kueue.plane.request("GET", "/apis/visibility.kueue.x-k8s.io/v1beta2")[0] == 404,
+            what="the visibility API gone",
+        )
+        events: list[dict] = []
+        r = await spawn(app, "alice", {"tier": "notebook"})
+        assert r.status_code == 202, r.text
+        reading = asyncio.ensure_future(read_progress(app, "alice", events, timeout=120))
+        line = (
+            "Waiting in Kueue's queue for 1g notebook (ClusterQueue team-vision):"
+            " couldn't assign flavors to pod set main: insufficient unused quota for"
+            f" {R1} in flavor mig, 1 more needed"
+        )
+        await until(lambda: line in [e.get("message") for e in events], what="the reason shown")
+        warned = [
+            r.getMessage()
+            for r in caplog.records
+            if "visibility API (visibility.kueue.x-k8s.io) is unavailable" in r.getMessage()
+        ]
+        assert len(warned) == 1, warned
+        await stop(app, "alice")
+        await reading
+    finally:
+        meta = saved["metadata"]
+        kueue.apply(
+            {
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": {"name": meta["name"], "labels": meta.get("labels") or {}},
+                "spec": saved["spec"],
+            }
+        )
