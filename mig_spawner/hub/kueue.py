@@ -92,6 +92,8 @@ class KueueMixin(Configurable):
     _admin_start_timeout: float | None = None
     #: this start's Kueue notes: what the progress has said (the last line), the poll
     _kueue_said: str = ""
+    #: (in the LocalQueue, in the ClusterQueue), 1-based; the progress shows the latter:
+    #: the line notebooks and batch share
     _kueue_position: tuple[int, int] | None = None
     _kueue_position_at: float = 0.0
     _kueue_visibility_warned: bool = False
@@ -202,7 +204,7 @@ class KueueMixin(Configurable):
             tier = self.policy.tier(decision.tier)
             max_wait = tier.max_wait if tier is not None else 0
             if max_wait > 0 and now - gated_since > max_wait:
-                where = self._kueue_position[0] if self._kueue_position else None
+                where = self._kueue_position[1] if self._kueue_position else None
                 self._kueue_refusal = "Kueue did not admit it: " + messages.line_timeout(
                     now - gated_since, where, decision.granted
                 )
@@ -309,7 +311,7 @@ class KueueMixin(Configurable):
             reason = workload.message if workload is not None else ""
             if workload is not None:
                 await self._poll_position(queue, workload.name)
-            place = self._kueue_position[0] if self._kueue_position else None
+            place = self._kueue_position[1] if self._kueue_position else None
             return messages.kueue_in_line(place, tier, cq, reason)
         if self._kueue_note:
             return self._kueue_note

@@ -311,3 +311,28 @@ async def test_without_the_visibility_api_the_reason_shows_without_a_place(
                 "spec": saved["spec"],
             }
         )
+
+
+async def test_two_notebooks_behind_a_job_see_their_own_places(kueue_queues, real_hub):
+    kueue = kueue_queues
+    queues(kueue, {R1: 1, R2: 0})
+    app, cluster = await kueue_hub(real_hub)
+    await job_holding(kueue, cluster, pods=1)
+    events = {"alice": [], "bob": []}
+    readers = []
+    for user in ("alice", "bob"):
+        r = await spawn(app, user, {"tier": "notebook"})
+        assert r.status_code == 202, r.text
+        await asyncio.to_thread(kueue.wait_workload, f"jupyter-{user}")
+        readers.append(asyncio.ensure_future(read_progress(app, user, events[user], timeout=120)))
+    for user, place in (("alice", 1), ("bob", 2)):
+        head = f"#{place} in line for 1g notebook (ClusterQueue team-vision): "
+        await until(
+            lambda user=user, head=head: any(
+                e.get("message", "").startswith(head) for e in events[user]
+            ),
+            what=f"{user} shown #{place}",
+        )
+    for user in ("alice", "bob"):
+        await stop(app, user)
+    await asyncio.gather(*readers)
