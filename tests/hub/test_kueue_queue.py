@@ -336,3 +336,22 @@ async def test_two_notebooks_behind_a_job_see_their_own_places(kueue_queues, rea
     for user in ("alice", "bob"):
         await stop(app, user)
     await asyncio.gather(*readers)
+
+
+async def test_a_cohort_lends_its_unused_quota_to_a_team_with_none_left(kueue_queues, real_hub):
+    kueue = kueue_queues
+    kueue.resource_flavor("mig")
+    kueue.cluster_queue("team-vision", {"mig": {R1: 0, R2: 0}}, cohort="lab")
+    kueue.cluster_queue("team-nlp", {"mig": {R1: 2, R2: 0}}, cohort="lab", lending_limit={R1: 1})
+    kueue.local_queue("team-vision", "team-vision")
+    app, _ = await kueue_hub(real_hub)
+    r = await spawn(app, "alice", {"tier": "notebook"})
+    assert r.status_code in (201, 202), r.text
+    await wait_ready(app, "alice", timeout=90)
+    decision = app.users["alice"].spawners[""].claim.decision
+    assert decision.granted.profile == "1g.10gb" and not decision.fallback
+    assert "ClusterQueue team-vision has 1 of 0 nvidia.com/mig-1g.10gb left" in decision.message
+    assert "(incl. 1 borrowed from its cohort)" in decision.message
+    wl = kueue.workload_of("jupyter-alice")
+    assert wl["status"]["admission"]["clusterQueue"] == "team-vision"
+    await stop(app, "alice")
