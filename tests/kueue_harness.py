@@ -40,23 +40,21 @@ import pytest
 import yaml
 from kueue_manifests import (
     MANAGED_LABEL,
+    NAMESPACE,
     SHARED_CERT_DIRS,
     WEBHOOKS,
     apiservices,
-    batch_user_roles,
     crds,
     ensure_shared_cert,
+    managed_namespace,
     module_source,
     webhook_configurations,
 )
-from realk8s import our_cluster_rbac, render_hub_rbac
 
 from mig_spawner.demo.controlplane.launcher import BUILD_COMMAND, ControlPlane, kueue_binary
 from mig_spawner.demo.controlplane.pki import issue_cert
 from mig_spawner.demo.ports import free_port, host_address
 
-#: the managed namespace, with a hub's RBAC
-NAMESPACE = "jhub-kueue"
 SYSTEM_NAMESPACE = "kueue-system"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 GATE = "kueue.x-k8s.io/admission"
@@ -81,6 +79,7 @@ PLURALS = {
     "Cohort": "cohorts",
     "Pod": "pods",
     "Job": "jobs",
+    "ConfigMap": "configmaps",
 }
 
 
@@ -114,6 +113,7 @@ class Kueue:
         self.log = workdir / "kueue.log"
         self.config = workdir / "config.yaml"
         self.proc: subprocess.Popen | None = None
+        self._gc_probe: str | None = None
         #: seconds from the manager's start to all of it answering; from the fixture's start
         self.manager_ready_in = self.started_in = 0.0
 
@@ -141,6 +141,10 @@ class Kueue:
         return body
 
     def delete(self, obj: dict[str, Any]) -> tuple[int, Any]:
+        """Delete as ``kubectl delete`` does (dependents in the background); a Job only
+        once the garbage collector would delete its Workload (:meth:`wait_garbage_collector`)."""
+        if obj["kind"] == "Job":
+            self.wait_garbage_collector()
         return self.plane.request("DELETE", self.path(obj) + "?propagationPolicy=Background")
 
     def items(self, path: str) -> list[dict[str, Any]]:
@@ -257,8 +261,13 @@ class Kueue:
     def clean(self, timeout: float = 60.0) -> None:
         """Delete the managed namespace's pods, jobs, workloads and local queues, then every
         cluster queue, cohort and resource flavor, and wait until they are gone (Kueue's
-        finalizers go once nothing uses them)."""
+        finalizers go once nothing uses them); and, as tests/realk8s.py does for its
+        namespaces, the namespace's ResourceQuotas and the waiting lines hubs saved there."""
         ns = f"/namespaces/{self.namespace}"
+        self.plane.request("DELETE", f"/api/v1{ns}/resourcequotas")
+        for item in self.items(f"/api/v1{ns}/configmaps"):
+            if item["metadata"]["name"].startswith("mig-spawner-line-"):
+                self.plane.request("DELETE", f"/api/v1{ns}/configmaps/{item['metadata']['name']}")
         kinds = [
             (f"/apis/batch/v1{ns}/jobs", "?propagationPolicy=Background"),
             (f"/api/v1{ns}/pods", "?gracePeriodSeconds=0"),
@@ -289,6 +298,7 @@ class Kueue:
         self.apply({"apiVersion": "v1", "kind": "Namespace",
                     "metadata": {"name": SYSTEM_NAMESPACE}})  # fmt: skip
         self._install_crds(crds(self.source, url, ca_bundle))
+        self._gc_probe = self._start_gc_probe()
         self.config.write_text(yaml.safe_dump(self._configuration(certs)))
         spawned = time.monotonic()
         with open(self.log, "wb") as log:
@@ -329,6 +339,34 @@ class Kueue:
                 lambda path=path: _true(self.plane.get(path) or {}, "Established"),
             )
         self.wait("the kueue.x-k8s.io/v1beta2 API discoverable", lambda: self.plane.get(API))
+
+    def wait_garbage_collector(self) -> None:
+        """Return once kube-controller-manager's garbage collector deletes Kueue's kinds.
+
+        A deleted Job's Workload goes only that way (the Job owns it; Kueue releases its
+        quota once it is gone), and the garbage collector looks for new kinds every 30 s:
+        a Job deleted within 30 s of Kueue's CRDs being installed kept its quota until then,
+        which no long-running cluster does. :meth:`delete` waits for it before deleting a
+        Job; the fixture does not (most tests never need it, and it costs up to 30 s)."""
+        if self._gc_probe is not None:
+            self.wait("the garbage collector to know Kueue's kinds (it looks every 30 s)",
+                      lambda: self.plane.get(self._gc_probe) is None, timeout=90)  # fmt: skip
+            self._gc_probe = None
+
+    def _start_gc_probe(self) -> str:
+        """A LocalQueue owned by a ConfigMap deleted at once: the queue's path, which the
+        garbage collector deletes once it watches Kueue's kinds."""
+        owner = self.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                                  "metadata": {"name": "gc-probe",
+                                               "namespace": SYSTEM_NAMESPACE}})  # fmt: skip
+        ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "gc-probe",
+               "uid": owner["metadata"]["uid"]}  # fmt: skip
+        queue = _kueue_obj("LocalQueue", "gc-probe", {"clusterQueue": "gc-probe"},
+                           SYSTEM_NAMESPACE)  # fmt: skip
+        queue["metadata"]["ownerReferences"] = [ref]
+        self.apply(queue)
+        self.plane.request("DELETE", f"/api/v1/namespaces/{SYSTEM_NAMESPACE}/configmaps/gc-probe")
+        return self.path(queue)
 
     def _configuration(self, certs: Path) -> dict[str, Any]:
         """Kueue's Configuration (config.kueue.x-k8s.io/v1beta2; apis/config/v1beta2)."""
@@ -415,26 +453,11 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _managed_namespace(kueue: Kueue, source: Path) -> None:
-    """:data:`NAMESPACE`, labeled managed, with a hub's RBAC: Z2JH's, ours, and Kueue's
-    ``batch-user`` ClusterRole (aggregated from its roles so labeled) bound there."""
-    plane = kueue.plane
-    kueue.apply({"apiVersion": "v1", "kind": "Namespace",
-                 "metadata": {"name": NAMESPACE, "labels": {MANAGED_LABEL: "true"}}})  # fmt: skip
-    for doc in render_hub_rbac(NAMESPACE) + our_cluster_rbac(NAMESPACE, suffix=f"-{NAMESPACE}"):
-        plane.apply(doc)
-    for role in batch_user_roles(source):
-        kueue.apply(role)
-    kueue.apply({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": "kueue-batch-user", "namespace": NAMESPACE},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": "kueue-batch-user-role"},
-        "subjects": [{"kind": "ServiceAccount", "name": "hub", "namespace": NAMESPACE}],
-    })  # fmt: skip
+def _managed_namespace(kueue: Kueue) -> None:
+    for doc in managed_namespace(NAMESPACE, kueue.source):
+        kueue.apply(doc)
     default = f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default"
-    plane._wait(f"ServiceAccount {NAMESPACE}/default", lambda: plane.get(default))
+    kueue.wait(f"ServiceAccount {NAMESPACE}/default", lambda: kueue.plane.get(default))
 
 
 @pytest.fixture(scope="session")
@@ -445,7 +468,7 @@ def kueue(control_plane, tmp_path_factory):
     manager = Kueue(control_plane, tmp_path_factory.mktemp("kueue"), source)
     try:
         manager.start()
-        _managed_namespace(manager, source)
+        _managed_namespace(manager)
         yield manager
     finally:
         manager.stop()

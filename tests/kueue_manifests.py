@@ -26,7 +26,7 @@ off: the visibility server's (``/visibility``) and the metrics server's
 (``/etc/kueue/metrics/certs``). Nothing verifies those two certificates here, so one
 self-signed pair is made once per machine, under a lock, and shared by every session
 (never replaced once valid, so a running manager never reads a half-written pair). That
-needs root, as the tests run in CI.
+needs root, as the suite has in CI; elsewhere the test fails saying so.
 """
 
 from __future__ import annotations
@@ -41,12 +41,15 @@ from typing import Any
 
 import pytest
 import yaml
+from realk8s import our_cluster_rbac, render_hub_rbac
 
 from mig_spawner.demo.controlplane.launcher import BUILD_COMMAND
 
 MODULE = Path(__file__).resolve().parent / "controlplane" / "kueue"
 #: the label that puts a namespace under Kueue (its jobs, pods and webhooks)
 MANAGED_LABEL = "kueue.mig-spawner.test/managed"
+#: the managed namespace the fixture makes, with a hub's RBAC
+NAMESPACE = "jhub-kueue"
 #: Kueue's fixed certificate paths when its internal certificate management is off
 SHARED_CERT_DIRS = (Path("/visibility"), Path("/etc/kueue/metrics/certs"))
 WEBHOOKS = ("kueue-mutating-webhook-configuration", "kueue-validating-webhook-configuration")
@@ -79,7 +82,11 @@ def load(path: Path) -> list[dict[str, Any]]:
 
 def ensure_shared_cert(directory: Path) -> None:
     """A self-signed ``tls.crt``/``tls.key`` in ``directory``, made once (see the module doc)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except PermissionError:
+        pytest.fail(f"Kueue reads a certificate from {directory}, which this user cannot "
+                    "create (run the Kueue tests as root, as CI does)", pytrace=False)  # fmt: skip
     with open(directory / ".mig-spawner.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         crt, key = directory / "tls.crt", directory / "tls.key"
@@ -164,3 +171,23 @@ def batch_user_roles(source: Path) -> list[dict[str, Any]]:
                 doc["metadata"]["name"] = "kueue-" + doc["metadata"]["name"]
                 roles.append(doc)
     return roles
+
+
+def managed_namespace(namespace: str, source: Path) -> list[dict[str, Any]]:
+    """``namespace``, labeled managed, with a hub's RBAC: Z2JH's hub Role, RoleBinding and
+    ServiceAccount (as tests/realk8s.py renders them), our ClusterRole bound to its hub
+    (names suffixed with the namespace), and Kueue's ``kueue-batch-user-role`` bound there
+    (read Workloads, LocalQueues and their pending workloads in the visibility API)."""
+    docs = [{"apiVersion": "v1", "kind": "Namespace",
+             "metadata": {"name": namespace, "labels": {MANAGED_LABEL: "true"}}}]  # fmt: skip
+    docs += render_hub_rbac(namespace) + our_cluster_rbac(namespace, suffix=f"-{namespace}")
+    docs += batch_user_roles(source)
+    docs.append({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "kueue-batch-user", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "kueue-batch-user-role"},
+        "subjects": [{"kind": "ServiceAccount", "name": "hub", "namespace": namespace}],
+    })  # fmt: skip
+    return docs

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Build the real control plane (kube-apiserver, kube-scheduler,
-# kube-controller-manager, etcd), helm, Prometheus (the idle-server tests) and Kueue
-# (the shared-quota tests) from the
-# Go module proxy into a cache outside the clone, keyed by the Kubernetes version:
+# Build the real control plane (kube-apiserver, kube-scheduler, kube-controller-manager,
+# etcd), helm, Prometheus (the idle-server tests) and Kueue (the shared-quota tests) from
+# the Go module proxy into a cache outside the clone, keyed by the Kubernetes version:
 #
 #     ${MIG_SPAWNER_K8S_CACHE:-${XDG_CACHE_HOME:-~/.cache}/mig-spawner/k8s-v1.37.2}/
 #
@@ -11,9 +10,9 @@
 # directory and exits (it needs no Go: `make demo` expands it on machines without one).
 # The pins are the go.mod files next to this script.
 #
-# MIG_SPAWNER_BUILD_ONLY="helm etcd kubernetes prometheus kueue" (the default) limits what is built, e.g.
-# `MIG_SPAWNER_BUILD_ONLY=helm` for the chart tests alone.  `selftest` (never built
-# otherwise) builds the tiny module in selftest/ with the same build() and EXIT trap:
+# MIG_SPAWNER_BUILD_ONLY="helm etcd kubernetes prometheus kueue" (the default) limits what
+# is built, e.g. `MIG_SPAWNER_BUILD_ONLY=helm` for the chart tests alone.  `selftest` (never
+# built otherwise) builds the tiny module in selftest/ with the same build() and EXIT trap:
 # tests/controlplane/test_build_script.py runs it on an empty cache, as a first run.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -122,12 +121,13 @@ if wanted prometheus; then
 	fi
 fi
 
-# Kueue's manager, with the version its release Makefile stamps (`kueue --version`-style
-# log lines and the metrics' build info name it). tests/kueue_harness.py reads Kueue's CRDs,
-# webhooks and RBAC from this module's source in the module cache, which this build (its
-# go build downloads the module) guarantees is there.
+# Kueue's manager, with the version its release Makefile stamps (the manager logs it at
+# start). tests/kueue_harness.py reads Kueue's CRDs, webhooks and RBAC from the module's
+# source in the Go module cache: downloaded here even when the binary is already built (a
+# cleaned module cache), a no-op when it is there.
 if wanted kueue; then
 	kueue_version="$(modver kueue sigs.k8s.io/kueue)"
+	(cd "$here/kueue" && go mod download sigs.k8s.io/kueue)
 	stamp="sigs.k8s.io/kueue@$kueue_version $goversion"
 	if needs kueue "$stamp"; then
 		build kueue "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$kueue_version" \

@@ -10,7 +10,13 @@ cohort lends one queue's unused quota to another. The fixtures are tests/kueue_h
 
 from __future__ import annotations
 
-from kueue_harness import GATE, NAMESPACE, QUEUE_LABEL, condition
+import json
+import ssl
+import urllib.error
+import urllib.request
+
+import pytest
+from kueue_harness import GATE, NAMESPACE, QUEUE_LABEL, condition, require_kueue
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 SLICE = "nvidia.com/mig-1g.10gb"
@@ -56,10 +62,13 @@ def test_a_queued_pod_is_gated_admitted_then_scheduled(kueue_queues, real_cluste
 
 def job(name: str, queue: str, pods: int) -> dict:
     """A batch Job of ``pods`` pods, one slice each, in the queue (Kueue suspends it until
-    its Workload is admitted)."""
+    its Workload is admitted). Its pods stop at once when it is deleted: Kueue keeps the
+    quota until they are gone, and the node agent's stub containers would sit out the
+    default 30 s grace period."""
     template = pod("unused", queue)
     template["metadata"] = {}
     template["spec"]["restartPolicy"] = "Never"
+    template["spec"]["terminationGracePeriodSeconds"] = 0
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -165,3 +174,58 @@ def test_a_cohort_lends_one_queues_unused_quota_to_another(kueue_queues, real_cl
         return None
 
     assert kueue.wait("the borrower's status to show 1 slice borrowed", borrowed)["total"] == "1"
+    # read in Kueue's older version, through its conversion webhook: v1beta2's cohortName
+    # was v1beta1's cohort
+    old = kueue.plane.get("/apis/kueue.x-k8s.io/v1beta1/clusterqueues/borrower")
+    assert old["apiVersion"] == "kueue.x-k8s.io/v1beta1" and old["spec"]["cohort"] == "shared"
+
+
+def test_namespaces_kueue_does_not_manage_never_meet_it(kueue, real_cluster):
+    """The rest of the suite shares the session's control plane with Kueue: a pod elsewhere,
+    even one naming a queue, is neither gated nor given a Workload."""
+    cluster = real_cluster(NODES)
+    created = cluster.create_pod(pod("nb-elsewhere", "team"), "jhub")
+    assert not created["spec"].get("schedulingGates")
+    placed = cluster.wait_for(
+        lambda c: (c.pod("nb-elsewhere", "jhub") or {}).get("spec", {}).get("nodeName"),
+        what="nb-elsewhere scheduled",
+    )
+    assert placed == "kueue-1"
+    assert kueue.workloads("jhub") == []
+
+
+def test_a_hub_in_the_managed_namespace_reads_its_queue_line(kueue_queues, real_cluster):
+    """The hub's ServiceAccount there may read Workloads and, through the aggregator, the
+    visibility API's pending workloads (Kueue's batch-user role), both of its versions."""
+    cluster = real_cluster(NODES)
+    kueue = kueue_queues
+    kueue.resource_flavor("mig")
+    kueue.cluster_queue("gpus", {"mig": {SLICE: 0}})
+    kueue.local_queue("team", "gpus")
+    cluster.create_pod(pod("nb-1", "team"), NAMESPACE)
+    kueue.wait("nb-1 pending", lambda: kueue.pending_workloads("team"))
+    token = kueue.plane.service_account_token(NAMESPACE, "hub")
+    ctx = ssl.create_default_context(cafile=str(kueue.plane.ca))
+
+    def get(path: str) -> dict:
+        request = urllib.request.Request(kueue.plane.url + path)
+        request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, context=ctx, timeout=10) as response:
+            return json.loads(response.read())
+
+    (workload,) = get(f"/apis/kueue.x-k8s.io/v1beta2/namespaces/{NAMESPACE}/workloads")["items"]
+    for version in ("v1beta2", "v1beta1"):
+        lq = f"/apis/visibility.kueue.x-k8s.io/{version}/namespaces/{NAMESPACE}/localqueues/team"
+        (pending,) = get(f"{lq}/pendingworkloads")["items"]
+        assert pending["metadata"]["name"] == workload["metadata"]["name"]
+    with pytest.raises(urllib.error.HTTPError) as refused:  # not the cluster-wide view
+        get("/apis/visibility.kueue.x-k8s.io/v1beta2/clusterqueues/gpus/pendingworkloads")
+    assert refused.value.code == 403
+
+
+def test_a_kueue_not_built_fails_the_test_naming_make_k8s(monkeypatch, tmp_path):
+    monkeypatch.setenv("MIG_SPAWNER_K8S_CACHE", str(tmp_path))
+    with pytest.raises(pytest.fail.Exception, match=r"kueue missing\): build it with `make k8s`"):
+        require_kueue()
+    monkeypatch.undo()
+    assert require_kueue().name == "kueue"  # built: the fixture runs it
