@@ -3,20 +3,18 @@ input is one clear line, never a pod left to wait for ``start_timeout``.
 
 - on the emulator, which serves no Kueue API: the hub logs "Kueue is not installed" once
   and a GPU spawn is refused with it before any pod exists;
-- on the real control plane with Kueue's CRDs but no Kueue manager (so no webhook: the
-  plain-Pod integration is off): a missing LocalQueue refuses the spawn naming it; with
-  the LocalQueue present, the pod carries the queue label, is not gated, no Workload
-  appears, the progress says so and the server still starts.
+- on the real control plane with the real Kueue, which does not manage the hub's
+  namespace (its plain-Pod integration is off there): a missing LocalQueue refuses the
+  spawn naming it; with the LocalQueue present, the pod carries the queue label, is not
+  gated, no Workload appears, the progress says so and the server still starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
 import pytest
-import yaml
 from hub_harness import BALANCED_H100, read_progress, spawn
 from realk8s import HUB_NAMESPACE
 
@@ -75,56 +73,17 @@ async def test_kueue_not_installed_is_one_line_and_refuses_before_any_pod(hub, c
     assert not [r for r in caplog.records if r.exc_info and "kueue" in r.getMessage().lower()]
 
 
-# ---------------------------------------------------------------- Kueue's CRDs, no manager
-
-KUEUE_MODULE = Path("/root/go/pkg/mod/sigs.k8s.io/kueue@v0.17.0")
-CRDS = KUEUE_MODULE / "config/components/crd/bases"
-GROUP_PATH = "/apis/kueue.x-k8s.io/v1beta2"
-
-
-def kueue_crds(plane) -> None:
-    """Kueue's own CRDs (ClusterQueue, LocalQueue, Workload, ...) from its module, applied
-    to the real API server, served once established. No Kueue manager runs: no webhook
-    gates a pod, no Workload is made."""
-    if not CRDS.is_dir():
-        pytest.fail(f"Kueue's module is not in the Go module cache ({CRDS} missing): run make k8s")
-    for path in sorted(CRDS.glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text())
-        name = crd["metadata"]["name"]
-        status, body = plane.request(
-            "PATCH",
-            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
-            "?fieldManager=mig-spawner-tests&force=true",
-            crd,
-            "application/apply-patch+yaml",
-        )
-        assert status in (200, 201), (name, status, str(body)[:300])
-    plane._wait("Kueue's CRDs served", lambda: plane.get(f"{GROUP_PATH}/clusterqueues"))
-
-
-def apply_kueue(plane, obj: dict) -> None:
-    meta = obj["metadata"]
-    plural = {"ClusterQueue": "clusterqueues", "LocalQueue": "localqueues"}[obj["kind"]]
-    ns = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""
-    status, body = plane.request(
-        "PATCH",
-        f"{GROUP_PATH}{ns}/{plural}/{meta['name']}?fieldManager=mig-spawner-tests&force=true",
-        obj,
-        "application/apply-patch+yaml",
-    )
-    assert status in (200, 201), (status, str(body)[:300])
-
-
-def delete_kueue(plane, path: str) -> None:
-    plane.request("DELETE", f"{GROUP_PATH}{path}")
+# ------------------------------------------- the real Kueue, not managing the hub's namespace
 
 
 @pytest.fixture
-def crds(control_plane):
-    kueue_crds(control_plane)
-    yield control_plane
-    delete_kueue(control_plane, f"/namespaces/{HUB_NAMESPACE}/localqueues/team-vision")
-    delete_kueue(control_plane, "/clusterqueues/team-vision")
+def crds(kueue_queues):
+    """The real Kueue (tests/kueue_harness.py), which manages only its own test namespace:
+    in the hub's namespace ``jhub`` its plain-Pod integration is off (no webhook gates a
+    pod there, no Workload is made)."""
+    yield kueue_queues
+    path = f"/apis/kueue.x-k8s.io/v1beta2/namespaces/{HUB_NAMESPACE}/localqueues/team-vision"
+    kueue_queues.plane.request("DELETE", path)
 
 
 async def test_a_missing_local_queue_refuses_the_spawn_naming_it(crds, real_hub, caplog):
@@ -143,25 +102,10 @@ async def test_without_the_pod_integration_the_pod_says_so_and_still_runs(crds, 
     from mig_spawner.hub import kueue as hub_kueue
 
     caplog.set_level(logging.INFO)
-    plane = crds
-    apply_kueue(
-        plane,
-        {
-            "apiVersion": "kueue.x-k8s.io/v1beta2",
-            "kind": "ClusterQueue",
-            "metadata": {"name": "team-vision"},
-            "spec": {"namespaceSelector": {}, "resourceGroups": []},
-        },
-    )
-    apply_kueue(
-        plane,
-        {
-            "apiVersion": "kueue.x-k8s.io/v1beta2",
-            "kind": "LocalQueue",
-            "metadata": {"name": "team-vision", "namespace": HUB_NAMESPACE},
-            "spec": {"clusterQueue": "team-vision"},
-        },
-    )
+    kueue = crds
+    kueue.resource_flavor("mig")
+    kueue.cluster_queue("team-vision", {"mig": {"nvidia.com/mig-1g.10gb": 2}})
+    kueue.local_queue("team-vision", "team-vision", namespace=HUB_NAMESPACE)
     app, cluster = await real_hub(spec=BALANCED_H100, **kueue_settings(priority_class="notebooks"))
     events: list[dict] = []
     await spawn_reading_progress(app, "alice", events)
