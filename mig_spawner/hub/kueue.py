@@ -136,7 +136,7 @@ class KueueMixin(Configurable):
         settings = self._kueue_settings()
         claim = self.claim
         decision = claim.decision if claim is not None else None
-        if settings is not None and claim.gpu and decision is not None and decision.admitted:
+        if settings is not None and claim is not None and claim.gpu and decision is not None:
             problem = self._kueue_problem(settings, decision.team)
             if problem:
                 self.log.error("%s: %s", self._log_name, problem)
@@ -216,6 +216,10 @@ class KueueMixin(Configurable):
         """The server runs: if Kueue never held its pod, wait a moment for its Workload;
         none (no gate, no Workload: the pod integration is off), the progress says so
         before the server is ready, and the log once."""
+        claim = self.claim
+        labels = ((self._kueue_pod() or {}).get("metadata") or {}).get("labels") or {}
+        if claim is None or not claim.gpu or core.QUEUE_LABEL not in labels:
+            return  # a CPU profile: not Kueue's
         deadline = time.monotonic() + INTEGRATION_GRACE
         while not self._kueue_seen_gated and time.monotonic() < deadline:
             pod, view = self._kueue_pod(), self._current_view()

@@ -124,3 +124,16 @@ async def test_without_the_pod_integration_the_pod_says_so_and_still_runs(crds, 
     warned = [r for r in caplog.records if "Kueue did not take this pod" in r.getMessage()]
     assert len(warned) == 1
     assert events[-1].get("ready"), events[-1]
+
+
+async def test_a_cpu_profile_in_kueue_mode_is_not_kueues(hub, caplog):
+    """Without Kueue installed, a CPU profile still starts at once: no queue label, no
+    Kueue check, no note."""
+    cpu = [{"display_name": "CPU only", "slug": "cpu", "kubespawner_override": {}}]
+    extra = {"KubeSpawner": {"profile_list": cpu}}
+    app, cluster = await hub(spec=BALANCED_H100, extra=extra, **kueue_settings())
+    r = await spawn(app, "alice", {"profile": "cpu"})
+    assert r.status_code == 201, r.text
+    (pod,) = [p for p in cluster.pods if p["metadata"].get("namespace") == "jhub"]
+    assert "kueue.x-k8s.io/queue-name" not in pod["metadata"]["labels"]
+    assert not [r for r in caplog.records if "Kueue did not take" in r.getMessage()]
