@@ -194,7 +194,9 @@ def render_report(exp: Explanation) -> str:
         lines.append(f"Node:     {_why_node(exp)}")
     else:
         lines.append(f"Verdict:  REFUSED ({d.code})")
-    if d.quota is not None:
+    if d.kueue_room is not None:  # Kueue mode: the ClusterQueue holds the quota
+        lines.append(f"Kueue:    {d.kueue_room.describe()}")
+    elif d.quota is not None:
         q = d.quota.to_dict(d.charge_mode)
         limit = "no limit" if q["limit"] is None else f"limit {q['limit']}"
         lines.append(

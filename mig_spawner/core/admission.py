@@ -28,6 +28,7 @@ from .candidates import (
 )
 from .chains import tier_chain
 from .cluster import ClusterState, Reservation
+from .kueue import Room
 from .memo import VersionMemo
 from .nodes import NodeInfo, SliceType
 from .pods import Charge
@@ -44,6 +45,7 @@ NOT_IN_TEAM = "not-in-team"
 NO_MATCHING_GPU = "no-matching-gpu"
 CAPACITY = "capacity"
 QUOTA = "quota"
+NO_QUEUE = "no-queue"  # Kueue mode: a user in no team, and no default LocalQueue
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,9 @@ class Decision:
     charge: Charge | None = None
     tier_node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
+    #: Kueue mode: the room in the team's ClusterQueue for the granted slice (None: not
+    #: known, or the built-in quotas)
+    kueue_room: Room | None = None
 
     @property
     def fallback(self) -> bool:
@@ -108,6 +113,7 @@ class Decision:
             "tolerations": [dict(t) for t in self.tolerations],
             "fallback": self.fallback,
             "quota": self.quota.to_dict(self.charge_mode) if self.quota else None,
+            "kueue": self.kueue_room.describe() if self.kueue_room else None,
             "candidates": [c.to_dict() for c in self.candidates],
             "message": self.message,
         }
@@ -257,6 +263,47 @@ def _decide_for_team(
         tier_node_selector=dict(tier.node_selector),
         tolerations=tier.tolerations,
     )
+    queue = policy.kueue.queue_for(team or None) if policy.kueue else None
+    if policy.kueue and queue is None:
+        return _refuse(request, NO_QUEUE, messages.kueue_no_queue(), **common)
+    #: Kueue mode: the first candidate with a free slice but no room in the ClusterQueue
+    held: tuple[int, ChainRow, QuotaCheck, Room] | None = None
+
+    def grant(i: int, row: ChainRow, check: QuotaCheck, room: Room | None, queued: bool):
+        kind = row.slice_type
+        granted = state.node_slice_type(state.node(row.node), kind)  # its own figures
+        figures = f"{row.free} of {row.total} free"
+        done = [
+            *reports[:i],
+            CandidateReport(kind, row.step, row.free, row.total, GRANTED, figures),
+        ]
+        rest = tuple(
+            CandidateReport(
+                r.slice_type, r.step, r.free, r.total, NOT_NEEDED, f"{r.free} of {r.total} free"
+            )
+            for r in rows[i + 1 :]
+        )
+        if queue is not None:
+            message = messages.kueue_admitted(granted, done, room, queued)
+        else:
+            message = messages.admitted(team, granted, done, check)
+        return Decision(
+            True,
+            ADMITTED,
+            request.user,
+            tier.slug,
+            message=message,
+            granted=granted,
+            node=row.node,
+            step=row.step,
+            candidates=tuple(done),
+            chain=tuple(done) + rest,
+            quota=check,
+            charge=_charge(kind if policy.charge == "granted" else requested),
+            kueue_room=room,
+            **common,
+        )
+
     for i, row in enumerate(rows):
         kind, step, free, total = row.slice_type, row.step, row.free, row.total
 
@@ -281,29 +328,14 @@ def _decide_for_team(
             first_refusal = first_refusal or last_check
             report(OVER_QUOTA, last_check.reason)
             continue
-        report(GRANTED, f"{free} of {total} free")
-        granted = state.node_slice_type(state.node(row.node), kind)  # its own figures
-        rest = tuple(
-            CandidateReport(
-                r.slice_type, r.step, r.free, r.total, NOT_NEEDED, f"{r.free} of {r.total} free"
-            )
-            for r in rows[i + 1 :]
-        )
-        return Decision(
-            True,
-            ADMITTED,
-            request.user,
-            tier.slug,
-            message=messages.admitted(team, granted, reports, last_check),
-            granted=granted,
-            node=row.node,
-            step=step,
-            candidates=tuple(reports),
-            chain=tuple(reports) + rest,
-            quota=last_check,
-            charge=charge,
-            **common,
-        )
+        room = state.kueue.room(state.kueue_namespace, queue, kind.resource) if queue else None
+        if room is not None and room.left < 1:
+            held = held or (i, row, last_check, room)
+            report(OVER_QUOTA, room.describe())
+            continue
+        return grant(i, row, last_check, room, queued=False)
+    if held is not None:  # no room in the ClusterQueue anywhere: Kueue holds the pod
+        return grant(*held, queued=True)
     quota_blocked = any(r.outcome == OVER_QUOTA for r in reports)
     code = QUOTA if quota_blocked else CAPACITY
     if first_refusal is not None:

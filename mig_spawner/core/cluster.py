@@ -35,6 +35,7 @@ from typing import Any
 
 from .catalog import Catalog, default_catalog
 from .index import Indexes, Partition, SliceIndex
+from .kueue import KueueObjects
 from .nodes import NodeInfo, SliceType, parse_node
 from .pods import Charge, PodInfo, Trust, parse_pod
 from .quota import Usage
@@ -105,6 +106,10 @@ class ClusterState:
         # Indexes for O(chain x log N) decisions (see core/index.py)
         self._indexes = Indexes()
         self._book = UsageBook()  # quota usage per scope (core/usage.py)
+        #: Kueue mode: Kueue's queues and workloads as the watch has them (core/kueue.py),
+        #: and the namespace of the pods and their LocalQueues
+        self.kueue = KueueObjects()
+        self.kueue_namespace = ""
 
     def snapshot(self) -> Snapshot:
         """A read-only view of the cache as it is now, for one decision."""
@@ -245,6 +250,14 @@ class ClusterState:
         if earlier_uid and pod.uid:
             return pod.uid == earlier_uid
         return event_type == DELETED or not pod.active
+
+    def apply_kueue_event(self, kind: str, event_type: str, obj: Any) -> None:
+        self.kueue = self.kueue.applied(kind, event_type, obj)
+        self.version += 1
+
+    def replace_kueue(self, kind: str, objs: Iterable[Any]) -> None:
+        self.kueue = self.kueue.replaced(kind, objs)
+        self.version += 1
 
     def replace_nodes(self, objs: Iterable[Any]) -> list[str]:
         """Resync after a relist: the listed nodes are all there is. Returns problems."""

@@ -30,6 +30,9 @@ _FORMS = VersionMemo()
 
 
 def _quota_line(decision: Decision) -> str:
+    if decision.kueue_room is not None:  # Kueue mode: the team's ClusterQueue's room
+        who = f"team {decision.team}" if decision.team else "your queue"
+        return f"{who}: {decision.kueue_room.describe()}"
     if decision.quota is None:
         return ""
     who = f"team {decision.team}" if decision.team else "your quota"

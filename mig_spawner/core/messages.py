@@ -267,3 +267,39 @@ def over_quota_while_full(tier: Tier, team: str | None, check: QuotaCheck) -> st
         f" {_usage(check)}, so waiting in line for a slice would not help. Try again when"
         f" your team's use goes down, or ask {ADMIN} for a larger quota."
     )
+
+
+# ---------------------------------------------------------------------- Kueue mode
+
+
+def kueue_admitted(granted, reports: Sequence[CandidateReport], room, queued: bool) -> str:
+    """Kueue mode: the slice chosen and the room in the team's ClusterQueue.
+
+    'Starting on the larger 2g.20gb ...: ClusterQueue team-vision has 0 of 4
+    nvidia.com/mig-1g.10gb left.' / with ``queued``: every slice's ClusterQueue is out of
+    room, so the pod waits in Kueue's queue for the preferred one."""
+    skipped = [r for r in reports if r.outcome in ("quota", "full", "unusable")]
+    why = "; ".join(r.reason if r.outcome == "quota" else _full(r) for r in skipped)
+    if queued:
+        return (
+            f"Queued in Kueue for {granted.describe()}: {room.describe()};"
+            " Kueue starts it when quota frees up."
+        )
+    room_text = f" {room.describe()} before this server." if room is not None else ""
+    if not skipped:
+        return f"Starting on {granted.describe()}.{room_text}"
+    return f"Starting on the larger {granted.describe()}: {why}.{room_text}"
+
+
+def kueue_no_queue() -> str:
+    return (
+        f"GPU servers on this hub go through a team's Kueue queue, and you are in no team"
+        f" with one; {ADMIN} can add you to a team."
+    )
+
+
+def kueue_in_line(position: int | None, tier: Tier, cluster_queue: str | None, reason: str) -> str:
+    """'#3 in line for 1g notebook (ClusterQueue team-vision): <Kueue's reason>'."""
+    where = f" (ClusterQueue {cluster_queue})" if cluster_queue else ""
+    head = f"#{position} in line" if position else "Waiting in Kueue's queue"
+    return f"{head} for {tier.display_name}{where}: {reason or 'waiting for quota'}"

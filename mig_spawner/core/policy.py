@@ -17,6 +17,7 @@ from typing import Any
 
 from .catalog import MAX_COMPUTE_SLICES, WHOLE_GPU, parse_profile_name
 from .errors import ConfigError
+from .kueueconfig import KueueSettings, parse_settings
 from .memo import fingerprint
 from .reclaimrules import ReclaimRules, parse_rules
 
@@ -108,6 +109,8 @@ class Policy:
     charge: str = "granted"
     #: no tier's ``max_wait`` may exceed it (``MIGSpawner.max_wait_cap``)
     max_wait_cap: float = DEFAULT_MAX_WAIT_CAP
+    #: ``MIGSpawner.kueue`` (None: the built-in quotas); its teams are team_quotas' keys
+    kueue: KueueSettings | None = None
 
     def tier(self, slug: str) -> Tier | None:
         return self.tiers.get(slug)
@@ -147,8 +150,9 @@ def _fingerprint(value: Any) -> str:
                 "default_quota": plain(v.default_quota),
                 "charge": v.charge,
                 "max_wait_cap": v.max_wait_cap,
+                "kueue": plain(v.kueue),
             }
-        if isinstance(v, Tier | Quota | ReclaimRules):
+        if isinstance(v, Tier | Quota | ReclaimRules | KueueSettings):
             return {f.name: plain(getattr(v, f.name)) for f in fields(v)}
         if isinstance(v, Mapping):
             return {k: plain(x) for k, x in v.items()}
@@ -381,6 +385,8 @@ def build_policy(
     default_quota: Mapping[str, Any] | None = None,
     charge: str = "granted",
     max_wait_cap: float = DEFAULT_MAX_WAIT_CAP,
+    kueue: Mapping[str, Any] | None = None,
+    backend: str = "device-plugin",
 ) -> Policy:
     """Validate the admin's settings and return an immutable :class:`Policy`.
 
@@ -427,6 +433,9 @@ def build_policy(
         team: _quota(f"MIGSpawner.team_quotas[{team!r}]", teams[team], TEAM_QUOTA_KEYS)
         for team in _in_order("MIGSpawner.team_quotas", teams, "team")
     }
+    queues = parse_settings(kueue, team_quotas=teams, default_quota=default_quota, backend=backend)
+    if queues is not None:  # Kueue's ClusterQueues hold the quota: teams without limits
+        quotas = {team: Quota() for team in queues.local_queues}
     cap = _number("MIGSpawner.max_wait_cap", max_wait_cap)
     for tier in built.values():
         if tier.max_wait > cap:
@@ -442,6 +451,7 @@ def build_policy(
         default_quota=_quota("MIGSpawner.default_quota", default_quota),
         charge=charge,
         max_wait_cap=cap,
+        kueue=queues,
     )
 
 
@@ -455,6 +465,8 @@ POLICY_SETTINGS: dict[str, Any] = {
     "default_quota": {},
     "charge": "granted",
     "max_wait_cap": DEFAULT_MAX_WAIT_CAP,
+    "kueue": {},
+    "backend": "device-plugin",  # hub/dra.py's trait: Kueue mode refuses "dra"
 }
 
 
@@ -477,6 +489,7 @@ _LAST_POLICY: list[Any] = []  # [settings fingerprint, Policy]
 
 def _policy_from_settings(settings: Mapping[str, Any]) -> Policy:
     values = {key: settings.get(key, default) for key, default in POLICY_SETTINGS.items()}
-    if isinstance(values["charge"], str):
-        values["charge"] = values["charge"].lower()  # MIGSpawner.charge is caseless
+    for key in ("charge", "backend"):  # caseless settings (CaselessStrEnum)
+        if isinstance(values[key], str):
+            values[key] = values[key].lower()
     return build_policy(**values)

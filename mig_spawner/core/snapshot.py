@@ -69,6 +69,14 @@ class Snapshot:
         return self._live().nodes_version
 
     @property
+    def kueue(self) -> Any:
+        return self._live().kueue
+
+    @property
+    def kueue_namespace(self) -> str:
+        return self.cache.kueue_namespace
+
+    @property
     def trust(self) -> Any:
         return self.cache.trust
 

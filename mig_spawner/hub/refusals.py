@@ -12,6 +12,7 @@ STATUS = {
     admission.QUOTA: 403,
     admission.CAPACITY: 503,
     admission.NO_MATCHING_GPU: 503,
+    admission.NO_QUEUE: 403,
 }
 
 
@@ -25,6 +26,8 @@ REFUSALS = frozenset(
         admission.QUOTA,
         admission.CAPACITY,
         admission.NO_MATCHING_GPU,
+        admission.NO_QUEUE,
+        "kueue",
         "invalid-options",
         "availability-unknown",
         "unschedulable",

@@ -1,9 +1,9 @@
 """MIGSpawner: KubeSpawner that hands out MIG slices by tier, with fallback and team quotas.
 
-A thin shell. The decision comes from :mod:`mig_spawner.core.admission`; the cluster state from
-the hub-wide :class:`~mig_spawner.hub.watch.ClusterView`; the form from KubeSpawner's own
-``profile_list`` machinery fed by :mod:`mig_spawner.core.form`. This class adds the wiring:
-traitlets, decision, reservation, GPU request (or DRA claim: hub/dra.py), pod marks, progress.
+A thin shell: the decision comes from :mod:`mig_spawner.core.admission`, the cluster state from
+the hub-wide :class:`~mig_spawner.hub.watch.ClusterView`, the form from KubeSpawner's
+``profile_list`` fed by :mod:`mig_spawner.core.form`. This class wires traitlets, decision,
+reservation, GPU request (or DRA claim: hub/dra.py; Kueue's labels: hub/kueue.py), progress.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..core.form import build_profile_list, tier_profiles
 from ..core.options import OptionsError, parse_options
 from ..core.pods import Trust
 from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_settings
-from . import demand, dra, linestore, metrics, reclaim, waiting, waitstart
+from . import demand, dra, kueue, linestore, metrics, reclaim, waiting, waitstart
 from .formpage import render_form
 from .hubcompat import SpawnException
 from .placing import PlacementMixin
@@ -35,7 +35,7 @@ from .watch import ClusterView, gc_freeze_trait
 CLAIM_KEY = "mig_claim"
 
 
-class MIGSpawner(PlacementMixin, ReclaimSettings, dra.DraSettings, KubeSpawner):
+class MIGSpawner(kueue.KueueMixin, PlacementMixin, ReclaimSettings, dra.DraSettings, KubeSpawner):
     """Spawn single-user servers on NVIDIA MIG slices chosen by tier.
 
     Users choose a *tier*; mig-spawner maps it to a MIG resource present in the cluster,
@@ -276,8 +276,7 @@ class MIGSpawner(PlacementMixin, ReclaimSettings, dra.DraSettings, KubeSpawner):
             del views[stale]
         view = views.get(key)
         if view is None:
-            # Its own client for this API server: KubeSpawner's shared_client is cached
-            # per event loop only, so it can still point at an earlier server.
+            # Its own client: KubeSpawner's shared_client is per event loop, not per server.
             client = ApiClient(configuration=configuration)
             view = ClusterView(
                 CoreV1Api(client),
@@ -291,6 +290,7 @@ class MIGSpawner(PlacementMixin, ReclaimSettings, dra.DraSettings, KubeSpawner):
                 dra=dra.cache_factory(self, client),
             )
             view.start()
+            kueue.start_feeds(self, view, client)  # Kueue mode: its queues and workloads too
             views[key] = view
         return view
 

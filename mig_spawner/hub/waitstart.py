@@ -16,7 +16,7 @@ from ..core.claim import Claim, grant_record
 from ..core.options import OptionsError, parse_options
 from ..core.policy import ConfigError, Policy
 from ..core.waitline import Place
-from . import dra
+from . import dra, kueue
 from .refusals import STATUS
 from .waiting import ADMITTED, CANCELLED, REFUSED, TIMED_OUT, WaitingLine, _Wait, line_of
 
@@ -36,6 +36,7 @@ async def decide_first(spawner) -> None:
     finally:
         line.deciding.discard(spawner.pod_key)
         line._changed_for(spawner.pod_key)
+    spawner.set_start_timeout()  # Kueue mode: the tier's max_wait on top (hub/kueue.py)
 
 
 async def _decide_first(spawner, line: WaitingLine) -> None:
@@ -51,6 +52,7 @@ async def _decide_first(spawner, line: WaitingLine) -> None:
     if not await view.wait_known(spawner.cluster_sync_timeout):
         return  # load_user_options refuses: availability unknown
     await dra.refuse_if_misconfigured(spawner, view)  # backend "dra": its DeviceClass, devices
+    await kueue.wait_synced(view, min(spawner.cluster_sync_timeout, 5))  # else: Kueue decides
     spawner._release("a new start")
     now = time.time()
     claim = Claim.request_for(
@@ -125,6 +127,7 @@ async def admit_now(spawner, policy: Policy, options) -> admission.Decision:
         raise spawner._refused(
             messages.availability_unknown(), reason="availability-unknown", status=503
         )
+    await kueue.wait_synced(view, min(spawner.cluster_sync_timeout, 5))  # else: Kueue decides
     request = admission.SpawnRequest(
         user=spawner.user.name,
         tier=options.tier,

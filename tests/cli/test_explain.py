@@ -39,6 +39,7 @@ DECISION_KEYS = {
     "tolerations",
     "fallback",
     "quota",
+    "kueue",  # Kueue mode: the ClusterQueue's room (None without it)
     "candidates",
     "message",
     "warnings",

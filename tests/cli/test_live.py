@@ -113,10 +113,12 @@ async def test_status_and_explain_read_the_live_cluster_and_only_list(tmp_path):
 
         methods = {(m, path) for m, path, _ in cluster.requests}
         line = "/api/v1/namespaces/jupyterhub/configmaps/mig-spawner-line-jupyterhub"
-        # status with --config also gets the hub's waiting line (one ConfigMap, by name)
-        assert methods == {("GET", "/api/v1/nodes"), ("GET", "/api/v1/pods"), ("GET", line)}
+        # status with --config also gets the hub's waiting line (one ConfigMap, by name); each
+        # run also lists DRA's ResourceSlices (none here: no ResourceClaims list follows)
+        slices = ("GET", "/apis/resource.k8s.io/v1/resourceslices")
+        assert methods == {("GET", "/api/v1/nodes"), ("GET", "/api/v1/pods"), ("GET", line), slices}
         assert not any(q.get("watch") for _, _, q in cluster.requests)
-        assert len(cluster.requests) == 7  # three runs, one list of each, one get
+        assert len(cluster.requests) == 10  # three runs, one list of each, one get
 
 
 async def test_live_read_of_an_unreachable_or_failing_api_server_is_one_line(tmp_path):

@@ -1,7 +1,8 @@
 """helm-values/rbac and the umbrella chart's template: least-privilege, valid, bound to the hub.
 
 The ClusterRole must grant exactly the Kubernetes API calls mig-spawner's cluster watcher
-makes (mig_spawner.hub.watch.CLUSTER_API_CALLS): every call covered, nothing more.
+makes (mig_spawner.hub.watch.CLUSTER_API_CALLS, and in Kueue mode
+mig_spawner.hub.kueue.KUEUE_API_CALLS): every call covered, nothing more.
 """
 
 from __future__ import annotations
@@ -93,11 +94,12 @@ def render_umbrella_template(release: str, namespace: str) -> list[dict]:
 
 
 def test_clusterrole_grants_exactly_the_cluster_watchers_calls():
+    from mig_spawner.hub.kueue import KUEUE_API_CALLS
     from mig_spawner.hub.watch import CLUSTER_API_CALLS
 
     role = only(plain_manifests(), "ClusterRole")
     assert "aggregationRule" not in role
-    assert granted(role["rules"]) == set(CLUSTER_API_CALLS)
+    assert granted(role["rules"]) == set(CLUSTER_API_CALLS) | set(KUEUE_API_CALLS)
 
 
 def test_least_privilege_check_rejects_extra_rights():

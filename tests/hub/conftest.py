@@ -14,6 +14,7 @@ from prometheus_harness import dcgm_exporter, prometheus  # noqa: F401 (the real
 from realk8s import HUB_NAMESPACE, hub_kubeconfig
 
 from mig_spawner import MIGSpawner
+from mig_spawner.demo.controlplane import kubeconfig_dict, write_kubeconfig
 from mig_spawner.demo.emulator import EmulatedCluster, load_cluster_spec
 from mig_spawner.demo.ports import free_port
 
@@ -102,7 +103,8 @@ async def _reflectors():
 @pytest.fixture
 async def real_hub(_reflectors, control_plane, real_cluster, hub_app, tmp_path):
     """``await real_hub(spec=..., service_account="hub", **migspawner_settings)`` ->
-    (app, :class:`realk8s.RealCluster`): the same hub as ``hub``, on the real control plane."""
+    (app, :class:`realk8s.RealCluster`): the same hub as ``hub``, on the real control plane
+    (``namespace``: the pods' and the ServiceAccount's, ``jhub`` by default)."""
 
     async def start(
         spec=TWO_H100,
@@ -112,6 +114,7 @@ async def real_hub(_reflectors, control_plane, real_cluster, hub_app, tmp_path):
         service=False,
         start_delay=0.0,
         dra=False,
+        namespace=HUB_NAMESPACE,
         **mig,
     ):
         """``dra``: the cluster's GPUs are NVIDIA DRA driver devices (ResourceSlices) and
@@ -121,13 +124,26 @@ async def real_hub(_reflectors, control_plane, real_cluster, hub_app, tmp_path):
             mig.setdefault("backend", "dra")
         # KubeSpawner loads its credentials from the kubeconfig kubernetes_asyncio was told
         # about at import (tests/conftest.py): the hub's ServiceAccount token goes there.
-        hub_kubeconfig(control_plane, PLACEHOLDER, service_account)
+        if namespace == HUB_NAMESPACE:
+            hub_kubeconfig(control_plane, PLACEHOLDER, service_account)
+        else:  # another namespace with a hub's RBAC (the Kueue fixture's jhub-kueue)
+            token = control_plane.service_account_token(namespace, service_account)
+            write_kubeconfig(
+                PLACEHOLDER,
+                kubeconfig_dict(
+                    control_plane.url,
+                    control_plane.ca,
+                    token=token,
+                    user=service_account,
+                    namespace=namespace,
+                ),
+            )
         # load_config is cached by (host, CA file): a per-test CA path makes it reload.
         ca = tmp_path / "ca.crt"
         shutil.copy(control_plane.ca, ca)
         config = hub_config(cluster.url, tmp_path, teams=teams, **mig)
         config["KubeSpawner"]["k8s_api_ssl_ca_cert"] = str(ca)
-        config["KubeSpawner"]["namespace"] = HUB_NAMESPACE
+        config["KubeSpawner"]["namespace"] = namespace
         config["KubeSpawner"]["start_timeout"] = 60
         app = await _start_hub(hub_app, config, teams, extra, tmp_path if service else None)
         return app, cluster
