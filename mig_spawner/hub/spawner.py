@@ -134,10 +134,10 @@ class MIGSpawner(kueue.KueueMixin, PlacementMixin, ReclaimSettings, dra.DraSetti
     )
     default_quota = Dict(
         config=True,
+        allow_none=True,  # a Helm values null: absent
         help="""
-        Limits for a user in none of the ``team_quotas`` groups, counted per user.
-        Same keys as a team quota. Empty (the default) means no limit.
-        """,
+        Limits for a user in none of the ``team_quotas`` groups, counted per user. Same keys
+        as a team quota. Empty (the default) or ``None`` (a Helm ``null``): no limit.""",
     )
     charge = CaselessStrEnum(
         ["granted", "requested"],

@@ -311,6 +311,12 @@ async def test_without_the_visibility_api_the_reason_shows_without_a_place(
                 "spec": saved["spec"],
             }
         )
+        # the aggregator serves it again only once it has checked it: the next test needs it
+        kueue.wait(
+            "the visibility API back",
+            lambda: kueue.plane.request("GET", "/apis/visibility.kueue.x-k8s.io/v1beta2")[0] == 200,
+            timeout=60,
+        )
 
 
 async def test_two_notebooks_behind_a_job_see_their_own_places(kueue_queues, real_hub):
