@@ -77,6 +77,7 @@ PLURALS = {
     "ClusterQueue": "clusterqueues",
     "LocalQueue": "localqueues",
     "Cohort": "cohorts",
+    "WorkloadPriorityClass": "workloadpriorityclasses",
     "Pod": "pods",
     "Job": "jobs",
     "ConfigMap": "configmaps",
@@ -276,6 +277,7 @@ class Kueue:
             (f"{API}/clusterqueues", ""),
             (f"{API}/cohorts", ""),
             (f"{API}/resourceflavors", ""),
+            (f"{API}/workloadpriorityclasses", ""),
         ]
         for path, query in kinds:
             self.plane.request("DELETE", path + query)

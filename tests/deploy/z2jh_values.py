@@ -37,6 +37,7 @@ VARIANTS = {
     "mixed-a100-h100": HELM_VALUES / "values-mixed-a100-h100.yaml",
     "oauth-teams": HELM_VALUES / "values-oauth-teams.yaml",
     "cpu-and-images": HELM_VALUES / "values-cpu-and-images.yaml",
+    "kueue": HELM_VALUES / "values-kueue.yaml",
 }
 #: Every deployment an operator can make from helm-values/: the base file, or base + a variant.
 DEPLOYMENTS: dict[str, tuple[Path, ...]] = {
@@ -123,12 +124,22 @@ def lookup(tree: Any, path: tuple[str, ...]) -> Any:
     return tree
 
 
+#: MIGSpawner settings in which mig-spawner reads a null as absent (docs/deploy-z2jh.md, "How
+#: Helm layers values files"): there older Helm's deleting the key and newer Helm's passing
+#: None have the same effect, so a variant may remove an entry of values.yaml with a null.
+NULL_MEANS_ABSENT = tuple(
+    ("hub", "config", "MIGSpawner", key)
+    for key in ("tiers", "fallback_chains", "team_quotas", "default_quota")
+)
+
+
 def nulls_outside_chart_defaults(values: Mapping[str, Any]) -> list[str]:
-    """Paths where a values file says null but the chart has no non-null default to delete."""
+    """Paths where a values file says null but the chart has no non-null default to delete
+    (and mig-spawner does not read it as absent)."""
     defaults = load_yaml(CHART_DEFAULTS)
     bad = []
     for path, value in leaves(values):
-        if value is None:
+        if value is None and not any(tuple(path[: len(p)]) == p for p in NULL_MEANS_ABSENT):
             try:
                 default = lookup(defaults, path)
             except KeyError:

@@ -158,7 +158,7 @@ def test_the_install_command_deploys_the_image_built_in_step_2(tmp_path):
     work = workspace(tmp_path)
     (work / "my-site.yaml").write_text(block("yaml", "# my-site.yaml\nhub:\n  image:"))
     bash(
-        helm_template_stub(work) + block("bash", "helm upgrade --install jhub jupyterhub/"),
+        helm_template_stub(work) + block("bash", "values.yaml \\\n  -f my-site.yaml"),
         work,
         OUT=str(work),
     )
