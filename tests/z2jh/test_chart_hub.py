@@ -44,8 +44,10 @@ OWN_PROFILES_FORM = {"values-cpu-and-images.yaml": ["cpu", "gpu-notebook", "trai
 
 
 #: Variants whose hub needs more than the emulated cluster here: values-kueue.yaml's needs
-#: Kueue. test_guide_kueue.py renders it through the chart as the guide installs it, and
-#: runs the hub's MIGSpawner section against the real Kueue with the guide's queues.
+#: Kueue. test_guide_kueue.py renders it through the chart as the guide installs it, builds
+#: the hub's policy from the MIGSpawner section the hub receives, and has the real Kueue
+#: accept and activate the guide's queues; tests/hub/test_kueue_queue.py runs a hub in
+#: Kueue mode against the real Kueue (its own config, not this file's).
 COVERED_ELSEWHERE = {"values-kueue.yaml": "test_guide_kueue.py"}
 
 
