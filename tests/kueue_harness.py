@@ -25,10 +25,6 @@ A missing binary FAILS the test, naming ``make k8s``: never a skip (CI builds it
 from __future__ import annotations
 
 import base64
-import contextlib
-import ctypes
-import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -38,6 +34,7 @@ from typing import Any
 
 import pytest
 import yaml
+from built import die_with_parent, require_built
 from kueue_manifests import (
     MANAGED_LABEL,
     NAMESPACE,
@@ -51,7 +48,7 @@ from kueue_manifests import (
     webhook_configurations,
 )
 
-from mig_spawner.demo.controlplane.launcher import BUILD_COMMAND, ControlPlane, kueue_binary
+from mig_spawner.demo.controlplane.launcher import ControlPlane, kueue_binary
 from mig_spawner.demo.controlplane.pki import issue_cert
 from mig_spawner.demo.ports import free_port, host_address
 
@@ -84,20 +81,8 @@ PLURALS = {
 }
 
 
-def _die_with_parent() -> None:  # in the child, before exec: a killed pytest takes it along
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def require_kueue() -> Path:
-    binary = kueue_binary()
-    if not os.access(binary, os.X_OK):
-        pytest.fail(
-            f"Kueue is not built ({binary} missing): build it with `{BUILD_COMMAND}` "
-            "(tests/controlplane/build.sh)",
-            pytrace=False,
-        )
-    return binary
+    return require_built("Kueue", kueue_binary())
 
 
 class Kueue:
@@ -308,7 +293,7 @@ class Kueue:
                 [str(require_kueue()), f"--config={self.config}",
                  f"--kubeconfig={self.plane.kubeconfig}", "--zap-log-level=info"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=self.workdir, preexec_fn=_die_with_parent,
+                cwd=self.workdir, preexec_fn=die_with_parent,
             )  # fmt: skip
         ready = f"http://127.0.0.1:{self.health_port}/readyz"
         self.wait("the manager's /readyz (its webhook server serving)",

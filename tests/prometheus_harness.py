@@ -16,11 +16,7 @@ A missing binary FAILS the test, naming ``make k8s``: never a skip (CI builds it
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
-import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -29,9 +25,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from built import die_with_parent, require_built
 
 from mig_spawner.core.idle import vector
-from mig_spawner.demo.controlplane.launcher import BUILD_COMMAND, prometheus_binary
+from mig_spawner.demo.controlplane.launcher import prometheus_binary
 from mig_spawner.demo.dcgm import DcgmExporter
 from mig_spawner.demo.ports import free_port
 
@@ -57,20 +54,8 @@ scrape_configs:
 """
 
 
-def _die_with_parent() -> None:  # in the child, before exec: a killed pytest takes it along
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def require_prometheus() -> Path:
-    binary = prometheus_binary()
-    if not os.access(binary, os.X_OK):
-        pytest.fail(
-            f"Prometheus is not built ({binary} missing): build it with `{BUILD_COMMAND}` "
-            "(tests/controlplane/build.sh)",
-            pytrace=False,
-        )
-    return binary
+    return require_built("Prometheus", prometheus_binary())
 
 
 class Prometheus:
@@ -103,7 +88,7 @@ class Prometheus:
         ]
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+                argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
             )
         deadline = time.monotonic() + timeout
         while not self._ready():
