@@ -18,7 +18,7 @@ Z2JH_PINS := $(CURDIR)/../shared/z2jh/hub-image-requirements.txt
 Z2JH_VENV := .venv-z2jh
 Z2JH_BIN := $(CURDIR)/$(Z2JH_VENV)/bin
 # Test tools for that venv, held to the image's pins by -c.
-Z2JH_TEST_TOOLS := pytest pytest-asyncio pytest-jupyterhub==0.1.0 hypothesis kubernetes-validate==1.37.0 \
+Z2JH_TEST_TOOLS := pytest pytest-asyncio pytest-xdist pytest-jupyterhub==0.1.0 hypothesis kubernetes-validate==1.37.0 \
 	jupyterhub-fancy-profiles==0.7.0 playwright==1.65.2
 # The real helm, pinned in tests/controlplane/helm/go.mod and built by `make k8s`.
 export MIG_SPAWNER_HELM ?= $(shell tests/controlplane/build.sh --print-dir)/helm
@@ -61,9 +61,16 @@ z2jh-venv: $(Z2JH_VENV)/.installed
 
 helm: k8s
 
+# pytest's workers (pytest-xdist), a test file each at a time: most of the suite waits on
+# processes (API servers, hubs, proxies, browsers), so 2 workers on a 2-core machine halve
+# its time. Each worker starts its own control plane. `make test PYTEST_WORKERS=0` runs
+# the suite in one process.
+PYTEST_WORKERS ?= 2
+PYTEST_ARGS := -q -n $(PYTEST_WORKERS) --dist loadfile
+
 # The hub-level suite on the hub image's pins (the default run covers the newest releases).
 test-z2jh-pins: install z2jh-venv
-	$(Z2JH_BIN)/python -m pytest -q tests/hub
+	$(Z2JH_BIN)/python -m pytest $(PYTEST_ARGS) tests/hub
 
 # JupyterHub's proxy (npm), pinned.
 chp: $(NODE_BIN)/configurable-http-proxy
@@ -113,7 +120,7 @@ kubespawner-suite: $(KS_VENV)/.installed
 	$(KS_VENV)/bin/python tests/dropin/run_kubespawner_suite.py
 
 test: install chromium debian-tools lint z2jh-venv k8s
-	MIG_SPAWNER_REQUIRE_REAL_K8S=1 $(BIN)/python -m pytest -q
+	MIG_SPAWNER_REQUIRE_REAL_K8S=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 	MIG_SPAWNER_REQUIRE_REAL_K8S=1 $(MAKE) --no-print-directory test-z2jh-pins
 	$(MAKE) --no-print-directory kubespawner-suite
 

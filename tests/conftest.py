@@ -3,7 +3,10 @@
 KubeSpawner loads a kubeconfig when it is constructed, and kubernetes_asyncio reads
 KUBECONFIG when first used: point it at a valid (never contacted) file before any test
 module imports them. Hub tests point KubeSpawner at their emulated cluster through
-``k8s_api_host``.
+``k8s_api_host``; the real-plane hub tests write their ServiceAccount's token into this
+file. So the file is this process's own, always: not the developer's kubeconfig, and not
+one shared by the suite's parallel workers (pytest-xdist starts each with the env of the
+process that started it).
 """
 
 import atexit
@@ -30,7 +33,7 @@ contexts:
 current-context: placeholder
 """
 )
-os.environ.setdefault("KUBECONFIG", str(_KUBECONFIG))
+os.environ["KUBECONFIG"] = str(_KUBECONFIG)
 
 # Fixtures for the real control plane (tests/realk8s.py): control_plane, real_cluster.
 # The real Kueue manager on that control plane (tests/kueue_harness.py): kueue, kueue_queues.
