@@ -127,6 +127,9 @@ async def test_an_idle_server_is_warned_then_stopped_for_a_waiting_spawn(plane_h
         assert time.time() - warned_at >= RULES["grace"] - 0.6  # not before its grace
         await until(lambda: not app.users["u1"].spawners[""].active, 20, "u1 stopped")
         assert app.users["u2"].spawners[""].ready  # active: never chosen
+        # the stop's line, metric and notice follow the hub's answer to the reclaimer's
+        # DELETE, which can come after the server is already inactive
+        await until(lambda: records(caplog, "reclaim stop"), 10, "the reclaim stop line")
         (line,) = records(caplog, "reclaim stop")
         assert "user=u1" in line and "reason=idle" in line and "for u3's 1g notebook" in line
         page = await home_page(app, "u1", cookies["u1"])
