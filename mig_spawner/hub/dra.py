@@ -385,6 +385,8 @@ async def own_claim(spawner: Any) -> None:
     uid = ((pod or {}).get("metadata") or {}).get("uid")
     if getattr(spawner, "dra_owned", None) == name or not uid:
         return
+    if uid in getattr(spawner, "_earlier_pod_uids", ()):
+        return  # a pod this start replaced, still listed
     if name not in dra.pod_claim_names(pod):
         return  # an earlier pod of the same name, still listed
     spawner.dra_owned = name
@@ -395,6 +397,22 @@ async def own_claim(spawner: Any) -> None:
         )
     except Exception as e:  # the hub still deletes it on stop
         spawner.log.warning("Owning ResourceClaim %s by its pod failed: %s", name, e)
+
+
+async def disown_claim(spawner: Any) -> None:
+    """Before this start's pod is replaced (hub/placing.py): the claim must not go with
+    it, so its owner is removed; :func:`own_claim` names the new pod."""
+    names = getattr(spawner, "dra_claims", [])
+    view = spawner._current_view()
+    if not names or view is None or view.dra is None or getattr(spawner, "dra_owned", None) is None:
+        return
+    spawner.dra_owned = None
+    try:
+        await view.dra.api.patch_namespaced_resource_claim(
+            names[-1], spawner.namespace, {"metadata": {"ownerReferences": None}}
+        )
+    except Exception as e:
+        spawner.log.warning("Disowning ResourceClaim %s failed: %s", names[-1], e)
 
 
 def note_allocation(spawner: Any) -> None:

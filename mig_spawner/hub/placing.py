@@ -13,6 +13,7 @@ times, saying so in the progress stream. With no node left it fails at once.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 import time
 from typing import Any
@@ -28,6 +29,16 @@ from . import dra, waiting
 from .tasks import cancel_and_wait
 
 ANNOTATION_PREFIX = "mig-spawner/"
+
+
+#: True while KubeSpawner's create request for this start's pod runs (in its own task)
+_CREATING_POD = contextvars.ContextVar("mig_spawner_creating_pod", default=False)
+
+
+def replacing_pod() -> bool:
+    """Whether ``stop()`` is KubeSpawner replacing a pod in the way of this start's own
+    create (its answer to a 409), rather than the server stopping."""
+    return _CREATING_POD.get()
 
 
 class PlacementMixin:
@@ -311,6 +322,27 @@ class PlacementMixin:
         if pod is not None and pod.uid and pod.uid not in uids:
             uids.append(pod.uid)
         return uids
+
+    async def _make_create_pod_request(self, pod, request_timeout):
+        """KubeSpawner's create, marked (:func:`replacing_pod`). On a 409 KubeSpawner calls
+        ``stop(True)``, then creates the pod again. With a slow API server the pod in the
+        way is usually this start's own, whose create timed out on the client but reached
+        the server. That stop only replaces the pod: releasing the claim there had freed
+        its slice for other spawns while the new pod was being created on it."""
+        token = _CREATING_POD.set(True)
+        try:
+            return await super()._make_create_pod_request(pod, request_timeout)
+        finally:
+            _CREATING_POD.reset(token)
+
+    async def _replace_pod(self, now: bool) -> None:
+        """Delete the pod in the way of this start's create; keep the claim and its
+        reservation (the start goes on, on the same slice)."""
+        self._earlier_pod_uids = self._earlier_pod_uids | set(self._listed_pod_uids())
+        self._attempt_pod_uid = None  # the new pod is this attempt's
+        self.log.info("%s: replacing the pod in the way; its slice stays reserved", self._log_name)
+        await dra.disown_claim(self)  # DRA: the claim outlives the pod it named as owner
+        await KubeSpawner.stop(self, now=now)
 
     async def _delete_unplaceable_pod(self) -> None:
         try:

@@ -8,7 +8,6 @@ reservation, GPU request (or DRA claim: hub/dra.py; Kueue's labels: hub/kueue.py
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -26,10 +25,10 @@ from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_sett
 from . import demand, dra, kueue, linestore, metrics, reclaim, waiting, waitstart
 from .formpage import render_form
 from .hubcompat import SpawnException
-from .placing import PlacementMixin
+from .placing import PlacementMixin, replacing_pod
 from .reclaim import ReclaimSettings
 from .refusals import refusal, refused
-from .watch import ClusterView, gc_freeze_trait
+from .watch import ClusterView, gc_freeze_trait, view_key
 
 #: the key under which get_state saves the claim
 CLAIM_KEY = "mig_claim"
@@ -270,7 +269,7 @@ class MIGSpawner(kueue.KueueMixin, PlacementMixin, ReclaimSettings, dra.DraSetti
     def cluster_view(self) -> ClusterView:
         """The hub-wide view for this API server, started on first use."""
         configuration = self._api_configuration()
-        key = _view_key(configuration.host)
+        key = view_key(configuration.host)
         views = MIGSpawner._views
         for stale in [k for k in views if k[0].is_closed()]:
             del views[stale]
@@ -456,6 +455,8 @@ class MIGSpawner(kueue.KueueMixin, PlacementMixin, ReclaimSettings, dra.DraSetti
         reclaim.track(self, starting=False)  # a running server: its activity counts
 
     async def stop(self, now=False):
+        if replacing_pod():  # KubeSpawner replaces this start's pod (placing.py): it goes on
+            return await self._replace_pod(now)
         self._release("stopped")
         result = await super().stop(now=now)
         if self.claim is not None:  # stopped: the form pre-selects what the user asked
@@ -485,15 +486,10 @@ class MIGSpawner(kueue.KueueMixin, PlacementMixin, ReclaimSettings, dra.DraSetti
 
     def _current_view(self) -> ClusterView | None:
         try:
-            return MIGSpawner._views.get(_view_key(self._api_configuration().host))
+            return MIGSpawner._views.get(view_key(self._api_configuration().host))
         except RuntimeError:  # no running loop: no view can exist
             return None
 
 
 def _handled_in_load_user_options(spawner, user_options):
     return None
-
-
-def _view_key(host: str) -> tuple:
-    """One view per event loop and API server (tests run several hubs in one process)."""
-    return (asyncio.get_running_loop(), host)

@@ -45,6 +45,11 @@ CLUSTER_API_CALLS: tuple[tuple[str, str, str], ...] = (
 log = logging.getLogger("mig_spawner.hub.watch")
 
 
+def view_key(host: str) -> tuple:
+    """One view per event loop and API server (tests run several hubs in one process)."""
+    return (asyncio.get_running_loop(), host)
+
+
 def gc_freeze_trait() -> Bool:
     """``MIGSpawner.gc_freeze_after_list`` (defined here to keep the spawner's module small)."""
     return Bool(
