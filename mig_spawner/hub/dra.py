@@ -400,7 +400,7 @@ async def own_claim(spawner: Any) -> None:
 
 
 async def disown_claim(spawner: Any) -> None:
-    """Before this start's pod is replaced (hub/placing.py): the claim must not go with
+    """Before this start's pod is replaced (hub/startstop.py): the claim must not go with
     it, so its owner is removed; :func:`own_claim` names the new pod."""
     names = getattr(spawner, "dra_claims", [])
     view = spawner._current_view()

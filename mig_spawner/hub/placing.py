@@ -13,13 +13,11 @@ times, saying so in the progress stream. With no node left it fails at once.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import copy
 import time
 from typing import Any
 
 from kubernetes_asyncio.client import Configuration
-from kubespawner import KubeSpawner
 
 from ..core import messages
 from ..core.claim import BOUND, DECIDED, MOVES, PINNED
@@ -29,16 +27,6 @@ from . import dra, waiting
 from .tasks import cancel_and_wait
 
 ANNOTATION_PREFIX = "mig-spawner/"
-
-
-#: True while KubeSpawner's create request for this start's pod runs (in its own task)
-_CREATING_POD = contextvars.ContextVar("mig_spawner_creating_pod", default=False)
-
-
-def replacing_pod() -> bool:
-    """Whether ``stop()`` is KubeSpawner replacing a pod in the way of this start's own
-    create (its answer to a 409), rather than the server stopping."""
-    return _CREATING_POD.get()
 
 
 class PlacementMixin:
@@ -166,9 +154,11 @@ class PlacementMixin:
         self.avoid_nodes = set()
         self.placement_notes = []
         self._start_pod_uids, self._earlier_pod_uids, self._attempt_pod_uid = (), frozenset(), None
+        self._pod_create, self._pod_deleted, task = None, False, None
         try:
             for attempt in range(1, self.unschedulable_retries + 2):
                 task = asyncio.ensure_future(super()._start())  # makes this attempt's claim
+                self._attempt_task = task
                 problem = await self._until_started_or_unplaceable(task)
                 if problem is None:
                     result = task.result()
@@ -180,8 +170,9 @@ class PlacementMixin:
                 if not dra.active(self):  # DRA: the node was the scheduler's to pick
                     self.avoid_nodes.add(node)
                 last = attempt > self.unschedulable_retries
+                await self._settle_pod_create()  # its pod exists, or never will
                 self._release(f"cannot start on {node}", demand_ends=last)
-                await self._delete_unplaceable_pod()
+                await self._delete_pod()
                 if last:
                     raise self._refused(
                         f"Your server could not be placed: {problem}. Tried {attempt} "
@@ -196,7 +187,7 @@ class PlacementMixin:
                 self.placement_notes.append(note)
             raise AssertionError("unreachable")  # pragma: no cover
         except BaseException:
-            self._release("start failed")
+            await self._start_ended(task)  # nothing of it goes on (hub/startstop.py)
             raise
 
     async def _until_started_or_unplaceable(self, task: asyncio.Future) -> str | None:
@@ -322,33 +313,6 @@ class PlacementMixin:
         if pod is not None and pod.uid and pod.uid not in uids:
             uids.append(pod.uid)
         return uids
-
-    async def _make_create_pod_request(self, pod, request_timeout):
-        """KubeSpawner's create, marked (:func:`replacing_pod`). On a 409 KubeSpawner calls
-        ``stop(True)``, then creates the pod again. With a slow API server the pod in the
-        way is usually this start's own, whose create timed out on the client but reached
-        the server. That stop only replaces the pod: releasing the claim there had freed
-        its slice for other spawns while the new pod was being created on it."""
-        token = _CREATING_POD.set(True)
-        try:
-            return await super()._make_create_pod_request(pod, request_timeout)
-        finally:
-            _CREATING_POD.reset(token)
-
-    async def _replace_pod(self, now: bool) -> None:
-        """Delete the pod in the way of this start's create; keep the claim and its
-        reservation (the start goes on, on the same slice)."""
-        self._earlier_pod_uids = self._earlier_pod_uids | set(self._listed_pod_uids())
-        self._attempt_pod_uid = None  # the new pod is this attempt's
-        self.log.info("%s: replacing the pod in the way; its slice stays reserved", self._log_name)
-        await dra.disown_claim(self)  # DRA: the claim outlives the pod it named as owner
-        await KubeSpawner.stop(self, now=now)
-
-    async def _delete_unplaceable_pod(self) -> None:
-        try:
-            await KubeSpawner.stop(self, now=True)
-        except Exception as e:  # the next attempt's create will say more
-            self.log.warning("%s: deleting the unplaceable pod failed: %s", self._log_name, e)
 
     def _started(self) -> None:
         """The server runs: its claim is bound, and the hub shows what it got."""

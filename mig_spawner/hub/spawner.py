@@ -25,16 +25,19 @@ from ..core.policy import POLICY_SETTINGS, ConfigError, Policy, policy_from_sett
 from . import demand, dra, kueue, linestore, metrics, reclaim, waiting, waitstart
 from .formpage import render_form
 from .hubcompat import SpawnException
-from .placing import PlacementMixin, replacing_pod
+from .placing import PlacementMixin
 from .reclaim import ReclaimSettings
 from .refusals import refusal, refused
+from .startstop import StartStopMixin
 from .watch import ClusterView, gc_freeze_trait, view_key
 
 #: the key under which get_state saves the claim
 CLAIM_KEY = "mig_claim"
 
 
-class MIGSpawner(kueue.KueueMixin, PlacementMixin, ReclaimSettings, dra.DraSettings, KubeSpawner):
+class MIGSpawner(
+    kueue.KueueMixin, PlacementMixin, StartStopMixin, ReclaimSettings, dra.DraSettings, KubeSpawner
+):
     """Spawn single-user servers on NVIDIA MIG slices chosen by tier.
 
     Users choose a *tier*; mig-spawner maps it to a MIG resource present in the cluster,
@@ -345,14 +348,6 @@ class MIGSpawner(kueue.KueueMixin, PlacementMixin, ReclaimSettings, dra.DraSetti
             await waitstart.decide_first(self)
         return result
 
-    def run_post_stop_hook(self):
-        """JupyterHub's last step of every stop, also of a start that failed before its pod
-        existed (``poll`` then says stopped, so ``stop()`` is not called): give back what
-        the claim holds (a slice reserved in line), then the admin's ``post_stop_hook``."""
-        if self.tiers:
-            self._release("stopped")
-        return super().run_post_stop_hook()
-
     async def load_user_options(self):
         """Validate the request, apply the profile, then decide and reserve -- before any pod
         (a start decided in the waiting line keeps that decision: hub/waiting.py)."""
@@ -454,21 +449,12 @@ class MIGSpawner(kueue.KueueMixin, PlacementMixin, ReclaimSettings, dra.DraSetti
         self.user_options = self.claim.shown_options()
         reclaim.track(self, starting=False)  # a running server: its activity counts
 
-    async def stop(self, now=False):
-        if replacing_pod():  # KubeSpawner replaces this start's pod (placing.py): it goes on
-            return await self._replace_pod(now)
-        self._release("stopped")
-        result = await super().stop(now=now)
-        if self.claim is not None:  # stopped: the form pre-selects what the user asked
-            self.user_options = self.claim.asked_options()
-        return result
-
     def _release(self, why: str, *, demand_ends: bool = True) -> None:
         """The claim leaves the spawner: give back what it holds on the cache, end it.
         ``demand_ends`` False: the start goes on elsewhere, so no demand record yet."""
         view = self._current_view()
-        if view is not None and view.state.forget(self.pod_key):
-            self.log.info("Released the reservation of %s (%s)", self._log_name, why)
+        if view is not None:
+            self._forget_reservation(view, why)  # kept while a pod create is in flight
         waitstart.left(self, why)  # out of the line; room may have freed for its head
         dra.delete_claims(self)  # DRA: this start's ResourceClaims
         if self.claim is not None and not self.claim.ended:

@@ -1,4 +1,4 @@
-"""A pod in the way of a start's create (hub/placing.py ``_make_create_pod_request``).
+"""A pod in the way of a start's create (hub/startstop.py ``_make_create_pod_request``).
 
 KubeSpawner answers a 409 on creating the pod by calling ``stop(True)`` and creating it
 again. The pod in the way is an earlier one of the same name or, with a slow API server,
