@@ -127,6 +127,7 @@ class PlacementMixin:
             self.log.info("%s: reservation moved to %s", self._log_name, res.node)
             self._place_on(res.node, view)
         manifest = await super().get_pod_manifest()
+        self._mark_attempt(manifest)  # its own pod, if a create of it comes back 409
         if dra.active(self) and claim.gpu:
             await dra.refuse_if_misconfigured(self, view)
             manifest = dra.reference_claim(manifest, await dra.create_claim(self))

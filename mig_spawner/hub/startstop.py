@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
+import uuid
 
 from jupyterhub.utils import maybe_future
 from kubespawner import KubeSpawner
@@ -33,6 +34,14 @@ def replacing_pod() -> bool:
     return _CREATING_POD.get()
 
 
+#: the annotation that tells this start's own pod from another of its name
+ATTEMPT_ANNOTATION = "mig-spawner/attempt"
+
+
+class _OwnPodInTheWay(Exception):
+    """The pod a create met (409) is the one this attempt asked for."""
+
+
 class StartStopMixin:
     #: this start's current attempt: KubeSpawner's ``_start``, in a task of its own
     _attempt_task: asyncio.Future | None = None
@@ -42,6 +51,8 @@ class StartStopMixin:
     _pod_deleted: bool = False
     #: gives the claim's slice back once a pod create in flight settles
     _forgetting: asyncio.Future | None = None
+    #: the mark of the pod this attempt asks for (:data:`ATTEMPT_ANNOTATION`)
+    _attempt_token: str = ""
 
     async def stop(self, now=False):
         """Stop the server: a start still running ends first, the claim is released, and
@@ -56,15 +67,50 @@ class StartStopMixin:
             self.user_options = self.claim.asked_options()
         return result
 
-    async def run_post_stop_hook(self):
+    def run_post_stop_hook(self):
         """JupyterHub's last step of every stop, also of a start that failed or was cancelled
         before its pod existed (``poll`` then says stopped, so ``stop()`` is not called):
-        the start ends, and a pod it created after all is deleted; give back
-        what the claim holds (a slice reserved in line); the admin's ``post_stop_hook``."""
+        give back what the claim holds (a slice reserved in line), then the admin's
+        ``post_stop_hook``; first, if a start is left to end, end it and delete a pod it
+        created after all. Synchronous otherwise: after this hook JupyterHub 6.1 reads the
+        spawn's ``exception()``, which raises for a spawn cancelled meanwhile (a hub
+        shutdown with spawns in line), and any await here gives it that meanwhile."""
+        if self.tiers and self._start_left_over():
+            return self._end_start_then_hook()
         if self.tiers:
-            await self._end_start(delete_its_pod=True)
             self._release("stopped")
+        return super().run_post_stop_hook()
+
+    async def _end_start_then_hook(self):
+        await self._end_start(delete_its_pod=True)
+        self._release("stopped")
         return await maybe_future(super().run_post_stop_hook())
+
+    def _start_left_over(self) -> bool:
+        """Whether a start still runs, or a cancelled one may have left a pod."""
+        start, attempt, create = self._start_future, self._attempt_task, self._pod_create
+        if any(t is not None and not t.done() for t in (start, attempt, create)):
+            return True
+        ended_badly = start is not None and (start.cancelled() or start.exception() is not None)
+        made = create is not None and not create.cancelled() and not create.exception()
+        return ended_badly and made and bool(create.result()) and not self._pod_deleted
+
+    def _mark_attempt(self, manifest) -> None:
+        """Mark the pod this attempt asks for, so that its own pod is known on a 409."""
+        self._attempt_token = uuid.uuid4().hex
+        annotations = manifest.metadata.annotations or {}
+        manifest.metadata.annotations = {**annotations, ATTEMPT_ANNOTATION: self._attempt_token}
+
+    async def _create_pod(self, pod, request_timeout):
+        try:
+            return await super()._make_create_pod_request(pod, request_timeout)
+        except _OwnPodInTheWay:
+            self.log.info(
+                "%s: the pod in the way is this start's own (its create reached the API "
+                "server after its client gave up): kept",
+                self._log_name,
+            )
+            return True
 
     async def _make_create_pod_request(self, pod, request_timeout):
         """KubeSpawner's create, marked (:func:`replacing_pod`). On a 409 KubeSpawner calls
@@ -74,7 +120,7 @@ class StartStopMixin:
         its slice for other spawns while the new pod was being created on it."""
         token = _CREATING_POD.set(True)
         try:
-            create = asyncio.ensure_future(super()._make_create_pod_request(pod, request_timeout))
+            create = asyncio.ensure_future(self._create_pod(pod, request_timeout))
             create.add_done_callback(_retrieved)
             self._pod_create, self._pod_deleted = create, False
             # Shielded from this start's cancellation: a request cancelled on the client
@@ -164,12 +210,31 @@ class StartStopMixin:
 
     async def _replace_pod(self, now: bool) -> None:
         """Delete the pod in the way of this start's create; keep the claim and its
-        reservation (the start goes on, on the same slice)."""
+        reservation (the start goes on, on the same slice). If that pod is this attempt's
+        own, keep it: deleting it freed its slice in the cluster view (the view gives a
+        reservation up once its pod is seen on the node) until the new pod was listed,
+        and other spawns were decided onto it (a 4-worker run: 11 pods on 7 slices)."""
+        if await self._own_pod_in_the_way():
+            raise _OwnPodInTheWay
         self._earlier_pod_uids = self._earlier_pod_uids | set(self._listed_pod_uids())
         self._attempt_pod_uid = None  # the new pod is this attempt's
         self.log.info("%s: replacing the pod in the way; its slice stays reserved", self._log_name)
         await dra.disown_claim(self)  # DRA: the claim outlives the pod it named as owner
         await KubeSpawner.stop(self, now=now)
+
+    async def _own_pod_in_the_way(self) -> bool:
+        token = self._attempt_token
+        if not token:
+            return False
+        try:
+            pod = await asyncio.wait_for(
+                self.api.read_namespaced_pod(self.pod_name, self.namespace),
+                self.k8s_api_request_timeout,
+            )
+        except Exception:  # gone, or no answer: replace it as KubeSpawner does
+            return False
+        annotations = (pod.metadata.annotations if pod.metadata else None) or {}
+        return annotations.get(ATTEMPT_ANNOTATION) == token
 
     async def _delete_pod(self) -> None:
         try:

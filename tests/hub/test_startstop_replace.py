@@ -73,3 +73,36 @@ async def test_a_pod_in_the_way_is_replaced_and_its_start_keeps_the_slice(plane_
     assert [p["metadata"]["name"] for p in pods] == ["jupyter-bob"]  # the old one replaced
     assert "left" not in (pods[0]["metadata"].get("labels") or {})
     assert pods_of(cluster, user="alice") == []
+
+
+async def test_its_own_pod_in_the_way_is_kept(hub, caplog):
+    """Bob's first create times out on the client (1 s) but the API server carries it out
+    (after 1.5 s); the retry meets his own pod (409). It is kept, not deleted and created
+    again: deleting it freed its slice in the cluster view until the new pod was listed
+    (a 4-worker run of the crowd test: 11 pods on a node of 7 slices). Emulator only: the
+    slow create is an injected delay."""
+    caplog.set_level(logging.INFO)
+    app, cluster = await hub(
+        spec=ONE_SLICE,
+        tiers=TIERS,
+        extra={
+            "JupyterHub": {"tornado_settings": {"slow_spawn_timeout": 0}},
+            "KubeSpawner": {"k8s_api_request_timeout": 1},
+        },
+    )
+    pods = "/api/v1/namespaces/jhub/pods"
+    first = cluster.inject_faults(
+        path_prefix=pods, method="POST", status=None, delay=1.5, carried_out=True
+    )
+    retry = cluster.inject_faults(path_prefix=pods, method="POST", status=None, delay=0.5)
+    r = await spawn(app, "bob", {"tier": "notebook"})
+    assert r.status_code in (201, 202), r.text
+    await wait_ready(app, "bob", timeout=60)
+    assert first.hits == 1 and retry.hits == 1
+    assert "Found existing pod jupyter-bob" in caplog.text  # KubeSpawner met the 409
+    deletes = [r for r in cluster.api.requests if r[0] == "DELETE" and "jupyter-bob" in r[1]]
+    assert deletes == []  # kept: its slice was never free
+    assert "the pod in the way is this start's own" in caplog.text
+    bob = app.users["bob"].spawners[""]
+    assert bob.claim.state == BOUND and bob.claim.node == "h"
+    assert [p["metadata"]["name"] for p in cluster.pods] == ["jupyter-bob"]

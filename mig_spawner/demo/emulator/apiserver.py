@@ -76,6 +76,9 @@ class Fault:
     watch: bool | None = None
     delay: float = 0.0
     message: str = "injected fault"
+    #: with ``status=None``: carried out after the delay even if the client has gone by
+    #: then, as a real API server carries out a request it has received
+    carried_out: bool = False
     hits: int = 0
 
     def take(self, method: str, path: str, is_watch: bool) -> bool:
@@ -146,11 +149,21 @@ class ApiServer:
         is_watch = _flag(params.get("watch"))
         for fault in self.faults:
             if fault.take(request.method, request.path, is_watch):
+                if fault.carried_out and not fault.status:
+                    await request.read()  # all of it arrived: the request is in
+                    return await asyncio.shield(self._later(fault.delay, request, handler))
                 if fault.delay:
                     await asyncio.sleep(fault.delay)
                 if fault.status:
                     return _json(status_object(fault.status, fault.message), fault.status)
                 break
+        return await self._serve(request, handler, params)
+
+    async def _later(self, delay: float, request, handler) -> web.StreamResponse:
+        await asyncio.sleep(delay)
+        return await self._serve(request, handler, dict(request.query))
+
+    async def _serve(self, request: web.Request, handler: Any, params: dict) -> web.StreamResponse:
         try:
             if params.get("dryRun") and request.method != "GET":
                 raise ApiError(400, "dryRun is not supported by the emulated API server")

@@ -320,9 +320,11 @@ class EmulatedCluster:
         watch: bool | None = None,
         delay: float = 0.0,
         message: str = "injected fault",
+        carried_out: bool = False,
     ) -> Fault:
         """Answer the next ``count`` (``None``: all) matching requests with ``status`` (after
-        ``delay`` seconds; ``status=None`` only delays). Returns the rule (``.hits`` counts)."""
+        ``delay`` seconds; ``status=None`` only delays; ``carried_out``: a delayed request is
+        carried out even if its client gave up meanwhile). Returns the rule (``.hits``)."""
         return self.api.inject_faults(
             path_prefix=path_prefix,
             status=status,
@@ -331,6 +333,7 @@ class EmulatedCluster:
             watch=watch,
             delay=delay,
             message=message,
+            carried_out=carried_out,
         )
 
     def clear_faults(self) -> None:
