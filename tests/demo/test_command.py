@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import http.cookiejar
+import os
 import re
 import signal
 import socket
@@ -12,6 +13,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 import psutil
@@ -69,9 +71,15 @@ def test_a_port_in_use_is_one_line_naming_it_and_port_exit_2_nothing_left():
         busy.listen()
         port = busy.getsockname()[1]
         script = Path(sys.executable).with_name("mig-spawner")
-        before = {p.pid for p in psutil.process_iter()}
+        # its processes carry a mark (the environment they inherit): other pytest workers
+        # start hubs of their own meanwhile
+        mark = {"MIG_SPAWNER_TEST_MARK": uuid.uuid4().hex}
         r = subprocess.run(
-            [str(script), "demo", "--port", str(port)], capture_output=True, text=True, timeout=60
+            [str(script), "demo", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **mark},
         )
     assert r.returncode == 2
     assert r.stdout == ""
@@ -79,12 +87,15 @@ def test_a_port_in_use_is_one_line_naming_it_and_port_exit_2_nothing_left():
     assert len(lines) == 1, r.stderr
     assert f"port {port} is in use" in lines[0] and "--port" in lines[0]
     assert "is running" not in r.stderr
-    left = [
-        p.info["cmdline"]
-        for p in psutil.process_iter(["pid", "cmdline"])
-        if p.info["pid"] not in before and "jupyterhub" in " ".join(p.info["cmdline"] or [])
-    ]
+    left = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"]) if _marked(p, mark)]
     assert not left
+
+
+def _marked(process: psutil.Process, mark: dict[str, str]) -> bool:
+    try:
+        return mark.items() <= process.environ().items()
+    except (psutil.Error, OSError):  # gone, or not ours to read
+        return False
 
 
 def test_banner_names_the_admin_user():
