@@ -119,8 +119,7 @@ class PlacementMixin:
         if claim is None or PINNED not in MOVES[claim.state]:
             return await super().get_pod_manifest()  # not a start of ours (a test, a tool)
         # Any pod of this name listed now is an earlier one: this attempt's is created next.
-        self._earlier_pod_uids = self._earlier_pod_uids | set(self._listed_pod_uids())
-        self._attempt_pod_uid = None
+        self._next_pod_is_this_attempts()
         view = self._current_view()
         res = view.state.reservations.get(self.pod_key) if view is not None else None
         if res is not None and claim.gpu and res.node != claim.node:
@@ -299,6 +298,11 @@ class PlacementMixin:
                 self._attempt_pod_uid = uid
                 self._start_pod_uids = (*self._start_pod_uids, uid)
                 return
+
+    def _next_pod_is_this_attempts(self) -> None:
+        """Every pod of this name listed now is an earlier one: the next is this attempt's."""
+        self._earlier_pod_uids = self._earlier_pod_uids | set(self._listed_pod_uids())
+        self._attempt_pod_uid = None
 
     def _listed_pod_uids(self) -> list[str]:
         """The uid of the pod of this name that KubeSpawner's pod reflector and the cluster

@@ -92,8 +92,7 @@ class StartStopMixin:
         if any(t is not None and not t.done() for t in (start, attempt, create)):
             return True
         ended_badly = start is not None and (start.cancelled() or start.exception() is not None)
-        made = create is not None and not create.cancelled() and not create.exception()
-        return ended_badly and made and bool(create.result()) and not self._pod_deleted
+        return ended_badly and _made_pod(create) and not self._pod_deleted
 
     def _mark_attempt(self, manifest) -> None:
         """Mark the pod this attempt asks for, so that its own pod is known on a 409."""
@@ -195,7 +194,7 @@ class StartStopMixin:
         if not create.done():
             self.log.info("%s: waiting for its pod create request to settle", self._log_name)
             await asyncio.wait({create})
-        if create.cancelled() or create.exception() is not None or not create.result():
+        if not _made_pod(create):
             return False  # no pod: a failed create (an error, or a timeout KubeSpawner retries)
         if self._pod_deleted:
             return False
@@ -216,8 +215,7 @@ class StartStopMixin:
         and other spawns were decided onto it (a 4-worker run: 11 pods on 7 slices)."""
         if await self._own_pod_in_the_way():
             raise _OwnPodInTheWay
-        self._earlier_pod_uids = self._earlier_pod_uids | set(self._listed_pod_uids())
-        self._attempt_pod_uid = None  # the new pod is this attempt's
+        self._next_pod_is_this_attempts()
         self.log.info("%s: replacing the pod in the way; its slice stays reserved", self._log_name)
         await dra.disown_claim(self)  # DRA: the claim outlives the pod it named as owner
         await KubeSpawner.stop(self, now=now)
@@ -242,6 +240,13 @@ class StartStopMixin:
             self._pod_deleted = True
         except Exception as e:  # the next attempt's create will say more
             self.log.warning("%s: deleting its pod failed: %s", self._log_name, e)
+
+
+def _made_pod(create: asyncio.Future | None) -> bool:
+    """Whether a pod create request (done) created the pod."""
+    if create is None or not create.done() or create.cancelled() or create.exception():
+        return False
+    return bool(create.result())
 
 
 def _retrieved(future: asyncio.Future) -> None:
