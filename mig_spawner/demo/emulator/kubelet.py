@@ -163,6 +163,7 @@ class Kubelet:
         for worker in workers:
             worker.request_stop(grace, gone=True)
         await asyncio.gather(*(w.task for w in workers), return_exceptions=True)
+        self.ips.close()
 
     def base_env(self, pod: dict[str, Any], home: str) -> dict[str, str]:
         path = os.pathsep.join(

@@ -7,9 +7,10 @@
 * :class:`StubRuntime` serves a tiny aiohttp app on ``podIP:port`` that answers every request
   with 200 and a JSON body, which is all JupyterHub needs to see a server come up.
 
-Every pod gets its own loopback address, 127.0.0.2 upwards (127.0.0.0/8 is all loopback on
-Linux), handed out lowest-free-first and reused once the pod is gone. An address whose port
-is already taken by someone else on this machine is skipped.
+Every pod gets its own loopback address (127.0.0.0/8 is all loopback on Linux), handed out
+lowest-free-first and reused once the pod is gone. An address whose port is already taken by
+someone else on this machine is skipped, and so is one that another emulator on this machine
+holds: each address handed out is locked in the kernel (see :class:`IPAllocator`).
 """
 
 from __future__ import annotations
@@ -47,17 +48,25 @@ def _kill_leftovers() -> None:
     _LIVE_INITS.clear()
 
 
+# A UDP port outside Linux's ephemeral range (32768-60999). An allocator binds it on each
+# address it hands out, without SO_REUSEADDR, and keeps it bound while the pod lives: that
+# bind is the lock other processes' allocators meet. Pods serve TCP, so it is never in their way.
+LOCK_PORT = 64_999
+
+
 class IPAllocator:
     """Loopback addresses for pods, 127.<block>.<high>.<low>, never 127.0.0.1.
 
-    Each cluster starts in its own randomly chosen block of 127.0.0.0/8, so that two
-    emulators on one machine (the demo while a test suite runs, say) do not hand the
-    same address to their pods: the free-port probe alone cannot see a process that has
-    been given an address but has not bound it yet.
+    Each cluster starts in its own randomly chosen block of 127.0.0.0/8, so two emulators on
+    one machine (the demo while a test suite runs, or the suite's parallel workers) seldom
+    look at the same addresses. When they do, the lock decides: an address is handed out only
+    if this allocator could bind :data:`LOCK_PORT` on it, and it stays bound until
+    :meth:`release`. The free-port probe alone could not see an address that another process
+    has been given but whose pod has not bound its port yet (a real server takes seconds).
     """
 
     def __init__(self, block: int | None = None) -> None:
-        self.in_use: set[str] = set()
+        self.in_use: dict[str, socket.socket] = {}
         self.block = random.randrange(1, 255) if block is None else block
 
     def _candidates(self):
@@ -78,16 +87,37 @@ class IPAllocator:
                 raise
         return True
 
+    @staticmethod
+    def _lock(ip: str) -> socket.socket | None:
+        lock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            lock.bind((ip, LOCK_PORT))
+        except OSError as exc:
+            lock.close()
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return None  # another emulator on this machine holds this address
+            raise
+        return lock
+
     def allocate(self, port: int | None = None) -> str:
         for ip in self._candidates():
-            if ip not in self.in_use and (port is None or self.port_free(ip, port)):
-                self.in_use.add(ip)
+            if ip in self.in_use or (port is not None and not self.port_free(ip, port)):
+                continue
+            lock = self._lock(ip)
+            if lock is not None:
+                self.in_use[ip] = lock
                 return ip
         raise RuntimeError("no free loopback address for a pod")
 
     def release(self, ip: str | None) -> None:
-        if ip:
-            self.in_use.discard(ip)
+        lock = self.in_use.pop(ip, None) if ip else None
+        if lock is not None:
+            lock.close()
+
+    def close(self) -> None:
+        """Give every address back (the pods' workers release theirs as they end)."""
+        for ip in list(self.in_use):
+            self.release(ip)
 
 
 def exit_code(returncode: int) -> int:
