@@ -65,11 +65,11 @@ helm: k8s
 # processes (API servers, hubs, proxies, browsers): on this project's 2-core machine the
 # main run took 1,890 s in one process, 914 s in 2 workers and 643 s in 4 (1.5 cores busy).
 # 4 workers slow the emulated API server, and the 200-user crowd test met two real races
-# there (a stop during a start; a pod in the way of a create: hub/startstop.py), both fixed;
-# 4 keep a warm run near 19 minutes, but run 23 met a clash of pod addresses between
-# workers in tests/demo/emulator/test_kubelet.py (open): 2 until it is fixed (about 26 min).
+# there (a stop during a start; a pod in the way of a create: hub/startstop.py), both fixed,
+# and a clash of pod addresses between workers' emulators (fixed: runtime.IPAllocator locks
+# each address); 4 keep a warm run near 19 minutes, under the 30 the project allows.
 # Each worker starts its own control plane. `make test PYTEST_WORKERS=0`: one process.
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= 4
 PYTEST_ARGS := -q -n $(PYTEST_WORKERS) --dist loadfile
 
 # The hub-level suite on the hub image's pins (the default run covers the newest releases).
