@@ -382,14 +382,30 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        orphaned = asyncio.ensure_future(stop_when_orphaned(stop))
+    else:
+        orphaned = None
     try:
         await stop.wait()
     finally:
+        if orphaned is not None:
+            orphaned.cancel()
         server.stop()
         try:
             await asyncio.wait_for(view.stop(), timeout=5)
         except asyncio.TimeoutError:
             log.warning("mig-spawner service: the cluster watch did not stop within 5 s")
+
+
+async def stop_when_orphaned(stop: asyncio.Event, every: float = 1.0) -> None:
+    """Set ``stop`` once the process that started this one (the hub) is gone: a hub that
+    is killed never stops its services, and this one would go on holding its port."""
+    parent = os.getppid()
+    while not stop.is_set():
+        await asyncio.sleep(every)
+        if os.getppid() != parent:
+            log.warning("mig-spawner service: the hub (pid %d) is gone; stopping", parent)
+            stop.set()
 
 
 class _Switch(HTTPServerConnectionDelegate):
