@@ -24,6 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
+from . import hubprocess
 from .emulator import EmulatedCluster, load_cluster_file
 from .ports import free_port
 
@@ -128,6 +129,7 @@ def local_hub_lines(*, port: int, workdir: Path, proxy_api: str = "") -> str:
         c.JupyterHub.hub_ip = "127.0.0.1"
         c.JupyterHub.hub_port = {free_port()}
         c.ConfigurableHTTPProxy.api_url = {proxy_api!r}
+        c.ConfigurableHTTPProxy.pid_file = "{workdir / "proxy.pid"}"
         c.JupyterHub.db_url = "sqlite:///{workdir / "jupyterhub.sqlite"}"
         c.JupyterHub.cookie_secret_file = "{workdir / "cookie_secret"}"
         c.JupyterHub.pid_file = "{workdir / "jupyterhub.pid"}"
@@ -442,7 +444,11 @@ async def run(
         return 1
     finally:
         if proc is not None and proc.returncode is None:
-            await _terminate(proc)
+            await hubprocess.terminate(proc)
+        if proc is not None:  # a hub that died before its cleanup left its proxy running
+            left = await hubprocess.stop_leftover(workdir / "proxy.pid")
+            if left is not None:
+                print(f"mig-spawner: stopped the hub's leftover proxy (pid {left})", flush=True)
         await cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         print("mig-spawner demo stopped.", flush=True)
@@ -453,18 +459,6 @@ def _path_with_node() -> str:
     if _node_bin():
         parts.append(_node_bin())
     return os.pathsep.join([*parts, os.environ.get("PATH", "")])
-
-
-async def _terminate(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM the hub's whole process group (hub + proxy), then SIGKILL if it lingers."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), 15)
-    except asyncio.TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
 
 
 def main(args) -> int:

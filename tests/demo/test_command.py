@@ -103,7 +103,9 @@ def test_banner_names_the_admin_user():
     assert f"admin:     {ADMIN}  (admin page: http://127.0.0.1:8000/hub/admin)" in text
 
 
-def _start_demo(port: int, *args: str) -> tuple[subprocess.Popen, list[str]]:
+def _start_demo(
+    port: int, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, list[str]]:
     """``mig-spawner demo`` up to its banner: the process and every line before the banner."""
     script = Path(sys.executable).with_name("mig-spawner")
     proc = subprocess.Popen(
@@ -112,6 +114,7 @@ def _start_demo(port: int, *args: str) -> tuple[subprocess.Popen, list[str]]:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        env={**os.environ, **(env or {})},
     )
     before: list[str] = []
     for line in proc.stdout:
@@ -123,8 +126,15 @@ def _start_demo(port: int, *args: str) -> tuple[subprocess.Popen, list[str]]:
 
 def _stop(proc: subprocess.Popen) -> int:
     proc.send_signal(signal.SIGINT)  # Ctrl-C
-    proc.stdout.read()
-    return proc.wait(timeout=60)
+    _rest_of_output(proc)
+    return proc.returncode
+
+
+def _rest_of_output(proc: subprocess.Popen, timeout: float = 60) -> str:
+    """The demo's output up to its end, which comes once every process that inherited it
+    has exited; bounded, so that a process left behind fails the test instead of hanging
+    the suite (a run once hung there on a proxy the hub had left)."""
+    return proc.communicate(timeout=timeout)[0]
 
 
 def _log_in(port: int, user: str, password: str) -> int:
@@ -175,6 +185,35 @@ def test_the_demo_starts_without_our_warnings_and_restarts_at_once_after_ctrl_c(
         assert _stop(proc) == 0
     proc, _ = _start_demo(port)  # at once, on the same port
     assert _stop(proc) == 0
+
+
+def test_a_hub_that_dies_before_its_cleanup_leaves_no_proxy_behind():
+    """JupyterHub stops its proxy (started in a session of its own) in its cleanup. A hub
+    killed, or stopped before it has installed its signal handlers (a Ctrl-C right after
+    the banner), never gets there: the demo then stops the proxy itself."""
+    mark = {"MIG_SPAWNER_TEST_MARK": uuid.uuid4().hex}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc, _ = _start_demo(port, env=mark)
+    try:
+        marked = [p for p in psutil.process_iter(["cmdline"]) if _marked(p, mark)]
+        (hub,) = [p for p in marked if "jupyterhub" in " ".join(p.info["cmdline"] or [])]
+        (proxy,) = [p for p in marked if "configurable-http-proxy" in str(p.info["cmdline"])]
+        hub.kill()  # no cleanup: the proxy is left running
+        output = _rest_of_output(proc)
+        assert f"stopped the hub's leftover proxy (pid {proxy.pid})" in output
+        assert "mig-spawner demo stopped." in output
+        assert not proxy.is_running()
+        left = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"]) if _marked(p, mark)]
+        assert not left
+        assert not port_in_use(port)
+    finally:
+        for p in psutil.process_iter():
+            if _marked(p, mark):
+                p.kill()
+        if proc.poll() is None:
+            proc.kill()
 
 
 def test_a_garbled_cluster_file_is_bad_input_located_not_an_internal_error(tmp_path):
