@@ -9,6 +9,7 @@ answers); a hub that starts says nothing deprecated and serves mig_spawner_* met
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -85,7 +87,17 @@ def _run_hub(tmp_path: Path, settings: str, *, wait_for: str, timeout: float = 6
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+            _stop_left_proxy(tmp_path / "proxy.pid")
     return code, log.read_text(errors="replace")
+
+
+def _stop_left_proxy(pid_file: Path) -> None:
+    """A hub that exits at start (its service refused the config) leaves its proxy running
+    (JupyterHub kills it from the pid file when it next starts): not one per test run."""
+    with contextlib.suppress(OSError, ValueError, psutil.Error):
+        proxy = psutil.Process(int(pid_file.read_text()))
+        if "configurable-http-proxy" in " ".join(proxy.cmdline()):
+            proxy.kill()
 
 
 def test_a_malformed_tier_stops_the_hub_with_one_line_naming_it(tmp_path):
