@@ -18,7 +18,7 @@ Z2JH_PINS := $(CURDIR)/../shared/z2jh/hub-image-requirements.txt
 Z2JH_VENV := .venv-z2jh
 Z2JH_BIN := $(CURDIR)/$(Z2JH_VENV)/bin
 # Test tools for that venv, held to the image's pins by -c.
-Z2JH_TEST_TOOLS := pytest pytest-asyncio pytest-xdist pytest-jupyterhub==0.1.0 hypothesis kubernetes-validate==1.37.0 \
+Z2JH_TEST_TOOLS := pytest pytest-asyncio pytest-xdist pytest-timeout pytest-jupyterhub==0.1.0 hypothesis kubernetes-validate==1.37.0 \
 	jupyterhub-fancy-profiles==0.7.0 playwright==1.65.2
 # The real helm, pinned in tests/controlplane/helm/go.mod and built by `make k8s`.
 export MIG_SPAWNER_HELM ?= $(shell tests/controlplane/build.sh --print-dir)/helm
@@ -70,7 +70,9 @@ helm: k8s
 # each address); 4 keep a warm run near 19 minutes, under the 30 the project allows.
 # Each worker starts its own control plane. `make test PYTEST_WORKERS=0`: one process.
 PYTEST_WORKERS ?= 4
-PYTEST_ARGS := -q -n $(PYTEST_WORKERS) --dist loadfile
+# A test still running after 20 minutes has hung (the longest, the 200-user crowd, takes
+# under 8): pytest-timeout fails it with its stack instead of holding the run (run 24).
+PYTEST_ARGS := -q -n $(PYTEST_WORKERS) --dist loadfile --timeout 1200
 
 # The hub-level suite on the hub image's pins (the default run covers the newest releases).
 test-z2jh-pins: install z2jh-venv
