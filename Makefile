@@ -18,7 +18,7 @@ Z2JH_PINS := $(CURDIR)/../shared/z2jh/hub-image-requirements.txt
 Z2JH_VENV := .venv-z2jh
 Z2JH_BIN := $(CURDIR)/$(Z2JH_VENV)/bin
 # Test tools for that venv, held to the image's pins by -c.
-Z2JH_TEST_TOOLS := pytest pytest-asyncio pytest-xdist pytest-timeout pytest-jupyterhub==0.1.0 hypothesis kubernetes-validate==1.37.0 \
+Z2JH_TEST_TOOLS := pytest pytest-asyncio pytest-xdist pytest-timeout psutil pytest-jupyterhub==0.1.0 hypothesis kubernetes-validate==1.37.0 \
 	jupyterhub-fancy-profiles==0.7.0 playwright==1.65.2
 # The real helm, pinned in tests/controlplane/helm/go.mod and built by `make k8s`.
 export MIG_SPAWNER_HELM ?= $(shell tests/controlplane/build.sh --print-dir)/helm
