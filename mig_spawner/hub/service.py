@@ -45,6 +45,7 @@ from traitlets.config import Config
 
 from ..core.pods import Trust
 from ..core.policy import ConfigError, Policy
+from . import lifetime
 from .config import policy_from_config, setting
 
 NAME = "mig"
@@ -77,6 +78,7 @@ def service(
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_FORWARDED)}
     env[SETTINGS_ENV] = json.dumps(_snapshot(config))
+    env[lifetime.HUB_PID_ENV] = str(os.getpid())  # JupyterHub runs this config in its own process
     # The service's token (role: roles()) is also the one the hub's reclaim stops idle
     # servers with, through the REST API (hub/reclaim.py): one token, one role, set here.
     if isinstance(config, Config):  # its item access makes a Config section, as c.X does
@@ -382,7 +384,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        orphaned = asyncio.ensure_future(stop_when_orphaned(stop))
+        orphaned = asyncio.ensure_future(lifetime.stop_when_orphaned(stop, lifetime.hub_pid(), log))
     else:
         orphaned = None
     try:
@@ -395,17 +397,6 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             await asyncio.wait_for(view.stop(), timeout=5)
         except asyncio.TimeoutError:
             log.warning("mig-spawner service: the cluster watch did not stop within 5 s")
-
-
-async def stop_when_orphaned(stop: asyncio.Event, every: float = 1.0) -> None:
-    """Set ``stop`` once the process that started this one (the hub) is gone: a hub that
-    is killed never stops its services, and this one would go on holding its port."""
-    parent = os.getppid()
-    while not stop.is_set():
-        await asyncio.sleep(every)
-        if os.getppid() != parent:
-            log.warning("mig-spawner service: the hub (pid %d) is gone; stopping", parent)
-            stop.set()
 
 
 class _Switch(HTTPServerConnectionDelegate):

@@ -1,4 +1,4 @@
-"""mig-spawner's hub-managed service lives as long as the hub that started it."""
+"""mig-spawner's hub-managed service lives as long as the hub that started it (hub/lifetime.py)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,19 @@ import pytest
 import requests
 
 from mig_spawner.demo.ports import free_port
+from mig_spawner.hub.lifetime import HUB_PID_ENV
 from mig_spawner.hub.service import SETTINGS_ENV
 
 # A stand-in for the hub: it starts the service, as JupyterHub does, says its pid, and waits.
+# It passes its pid as service() does. "early": it exits before the service has started.
 HUB = textwrap.dedent(
     """
-    import subprocess, sys
+    import os, subprocess, sys
+    os.environ[HUB_PID_ENV] = str(os.getpid())
     service = subprocess.Popen([sys.executable, "-m", "mig_spawner.hub.service"])
     print(service.pid, flush=True)
-    sys.stdin.readline()
+    if sys.argv[1] != "early":
+        sys.stdin.readline()
     """
 )
 
@@ -34,10 +38,12 @@ def _answers(url: str) -> bool:
         return False
 
 
-@pytest.mark.parametrize("how", ["killed", "exited"])
+@pytest.mark.parametrize("how", ["killed", "exited", "early"])
 def test_the_service_stops_once_the_hub_that_started_it_is_gone(how):
     """A hub killed (SIGKILL, the OOM killer) never stops its services: the service sees
-    that it has lost its parent and stops within seconds, giving its port back."""
+    that the hub is gone and stops within seconds, giving its port back. "early": the hub
+    died while the service was still starting (what a demo test met: a Ctrl-C right after
+    the banner), so the service never saw its parent change."""
     port = free_port()
     settings = {"KubeSpawner": {"k8s_api_host": f"http://127.0.0.1:{free_port()}"}}
     env = {
@@ -51,7 +57,7 @@ def test_the_service_stops_once_the_hub_that_started_it_is_gone(how):
         "JUPYTERHUB_CLIENT_ID": "service-mig",
     }
     hub = subprocess.Popen(
-        [sys.executable, "-c", HUB],
+        [sys.executable, "-c", f"HUB_PID_ENV = {HUB_PID_ENV!r}\n" + HUB, how],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,  # the service's log too: it inherits it
@@ -62,14 +68,17 @@ def test_the_service_stops_once_the_hub_that_started_it_is_gone(how):
     try:
         service = psutil.Process(int(hub.stdout.readline()))
         log = []
+        if how == "early":
+            hub.wait(timeout=10)  # gone (and reaped) before the service is up
         for line in hub.stderr:  # up to the service's "listening"
             log.append(line)
             if "mig-spawner service listening" in line:
                 break
-        assert _answers(f"http://127.0.0.1:{port}/services/mig/"), log
         if how == "killed":
+            assert _answers(f"http://127.0.0.1:{port}/services/mig/"), log
             hub.send_signal(signal.SIGKILL)
-        else:
+        elif how == "exited":
+            assert _answers(f"http://127.0.0.1:{port}/services/mig/"), log
             hub.stdin.close()  # the stand-in exits on its own, leaving the service
         hub.wait(timeout=10)
         service.wait(timeout=15)  # raises if it outlives the hub
